@@ -1,0 +1,77 @@
+"""Typed configuration: agent profiles and runner settings, validated at the edge."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gangline.errors import ConfigError
+
+
+class Role(str, enum.Enum):
+    CODER = "coder"
+    QA = "qa"
+    MERGEMASTER = "mergemaster"
+
+
+class CliKind(str, enum.Enum):
+    CLAUDE = "claude"
+    FAKE = "fake"
+
+
+class PermissionMode(str, enum.Enum):
+    DEFAULT = "default"
+    ACCEPT_EDITS = "acceptEdits"
+    AUTO = "auto"
+    DONT_ASK = "dontAsk"
+    PLAN = "plan"
+    BYPASS = "bypassPermissions"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentProfile(_Strict):
+    """How to launch one kind of agent.
+
+    ``env`` holds extra variables for the CLI (``ANTHROPIC_BASE_URL``, API keys, ...); their
+    values are secrets by default and are never written to a log, only their names.
+    """
+
+    name: str = Field(min_length=1)
+    role: Role = Role.CODER
+    cli: CliKind = CliKind.CLAUDE
+    binary: str | None = None
+    model: str | None = None
+    max_turns: int | None = Field(default=None, gt=0)
+    max_budget_usd: float | None = Field(default=None, gt=0)
+    permission_mode: PermissionMode = PermissionMode.ACCEPT_EDITS
+    permission_prompt_tool: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+    append_system_prompt: str | None = None
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class RunnerSettings(_Strict):
+    """Limits every run is held to."""
+
+    inactivity_timeout_s: float = Field(default=300.0, gt=0)
+    max_run_s: float | None = Field(default=None, gt=0)
+    max_line_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    kill_grace_s: float = Field(default=5.0, ge=0)
+    drain_timeout_s: float = Field(default=5.0, gt=0)
+    subscriber_queue: int = Field(default=10_000, ge=1)
+
+
+def parse_model(model: type[_Strict], data: dict[str, object], where: str) -> _Strict:
+    """Validate ``data`` as ``model`` and turn the first problem into a ConfigError naming it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ConfigError(f"{where}.{loc}", first["msg"]) from None
