@@ -262,10 +262,17 @@ Event = Union[
 ]
 
 
+NO_RAW = msgspec.Raw()  # empty: the record was not parsed from a line of output
+
+
 class Record(msgspec.Struct, omit_defaults=True, gc=False):
-    """One event as stored and broadcast: id (monotonic per run), wall time, event, raw line."""
+    """One event as stored and broadcast: id (monotonic per run), wall time, event, raw line.
+
+    ``raw`` is the CLI's line verbatim when it was JSON, the line as a JSON string when it
+    was not, and empty (falsy, omitted from the log) for events gangline made itself.
+    """
 
     id: int
     ts: float
     event: Event
-    raw: msgspec.Raw | None = None
+    raw: msgspec.Raw = NO_RAW

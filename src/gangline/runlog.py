@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from gangline.errors import RunLogError
-from gangline.events import Event, Record
+from gangline.events import NO_RAW, Event, Record
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
@@ -58,7 +58,7 @@ class RunLog:
     def append(self, items: Sequence[tuple[Event, msgspec.Raw | None]], ts: float) -> list[Record]:
         """Give each event the next id, write them all at once, and return the records."""
         first = self.last_id + 1
-        records = [Record(first + i, ts, event, raw) for i, (event, raw) in enumerate(items)]
+        records = [Record(first + i, ts, event, raw or NO_RAW) for i, (event, raw) in enumerate(items)]
         if not records:
             return records
         data = _encoder.encode_lines(records)
