@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fakeapi import FakeAnthropic, Turn, text_turn, thinking_block, text_block, tool_turn, tool_use_block
+from fakeapi import FakeAnthropic, Turn, text_block, text_turn, thinking_block, tool_turn, tool_use_block
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
@@ -22,12 +22,27 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 HELLO = "print('hello from gangline')\n"
 DEMO_SCRIPT = [
-    Turn([thinking_block("The user wants hello.py. I will write it, run it, then commit."),
-          text_block("I'll create hello.py, run it, and commit it."),
-          tool_use_block("Write", {"file_path": "{cwd}/hello.py", "content": HELLO})], input_tokens=2100, output_tokens=90),
-    tool_turn("Bash", {"command": "python3 hello.py", "description": "Run hello.py"}, input_tokens=2300, output_tokens=40),
-    tool_turn("Bash", {"command": "git add hello.py && git commit -q -m 'Add hello.py' && git log --oneline -1",
-                       "description": "Commit hello.py"}, input_tokens=2400, output_tokens=60),
+    Turn(
+        [
+            thinking_block("The user wants hello.py. I will write it, run it, then commit."),
+            text_block("I'll create hello.py, run it, and commit it."),
+            tool_use_block("Write", {"file_path": "{cwd}/hello.py", "content": HELLO}),
+        ],
+        input_tokens=2100,
+        output_tokens=90,
+    ),
+    tool_turn(
+        "Bash", {"command": "python3 hello.py", "description": "Run hello.py"}, input_tokens=2300, output_tokens=40
+    ),
+    tool_turn(
+        "Bash",
+        {
+            "command": "git add hello.py && git commit -q -m 'Add hello.py' && git log --oneline -1",
+            "description": "Commit hello.py",
+        },
+        input_tokens=2400,
+        output_tokens=60,
+    ),
     text_turn("Done: hello.py prints 'hello from gangline' and is committed.", input_tokens=2500, output_tokens=25),
 ]
 TEXT_SCRIPT = [text_turn("Hello from the fake model API.", input_tokens=1200, output_tokens=12)]
@@ -38,20 +53,49 @@ def record(script: list[Turn], prompt: str, extra: list[str]) -> bytes:
         repo, home = Path(tmp, "project"), Path(tmp, "home")
         repo.mkdir()
         home.mkdir()
-        for args in (["init", "-q", "-b", "main"], ["config", "user.name", "Demo"], ["config", "user.email", "demo@example.invalid"]):
+        for args in (
+            ["init", "-q", "-b", "main"],
+            ["config", "user.name", "Demo"],
+            ["config", "user.email", "demo@example.invalid"],
+        ):
             subprocess.run(["git", *args], cwd=repo, check=True)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "ANTHROPIC_BASE_URL": api.base_url,
-               "ANTHROPIC_API_KEY": "sk-fake", "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
-               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_ERROR_REPORTING": "1"}
-        argv = [str(CLAUDE), "-p", prompt, "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-                "--permission-mode", "acceptEdits", "--model", "claude-sonnet-4-5", *extra]
-        out = subprocess.run(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=True).stdout
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(home),
+            "ANTHROPIC_BASE_URL": api.base_url,
+            "ANTHROPIC_API_KEY": "sk-fake",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+        }
+        argv = [
+            str(CLAUDE),
+            "-p",
+            prompt,
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+            "--permission-mode",
+            "acceptEdits",
+            "--model",
+            "claude-sonnet-4-5",
+            *extra,
+        ]
+        out = subprocess.run(
+            argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=True
+        ).stdout
         return out.replace(str(home).encode(), b"/home/user").replace(str(repo).encode(), b"/home/user/project")
 
 
 def main() -> None:
-    demo = record(DEMO_SCRIPT, "Create hello.py that prints 'hello from gangline', run it once to check it works, "
-                  "and commit it with git.", ["--allowedTools", "Bash(python3:*),Bash(git add:*),Bash(git commit:*),Bash(git log:*)"])
+    demo = record(
+        DEMO_SCRIPT,
+        "Create hello.py that prints 'hello from gangline', run it once to check it works, and commit it with git.",
+        ["--allowedTools", "Bash(python3:*),Bash(git add:*),Bash(git commit:*),Bash(git log:*)"],
+    )
     assert b"hello from gangline" in demo and b'"subtype":"success"' in demo, demo[-2000:]
     (ROOT / "src" / "gangline" / "transcripts" / "write.jsonl").write_bytes(demo)
     (ROOT / "tests" / "transcripts").mkdir(exist_ok=True)

@@ -5,7 +5,7 @@ from gangline.framing import LineFramer
 def test_complete_lines_come_out_and_a_partial_line_waits_for_its_newline() -> None:
     framer = LineFramer(1024)
     assert framer.feed(b'{"a":1}\n{"b"') == [b'{"a":1}']
-    assert framer.feed(b':2}\n') == [b'{"b":2}']
+    assert framer.feed(b":2}\n") == [b'{"b":2}']
 
 
 def test_blank_lines_and_bare_carriage_returns_are_skipped() -> None:

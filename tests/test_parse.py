@@ -31,7 +31,9 @@ NOW = 1_800_000_000.0
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-stream-json"
 # Our own recordings of the pinned CLI, plus the reference captures when they are beside the
 # repository (``x_*`` are Codex and Gemini, not Claude Code).
-RECORDED = sorted(TRANSCRIPTS.glob("*.jsonl")) + [p for p in sorted(SHARED.glob("*.jsonl")) if not p.name.startswith("x_")]
+RECORDED = sorted(TRANSCRIPTS.glob("*.jsonl")) + [
+    p for p in sorted(SHARED.glob("*.jsonl")) if not p.name.startswith("x_")
+]
 
 
 def one(obj: object | bytes) -> object:
@@ -56,9 +58,20 @@ def test_every_line_of_a_real_claude_transcript_parses_to_known_events_with_raw_
 
 
 def test_init_becomes_session_started() -> None:
-    ev = one({"type": "system", "subtype": "init", "session_id": "s1", "model": "m", "tools": ["Bash"],
-              "claude_code_version": "2.1.330", "cwd": "/w", "permissionMode": "acceptEdits",
-              "mcp_servers": [{"name": "perm", "status": "connected"}], "new_key": 1})
+    ev = one(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": "s1",
+            "model": "m",
+            "tools": ["Bash"],
+            "claude_code_version": "2.1.330",
+            "cwd": "/w",
+            "permissionMode": "acceptEdits",
+            "mcp_servers": [{"name": "perm", "status": "connected"}],
+            "new_key": 1,
+        }
+    )
     assert isinstance(ev, SessionStarted)
     assert (ev.session_id, ev.model, ev.cli_version, ev.tools) == ("s1", "m", "2.1.330", ["Bash"])
     assert ev.mcp_servers[0].name == "perm"
@@ -79,23 +92,61 @@ def test_stream_deltas_become_typed_deltas(delta: dict, kind: type, field: str, 
 
 
 def test_assistant_tool_use_and_user_tool_result() -> None:
-    use = one({"type": "assistant", "message": {"id": "m1", "content": [
-        {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "a"}}]}})
+    use = one(
+        {
+            "type": "assistant",
+            "message": {
+                "id": "m1",
+                "content": [{"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "a"}}],
+            },
+        }
+    )
     assert isinstance(use, ToolUse) and use.name == "Write" and use.input == {"file_path": "a"}
-    res = one({"type": "user", "message": {"content": [
-        {"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": [{"type": "text", "text": "no"}]}]}})
+    res = one(
+        {
+            "type": "user",
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "is_error": True,
+                        "content": [{"type": "text", "text": "no"}],
+                    }
+                ]
+            },
+        }
+    )
     assert isinstance(res, ToolResult) and res.is_error and res.content == "no"
 
 
 def test_synthetic_api_error_message_keeps_its_error_kind() -> None:
-    ev = one({"type": "assistant", "error": "rate_limit", "message": {"id": "m", "model": "<synthetic>",
-              "content": [{"type": "text", "text": "API Error: Request rejected (429)"}]}})
+    ev = one(
+        {
+            "type": "assistant",
+            "error": "rate_limit",
+            "message": {
+                "id": "m",
+                "model": "<synthetic>",
+                "content": [{"type": "text", "text": "API Error: Request rejected (429)"}],
+            },
+        }
+    )
     assert isinstance(ev, AssistantText) and ev.error == "rate_limit"
 
 
 def test_rate_limit_warning_is_not_a_block() -> None:
-    ev = one({"type": "rate_limit_event", "rate_limit_info": {"status": "allowed_warning", "resetsAt": 1795500000,
-              "rateLimitType": "five_hour", "utilization": 0.91}})
+    ev = one(
+        {
+            "type": "rate_limit_event",
+            "rate_limit_info": {
+                "status": "allowed_warning",
+                "resetsAt": 1795500000,
+                "rateLimitType": "five_hour",
+                "utilization": 0.91,
+            },
+        }
+    )
     assert isinstance(ev, RateLimit)
     assert not ev.hard_block and ev.resets_at == 1795500000 and ev.utilization == 0.91
 
@@ -111,16 +162,35 @@ def test_hard_block_without_reset_time_assumes_five_minutes_from_now() -> None:
 
 
 def test_api_retry_is_typed() -> None:
-    ev = one({"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 2, "retry_delay_ms": 500,
-              "error_status": 529, "error": "overloaded"})
+    ev = one(
+        {
+            "type": "system",
+            "subtype": "api_retry",
+            "attempt": 1,
+            "max_retries": 2,
+            "retry_delay_ms": 500,
+            "error_status": 529,
+            "error": "overloaded",
+        }
+    )
     assert isinstance(ev, ApiRetry) and ev.error_status == 529 and ev.error == "overloaded"
 
 
 def test_result_prefers_per_model_usage_which_survives_a_mid_stream_retry() -> None:
-    ev = one({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1, "total_cost_usd": 0.5,
-              "terminal_reason": "completed", "usage": {"input_tokens": 0, "output_tokens": 0},
-              "modelUsage": {"a": {"inputTokens": 10, "outputTokens": 2}, "b": {"inputTokens": 5, "outputTokens": 1}},
-              "permission_denials": [{"tool_name": "Bash"}], "errors": []})
+    ev = one(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "num_turns": 1,
+            "total_cost_usd": 0.5,
+            "terminal_reason": "completed",
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "modelUsage": {"a": {"inputTokens": 10, "outputTokens": 2}, "b": {"inputTokens": 5, "outputTokens": 1}},
+            "permission_denials": [{"tool_name": "Bash"}],
+            "errors": [],
+        }
+    )
     assert isinstance(ev, Result)
     assert ev.usage is not None and (ev.usage.input_tokens, ev.usage.output_tokens) == (15, 3)
     assert ev.cost_usd == 0.5 and ev.permission_denials == 1 and ev.terminal_reason == "completed"

@@ -78,7 +78,9 @@ async def test_a_resumed_session_continues_the_same_conversation(run_agent: RunF
     home = repo.parent / "home"
     with FakeAnthropic([text_turn("I will remember BANANA."), text_turn("The word was BANANA.")]) as api:
         first = await run_agent(claude(api, home), cwd=repo, env=BASE_ENV, prompt="remember the word BANANA")
-        second = await run_agent(claude(api, home), cwd=repo, env=BASE_ENV, prompt="what was the word?", resume=first.session_id)
+        second = await run_agent(
+            claude(api, home), cwd=repo, env=BASE_ENV, prompt="what was the word?", resume=first.session_id
+        )
         history = api.main_requests()[-1]["body"]["messages"]
     assert first.outcome is second.outcome is RunOutcome.SUCCEEDED, second.reason
     assert second.session_id == first.session_id
@@ -112,7 +114,9 @@ async def test_a_subscription_rate_limit_rejection_parks_the_run_until_the_reset
 
 
 @pytest.mark.parametrize(("status", "kind"), [(529, "overloaded"), (500, "server_error")])
-async def test_a_transient_server_error_is_retried_by_the_cli(run_agent: RunFn, repo: Path, status: int, kind: str) -> None:
+async def test_a_transient_server_error_is_retried_by_the_cli(
+    run_agent: RunFn, repo: Path, status: int, kind: str
+) -> None:
     with FakeAnthropic([text_turn("recovered", errors=[http_error(status)])]) as api:
         summary = await run_agent(claude(api, repo.parent / "home"), cwd=repo, env=BASE_ENV)
     assert summary.outcome is RunOutcome.SUCCEEDED, summary.reason

@@ -65,4 +65,3 @@ async def ingest(events: int, base_env: Mapping[str, str], transcript: Path | No
         raise RuntimeError(f"subscribers saw {seen}, expected {summary.last_event_id} each")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return IngestFigures(events, seconds, events / seconds, peak_kb / 1024)
-

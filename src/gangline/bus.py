@@ -19,7 +19,7 @@ GAP_RECORD_ID = 0  # gap markers are never logged; log ids start at 1
 class Subscription:
     """An async iterator of records; ends after ``Gap`` or when the bus closes."""
 
-    __slots__ = ("_queue", "maxsize", "_waiter", "closed", "cut_off", "delivered_id")
+    __slots__ = ("_queue", "_waiter", "closed", "cut_off", "delivered_id", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         self._queue: deque[Record] = deque()

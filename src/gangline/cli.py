@@ -9,15 +9,17 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from gangline import logs
 from gangline.bench import ingest
 from gangline.bus import Bus
-from gangline.config import AgentProfile, CliKind, RunnerSettings
+from gangline.config import AgentProfile, CliKind, RunnerSettings, parse_model
 from gangline.demo import claude_is_configured, run_demo
 from gangline.errors import ConfigError, GanglineError
 from gangline.events import RunOutcome
@@ -25,7 +27,14 @@ from gangline.render import Renderer
 from gangline.runlog import replay
 from gangline.runner import Runner, RunRequest
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="gangline: run coding agents on work items.")
+_M = TypeVar("_M", bound=BaseModel)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="gangline: run coding agents on work items.",
+)
 bench_app = typer.Typer(no_args_is_help=True, help="Measure gangline's hot paths.")
 app.add_typer(bench_app, name="bench")
 console = Console(highlight=False)
@@ -38,7 +47,9 @@ def _exit_for(outcome: RunOutcome) -> int:
 
 @app.command()
 def demo(
-    agent: Annotated[str, typer.Option(help="auto, claude or fake. auto uses claude when it is installed and configured.")] = "auto",
+    agent: Annotated[
+        str, typer.Option(help="auto, claude or fake. auto uses claude when it is installed and configured.")
+    ] = "auto",
     rate: Annotated[float, typer.Option(help="Lines per second the fake agent replays.")] = 60.0,
     model: Annotated[str, typer.Option(help="Model for the real claude CLI.")] = "sonnet",
 ) -> None:
@@ -59,18 +70,27 @@ def run(
     prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
     cwd: Annotated[Path, typer.Option(help="Working directory for the agent.")] = Path("."),
     agent: Annotated[str, typer.Option(help="claude or fake.")] = "claude",
-    binary: Annotated[Optional[str], typer.Option(help="Path of the agent CLI.")] = None,  # noqa: UP007 - typer
-    model: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP007
-    resume: Annotated[Optional[str], typer.Option(help="Session id to resume.")] = None,  # noqa: UP007
-    max_turns: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP007
-    max_budget_usd: Annotated[Optional[float], typer.Option()] = None,  # noqa: UP007
+    binary: Annotated[str | None, typer.Option(help="Path of the agent CLI.")] = None,
+    model: Annotated[str | None, typer.Option()] = None,
+    resume: Annotated[str | None, typer.Option(help="Session id to resume.")] = None,
+    max_turns: Annotated[int | None, typer.Option()] = None,
+    max_budget_usd: Annotated[float | None, typer.Option()] = None,
     inactivity_timeout: Annotated[float, typer.Option(help="Seconds without output before the run is killed.")] = 300.0,
     log_dir: Annotated[Path, typer.Option(help="Where run logs go.")] = Path(".gangline/runs"),
-    extra_arg: Annotated[Optional[list[str]], typer.Option(help="Extra argument for the CLI (repeatable).")] = None,  # noqa: UP007
+    extra_arg: Annotated[list[str] | None, typer.Option(help="Extra argument for the CLI (repeatable).")] = None,
 ) -> None:
     """Run one agent in a directory and render its events live."""
-    profile = _build(AgentProfile, "profile", name=agent, cli=_cli_kind(agent, "--agent"), binary=binary, model=model,
-                     max_turns=max_turns, max_budget_usd=max_budget_usd, extra_args=tuple(extra_arg or ()))
+    profile = _build(
+        AgentProfile,
+        "profile",
+        name=agent,
+        cli=_cli_kind(agent, "--agent"),
+        binary=binary,
+        model=model,
+        max_turns=max_turns,
+        max_budget_usd=max_budget_usd,
+        extra_args=tuple(extra_arg or ()),
+    )
     settings = _build(RunnerSettings, "settings", inactivity_timeout_s=inactivity_timeout)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
 
@@ -113,7 +133,7 @@ def show_log(
 @bench_app.command("ingest")
 def bench_ingest(
     events: Annotated[int, typer.Option(min=10, help="How many stream-json lines to push through.")] = 200_000,
-    transcript: Annotated[Optional[Path], typer.Option(help="Transcript to cycle (default: the shipped one).")] = None,  # noqa: UP007
+    transcript: Annotated[Path | None, typer.Option(help="Transcript to cycle (default: the shipped one).")] = None,
 ) -> None:
     """Fake CLI in a real PTY -> parse -> typed events -> durable log -> bus with 4 subscribers."""
     figures = asyncio.run(ingest(events, os.environ, transcript))
@@ -127,28 +147,43 @@ def _cli_kind(value: str, option: str) -> CliKind:
         raise ConfigError(option, f"expected one of {', '.join(k.value for k in CliKind)}, got {value!r}") from None
 
 
-def _build(model: type, where: str, **values: object):  # type: ignore[no-untyped-def]
-    from gangline.config import parse_model
+def _build(cls: type[_M], where: str, **values: object) -> _M:
+    """Validate command-line values into a config object; omitted options keep defaults."""
+    built = parse_model(cls, {k: v for k, v in values.items() if v is not None}, where)
+    assert isinstance(built, cls)
+    return built
 
-    return parse_model(model, {k: v for k, v in values.items() if v is not None}, where)
+
+def _first_leaf(group: BaseExceptionGroup[GanglineError]) -> GanglineError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _fail(err: GanglineError) -> None:
+    err_console.print(f"[bold red]error:[/] {err}")
+    sys.exit(err.exit_code)
 
 
 def main() -> None:
     logs.configure(logging.WARNING)
     try:
-        app(standalone_mode=False)
+        # Without standalone mode a command's typer.Exit comes back as the return value.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except GanglineError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
-        sys.exit(err.exit_code)
+        _fail(err)
+    except BaseExceptionGroup as group:  # raised through a task group
+        matched, _rest = group.split(GanglineError)
+        if matched is None:
+            raise
+        _fail(_first_leaf(matched))
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+    except TyperException as err:  # usage errors: unknown option, bad value, ...
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()
+        sys.exit(getattr(err, "exit_code", 2))

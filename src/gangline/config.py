@@ -9,18 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gangline.errors import ConfigError
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     CODER = "coder"
     QA = "qa"
     MERGEMASTER = "mergemaster"
 
 
-class CliKind(str, enum.Enum):
+class CliKind(enum.StrEnum):
     CLAUDE = "claude"
     FAKE = "fake"
 
 
-class PermissionMode(str, enum.Enum):
+class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
     AUTO = "auto"
@@ -67,7 +67,7 @@ class RunnerSettings(_Strict):
     subscriber_queue: int = Field(default=10_000, ge=1)
 
 
-def parse_model(model: type[_Strict], data: dict[str, object], where: str) -> _Strict:
+def parse_model(model: type[BaseModel], data: dict[str, object], where: str) -> BaseModel:
     """Validate ``data`` as ``model`` and turn the first problem into a ConfigError naming it."""
     try:
         return model.model_validate(data)

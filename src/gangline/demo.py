@@ -17,8 +17,7 @@ from gangline.render import Renderer
 from gangline.runner import Runner, RunRequest, RunSummary
 
 DEMO_PROMPT = (
-    "Create hello.py that prints 'hello from gangline', run it once to check it works, "
-    "and commit it with git."
+    "Create hello.py that prints 'hello from gangline', run it once to check it works, and commit it with git."
 )
 _CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 

@@ -8,12 +8,12 @@ after the parser handles raw dicts.
 from __future__ import annotations
 
 import enum
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
 
-class RunOutcome(str, enum.Enum):
+class RunOutcome(enum.StrEnum):
     """How a run ended."""
 
     SUCCEEDED = "succeeded"  # the CLI reported success and exited 0
@@ -234,32 +234,32 @@ class Malformed(_Event, tag="malformed"):
     head: str
 
 
-Event = Union[
-    ProcessStarted,
-    RunFinished,
-    Gap,
-    SessionStarted,
-    TextDelta,
-    ThinkingDelta,
-    ToolInputDelta,
-    BlockStarted,
-    MessageStarted,
-    MessageDelta,
-    StreamMarker,
-    AssistantText,
-    AssistantThinking,
-    ToolUse,
-    ToolResult,
-    UserText,
-    ApiRetry,
-    RateLimit,
-    Result,
-    SystemNotice,
-    RawOutput,
-    NonObjectJson,
-    UnknownEvent,
-    Malformed,
-]
+Event = (
+    ProcessStarted
+    | RunFinished
+    | Gap
+    | SessionStarted
+    | TextDelta
+    | ThinkingDelta
+    | ToolInputDelta
+    | BlockStarted
+    | MessageStarted
+    | MessageDelta
+    | StreamMarker
+    | AssistantText
+    | AssistantThinking
+    | ToolUse
+    | ToolResult
+    | UserText
+    | ApiRetry
+    | RateLimit
+    | Result
+    | SystemNotice
+    | RawOutput
+    | NonObjectJson
+    | UnknownEvent
+    | Malformed
+)
 
 
 NO_RAW = msgspec.Raw()  # empty: the record was not parsed from a line of output

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     _replay(lines, args.rate)
     if args.stderr:
         os.write(2, args.stderr.encode() + b"\n")
-    return args.exit_code
+    return int(args.exit_code)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ class LineFramer:
     only its head and counts the rest until the newline that ends it.
     """
 
-    __slots__ = ("_parts", "_size", "_max", "_skip_size", "_skip_head")
+    __slots__ = ("_max", "_parts", "_size", "_skip_head", "_skip_size")
 
     def __init__(self, max_line: int) -> None:
         # A partial line is kept as a list of chunks: joining only at its newline keeps a

@@ -27,7 +27,9 @@ def decide(
     if killed_for is not None:
         return Verdict(*killed_for)
     if hard_limit is not None:
-        return Verdict(RunOutcome.RATE_LIMITED, f"rate limit {hard_limit.status} ({hard_limit.limit_type or 'unknown window'})")
+        return Verdict(
+            RunOutcome.RATE_LIMITED, f"rate limit {hard_limit.status} ({hard_limit.limit_type or 'unknown window'})"
+        )
     if result is not None:
         if not result.is_error and returncode == 0:
             return Verdict(RunOutcome.SUCCEEDED, "completed")

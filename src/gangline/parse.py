@@ -162,7 +162,14 @@ def _assistant(o: dict[str, Any], now: float) -> tuple[Event, ...]:
         elif bt == "thinking":
             out.append(AssistantThinking(text=block.get("thinking", ""), message_id=mid))
         elif bt == "tool_use":
-            out.append(ToolUse(tool_use_id=block["id"], name=block["name"], input=block.get("input") or {}, parent_tool_use_id=parent))
+            out.append(
+                ToolUse(
+                    tool_use_id=block["id"],
+                    name=block["name"],
+                    input=block.get("input") or {},
+                    parent_tool_use_id=parent,
+                )
+            )
         else:
             out.append(UnknownEvent(type=f"assistant/{bt}"))
     return tuple(out) or (StreamMarker(event="assistant/empty"),)

@@ -75,11 +75,12 @@ class Renderer:
             self.console.print()
             self._inline = None
 
-    def _line(self, ev: object) -> str | None:  # noqa: PLR0911 - one branch per event kind
+    def _line(self, ev: object) -> str | None:
         if isinstance(ev, ProcessStarted):
             return f"[dim]▶ started {escape(ev.argv[0].rsplit('/', 1)[-1])} (pid {ev.pid}) in {escape(ev.cwd)}[/]"
         if isinstance(ev, SessionStarted):
-            return f"[cyan]● session {ev.session_id}[/] [dim]model {ev.model} · CLI {ev.cli_version} · {len(ev.tools)} tools[/]"
+            about = f"model {ev.model} · CLI {ev.cli_version} · {len(ev.tools)} tools"
+            return f"[cyan]● session {ev.session_id}[/] [dim]{about}[/]"
         if isinstance(ev, AssistantText):
             if ev.error:
                 return f"[red]● {escape(ev.text)}[/]"
@@ -100,7 +101,9 @@ class Renderer:
             cost = f"${ev.cost_usd:.4f}" if ev.cost_usd is not None else "$?"
             usage = ev.usage
             tokens = f"{usage.input_tokens} in / {usage.output_tokens} out" if usage else "? tokens"
-            return f"[bold]■ result {ev.subtype}[/] [dim]{ev.num_turns} turns · {tokens} · {cost} · {ev.duration_ms} ms[/]"
+            return (
+                f"[bold]■ result {ev.subtype}[/] [dim]{ev.num_turns} turns · {tokens} · {cost} · {ev.duration_ms} ms[/]"
+            )
         if isinstance(ev, RawOutput):
             return f"[dim]│ {escape(ev.text)}[/]" if ev.text.strip() else None
         if isinstance(ev, Malformed):

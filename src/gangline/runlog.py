@@ -95,7 +95,7 @@ class RunLog:
 def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
     """Records with an id greater than ``after_id``, in order; a torn last line is skipped."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened outside "with" to translate OSError
     except OSError as err:
         raise RunLogError(path, f"cannot read: {err.strerror}") from None
     with f:

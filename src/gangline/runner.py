@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -145,7 +146,9 @@ class Runner:
 class _Run:
     """The state of one live run; driven by event-loop callbacks, not threads."""
 
-    def __init__(self, request: RunRequest, settings: RunnerSettings, adapter: AgentAdapter, runlog: RunLog, bus: Bus) -> None:
+    def __init__(
+        self, request: RunRequest, settings: RunnerSettings, adapter: AgentAdapter, runlog: RunLog, bus: Bus
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.request = request
         self.settings = settings
@@ -217,7 +220,8 @@ class _Run:
         loop.add_reader(spawned.master_fd, self._on_readable, spawned.master_fd)
         loop.add_reader(pidfd, self._on_exit, spawned)
         self._arm_watchdogs()
-        await asyncio.wait([self._exited, self._kill_requested], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [self._exited, self._kill_requested]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not self._exited.done():
             await terminate_group(self.pgid, self.settings.kill_grace_s)
             await asyncio.wait([self._exited], timeout=5.0)
@@ -233,12 +237,16 @@ class _Run:
         self._timers.append(self.loop.call_at(self._last_output + self.settings.inactivity_timeout_s, self._check_idle))
         if self.settings.max_run_s is not None:
             reason = f"run exceeded its limit of {self.settings.max_run_s:g}s"
-            self._timers.append(self.loop.call_later(self.settings.max_run_s, self.request_kill, RunOutcome.TIMED_OUT, reason))
+            self._timers.append(
+                self.loop.call_later(self.settings.max_run_s, self.request_kill, RunOutcome.TIMED_OUT, reason)
+            )
 
     def _check_idle(self) -> None:
         due = self._last_output + self.settings.inactivity_timeout_s
         if self.loop.time() >= due:
-            self.request_kill(RunOutcome.STALLED, f"no output for {self.settings.inactivity_timeout_s:g}s (inactivity timeout)")
+            self.request_kill(
+                RunOutcome.STALLED, f"no output for {self.settings.inactivity_timeout_s:g}s (inactivity timeout)"
+            )
         else:
             self._timers.append(self.loop.call_at(due, self._check_idle))
 
@@ -297,7 +305,7 @@ class _Run:
         items: list[tuple[Event, msgspec.Raw | None]] = []
         append = items.append
         for line in lines:
-            if type(line) is not bytes:
+            if isinstance(line, Malformed):
                 append((line, None))  # an oversized line, already a Malformed event
                 continue
             self._last_lines.append(line)
@@ -362,12 +370,20 @@ class _Run:
         try:
             self.log.close()
         except RunLogError as err:
-            log.error("run log close failed", extra={"action": "run_log_close", "run_id": self.request.run_id, "error": str(err)})
+            log.error(
+                "run log close failed",
+                extra={"action": "run_log_close", "run_id": self.request.run_id, "error": str(err)},
+            )
         self.bus.close()
         self.finished.set()
         log.info(
             "run finished",
-            extra={"action": "run_finished", "run_id": self.request.run_id, "session_id": self._session_id, "outcome": verdict.outcome.value},
+            extra={
+                "action": "run_finished",
+                "run_id": self.request.run_id,
+                "session_id": self._session_id,
+                "outcome": verdict.outcome.value,
+            },
         )
         return RunSummary(
             run_id=self.request.run_id,

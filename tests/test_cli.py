@@ -1,0 +1,118 @@
+"""The ``gangline`` command as a person runs it: a real subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TRANSCRIPTS
+
+
+def gangline(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gangline", *args],
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_demo_with_the_fake_agent_renders_the_session_live_and_succeeds() -> None:
+    out = gangline("demo", "--agent", "fake", "--rate", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for expected in ("agent fake", "● session", "⚙ Write", "hello from gangline", "■ result success", "run succeeded"):
+        assert expected in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_demo_picks_the_fake_agent_when_claude_is_not_configured(tmp_path: Path) -> None:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "ANTHROPIC_API_KEY": ""}
+    out = gangline("demo", "--rate", "0", env=env)
+    assert out.returncode == 0 and "agent fake" in out.stdout, out.stdout + out.stderr
+
+
+def test_run_with_a_missing_cli_binary_names_it_and_exits_non_zero(tmp_path: Path) -> None:
+    out = gangline("run", "hi", "--cwd", str(tmp_path), "--binary", str(tmp_path / "claude"))
+    assert out.returncode == 3
+    assert f"CLI binary '{tmp_path / 'claude'}' does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_with_an_unknown_agent_kind_says_what_is_expected(tmp_path: Path) -> None:
+    out = gangline("run", "hi", "--cwd", str(tmp_path), "--agent", "gpt")
+    assert out.returncode == 2
+    assert "--agent: expected one of claude, fake, got 'gpt'" in out.stderr
+
+
+def test_run_with_an_invalid_setting_names_the_field(tmp_path: Path) -> None:
+    out = gangline("run", "hi", "--cwd", str(tmp_path), "--agent", "fake", "--inactivity-timeout", "-1")
+    assert out.returncode == 2
+    assert "settings.inactivity_timeout_s: Input should be greater than 0" in out.stderr
+
+
+def test_run_then_log_replays_the_same_events_after_an_id(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    text = str(TRANSCRIPTS / "claude_text.jsonl")
+    run = gangline(
+        "run",
+        "hi",
+        "--cwd",
+        str(tmp_path),
+        "--agent",
+        "fake",
+        "--log-dir",
+        str(logs),
+        "--extra-arg=--transcript",
+        f"--extra-arg={text}",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (path,) = logs.glob("*.jsonl")
+    lines = gangline("log", str(path), "--after", "3", "--json").stdout.splitlines()
+    ids = [json.loads(line)["id"] for line in lines]
+    assert ids[0] == 4 and ids == sorted(ids)
+    assert json.loads(lines[-1])["event"]["kind"] == "run_finished"
+
+
+def test_run_exit_code_is_non_zero_when_the_agent_fails(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    out = gangline(
+        "run",
+        "hi",
+        "--cwd",
+        str(tmp_path),
+        "--agent",
+        "fake",
+        "--log-dir",
+        str(tmp_path / "l"),
+        "--extra-arg=--transcript",
+        f"--extra-arg={empty}",
+        "--extra-arg=--exit-code",
+        "--extra-arg=2",
+    )
+    assert out.returncode == 1
+    assert "run crashed" in out.stdout and "exited with code 2 before starting a session" in out.stdout
+
+
+def test_log_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    out = gangline("log", str(tmp_path / "none.jsonl"))
+    assert out.returncode == 4 and "cannot read" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("events", ["2000"])
+def test_bench_ingest_prints_one_json_line_with_its_figures(events: str) -> None:
+    out = gangline("bench", "ingest", "--events", events)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert set(figures) == {"events", "seconds", "events_per_s", "peak_rss_mb"}
+    assert figures["events"] == 2000 and figures["seconds"] > 0 and figures["peak_rss_mb"] > 0
