@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ def records(summary: RunSummary) -> list[Record]:
 
 def events_of(summary: RunSummary, kind: type) -> list[Any]:
     return [r.event for r in records(summary) if isinstance(r.event, kind)]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """An empty git repository to work in."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    return path
 
 
 RunFn = Callable[..., Coroutine[Any, Any, RunSummary]]

@@ -10,15 +10,13 @@ replays ``src/gangline/transcripts/write.jsonl`` in ``gangline demo`` and the be
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from claude_cli import offline_env, require_claude
 from fakeapi import FakeAnthropic, Turn, text_block, text_turn, thinking_block, tool_turn, tool_use_block
 
 ROOT = Path(__file__).resolve().parents[1]
-CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
-sys.path.insert(0, str(ROOT / "tests"))
 
 HELLO = "print('hello from gangline')\n"
 DEMO_SCRIPT = [
@@ -59,19 +57,9 @@ def record(script: list[Turn], prompt: str, extra: list[str]) -> bytes:
             ["config", "user.email", "demo@example.invalid"],
         ):
             subprocess.run(["git", *args], cwd=repo, check=True)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": str(home),
-            "ANTHROPIC_BASE_URL": api.base_url,
-            "ANTHROPIC_API_KEY": "sk-fake",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_TELEMETRY": "1",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_ERROR_REPORTING": "1",
-        }
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **offline_env(api.base_url, home)}
         argv = [
-            str(CLAUDE),
+            require_claude(),
             "-p",
             prompt,
             "--output-format",

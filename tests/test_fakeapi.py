@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from claude_cli import offline_env, require_claude
 from fakeapi import (
     FakeAnthropic,
     Turn,
@@ -25,7 +26,6 @@ from fakeapi import (
     tool_use_block,
 )
 
-CLAUDE = Path(__file__).resolve().parents[1] / "node_modules/.bin/claude"
 MODEL = "claude-sonnet-4-5"  # billed at $3 / $15 per Mtok by the CLI
 
 
@@ -45,33 +45,10 @@ class Run:
         return results[0]
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    cwd = tmp_path / "repo"
-    cwd.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=cwd, check=True)
-    return cwd
-
-
 def run_claude(api: FakeAnthropic, cwd: Path, prompt: str, *, oauth: bool = False) -> Run:
-    if not CLAUDE.exists():
-        pytest.fail(f"real Claude Code CLI missing at {CLAUDE}: run `npm ci` in {CLAUDE.parents[2]}")
-    home = cwd.parent / "home"
-    home.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "LANG": "C.UTF-8",
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": api.base_url,
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "2",
-    }
-    env.update({"CLAUDE_CODE_OAUTH_TOKEN": "fake-oauth-token"} if oauth else {"ANTHROPIC_API_KEY": "sk-fake"})
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **offline_env(api.base_url, cwd.parent / "home", oauth=oauth)}
     args = [
-        str(CLAUDE),
+        require_claude(),
         "-p",
         prompt,
         "--output-format",
@@ -99,7 +76,7 @@ def test_plain_text(repo: Path) -> None:
     deltas = [e["event"] for e in run.of("stream_event") if e["event"]["type"] == "message_delta"]
     assert deltas[-1]["delta"]["stop_reason"] == "end_turn"
     [req] = api.requests
-    assert (req["path"], req["turn"], req["headers"]["x-api-key"]) == ("/v1/messages", 0, "sk-fake")
+    assert (req["path"], req["turn"], req["headers"]["x-api-key"]) == ("/v1/messages", 0, "sk-fake-secret-value")
     assert req["body"]["stream"] is True and "tools" in req["body"]
 
 

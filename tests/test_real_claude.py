@@ -3,12 +3,12 @@ against the scripted fake model API on loopback. Nothing here is mocked."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from claude_cli import PINNED_VERSION, offline_env, require_claude
 from conftest import RunFn, events_of
 from fakeapi import FakeAnthropic, cut_after, hang, http_error, text_turn, tool_turn
 from gangline.config import AgentProfile, CliKind, RunnerSettings
@@ -17,33 +17,10 @@ from gangline.processes import group_members
 
 pytestmark = pytest.mark.real_cli
 
-CLAUDE = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "claude"
-PINNED = "2.1.330"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    return repo
-
 
 def claude(api: FakeAnthropic, home: Path, *, oauth: bool = False, retries: int = 2) -> AgentProfile:
-    if not CLAUDE.exists():
-        pytest.fail(f"the real Claude Code CLI is missing at {CLAUDE}: run ./scripts/test, which installs it")
-    home.mkdir(exist_ok=True)
-    env = {
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": api.base_url,
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "CLAUDE_CODE_MAX_RETRIES": str(retries),
-    }
-    env |= {"CLAUDE_CODE_OAUTH_TOKEN": "fake-oauth-token"} if oauth else {"ANTHROPIC_API_KEY": "sk-fake-secret-value"}
-    return AgentProfile(name="claude", cli=CliKind.CLAUDE, binary=str(CLAUDE), model="claude-sonnet-4-5", env=env)
+    env = offline_env(api.base_url, home, oauth=oauth, retries=retries)
+    return AgentProfile(name="claude", cli=CliKind.CLAUDE, binary=require_claude(), model="claude-sonnet-4-5", env=env)
 
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "CLAUDECODE": "1"}
@@ -54,7 +31,7 @@ async def test_plain_answer_streams_text_and_reports_usage_and_cost(run_agent: R
         summary = await run_agent(claude(api, repo.parent / "home"), cwd=repo, env=BASE_ENV, prompt="say hello")
     assert summary.outcome is RunOutcome.SUCCEEDED, summary.reason
     (session,) = events_of(summary, SessionStarted)
-    assert session.cli_version == PINNED and session.model == "claude-sonnet-4-5"
+    assert session.cli_version == PINNED_VERSION and session.model == "claude-sonnet-4-5"
     assert summary.session_id == session.session_id
     assert "".join(d.text for d in events_of(summary, TextDelta)) == "Hello from the fake API."
     assert summary.usage is not None and (summary.usage.input_tokens, summary.usage.output_tokens) == (1200, 12)

@@ -169,10 +169,13 @@ async def test_cancelling_a_run_kills_its_group_and_still_logs_the_end(tmp_path:
 
 async def test_a_missing_binary_is_a_clear_error_before_anything_starts(run_agent: RunFn, tmp_path: Path) -> None:
     profile = AgentProfile(name="claude", cli=CliKind.CLAUDE, binary=str(tmp_path / "nope" / "claude"))
+    bus = Bus()
+    watcher = bus.subscribe()
     with pytest.raises(AgentNotFoundError) as err:
-        await run_agent(profile)
+        await run_agent(profile, bus=bus)
     assert err.value.path.endswith("nope/claude") and "does not exist" in str(err.value)
     assert not (tmp_path / "runs").exists()
+    assert [r async for r in watcher] == []  # a subscriber is told the run is over, not left waiting
 
 
 async def test_a_binary_that_is_not_executable_is_a_clear_error(run_agent: RunFn, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import msgspec
 from gangline.adapters import ADAPTERS, AgentAdapter
 from gangline.bus import Bus
 from gangline.config import AgentProfile, RunnerSettings
-from gangline.errors import RunLogError, RunnerError
+from gangline.errors import GanglineError, RunLogError, RunnerError
 from gangline.events import (
     Event,
     Malformed,
@@ -100,16 +100,21 @@ class Runner:
         Raises AgentNotFoundError, RunLogError or RunnerError before anything is spawned;
         once the process exists every ending, including a crash, is a RunSummary.
         """
-        if not _RUN_ID.fullmatch(request.run_id):
-            raise RunnerError(request.run_id, "run id must be letters, digits, '.', '_' or '-' (at most 128)")
-        if request.run_id in self._active:
-            raise RunnerError(request.run_id, "is already running")
-        adapter = ADAPTERS[request.profile.cli]
-        argv = adapter.command(request.profile, request.prompt, request.resume_session_id)
-        if not request.cwd.is_dir():
-            raise RunnerError(request.run_id, f"working directory {str(request.cwd)!r} does not exist")
-        env = adapter.environment(request.profile, self._base_env)
-        run = _Run(request, self.settings, adapter, RunLog(self.log_path(request.run_id)), bus or Bus())
+        bus = bus or Bus(self.settings.subscriber_queue)
+        try:
+            if not _RUN_ID.fullmatch(request.run_id):
+                raise RunnerError(request.run_id, "run id must be letters, digits, '.', '_' or '-' (at most 128)")
+            if request.run_id in self._active:
+                raise RunnerError(request.run_id, "is already running")
+            adapter = ADAPTERS[request.profile.cli]
+            argv = adapter.command(request.profile, request.prompt, request.resume_session_id)
+            if not request.cwd.is_dir():
+                raise RunnerError(request.run_id, f"working directory {str(request.cwd)!r} does not exist")
+            env = adapter.environment(request.profile, self._base_env)
+            run = _Run(request, self.settings, adapter, RunLog(self.log_path(request.run_id)), bus)
+        except GanglineError:
+            bus.close()  # subscribers waiting for this run must not wait forever
+            raise
         self._active[request.run_id] = run
         try:
             return await run.drive(argv, env, self.registry)
@@ -170,6 +175,7 @@ class _Run:
         self._eof: asyncio.Future[None] = self.loop.create_future()
         self._last_output = self.loop.time()
         self._timers: list[asyncio.TimerHandle] = []
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._sync_due = False
 
     # --- public ------------------------------------------------------------------------
@@ -225,8 +231,7 @@ class _Run:
         if not self._exited.done():
             await terminate_group(self.pgid, self.settings.kill_grace_s)
             await asyncio.wait([self._exited], timeout=5.0)
-        for timer in self._timers:
-            timer.cancel()
+        self._cancel_timers()
         returncode = self._exited.result() if self._exited.done() else spawned.popen.wait(timeout=5.0)
         # The run is over: anything it left in its group (grandchildren) goes with it.
         await terminate_group(self.pgid, self.settings.kill_grace_s)
@@ -234,7 +239,7 @@ class _Run:
         return returncode
 
     def _arm_watchdogs(self) -> None:
-        self._timers.append(self.loop.call_at(self._last_output + self.settings.inactivity_timeout_s, self._check_idle))
+        self._idle_timer = self.loop.call_at(self._last_output + self.settings.inactivity_timeout_s, self._check_idle)
         if self.settings.max_run_s is not None:
             reason = f"run exceeded its limit of {self.settings.max_run_s:g}s"
             self._timers.append(
@@ -248,7 +253,8 @@ class _Run:
                 RunOutcome.STALLED, f"no output for {self.settings.inactivity_timeout_s:g}s (inactivity timeout)"
             )
         else:
-            self._timers.append(self.loop.call_at(due, self._check_idle))
+            # Re-armed only when it fires: cheaper than resetting a timer on every read.
+            self._idle_timer = self.loop.call_at(due, self._check_idle)
 
     def _on_exit(self, spawned: Spawned) -> None:
         self.loop.remove_reader(self._pidfd)
@@ -270,9 +276,14 @@ class _Run:
         self._last_output = self.loop.time()
         self._ingest(self._framer.feed(data))
 
-    def _teardown(self, spawned: Spawned) -> None:
+    def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+
+    def _teardown(self, spawned: Spawned) -> None:
+        self._cancel_timers()
         self.loop.remove_reader(spawned.master_fd)
         if spawned.popen.poll() is None:
             kill_group_now(self.pgid)
