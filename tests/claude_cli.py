@@ -30,3 +30,9 @@ def offline_env(base_url: str, home: Path, *, oauth: bool = False, retries: int 
     # A subscription (OAuth) login is what makes the CLI report rate_limit_event.
     env |= {"CLAUDE_CODE_OAUTH_TOKEN": "fake-oauth-token"} if oauth else {"ANTHROPIC_API_KEY": "sk-fake-secret-value"}
     return env
+
+
+def print_argv(prompt: str, *extra: str, model: str = "claude-sonnet-4-5") -> list[str]:
+    """The CLI run directly (not through gangline) in print mode with stream-json output."""
+    stream = ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+    return [require_claude(), "-p", prompt, *stream, "--permission-mode", "acceptEdits", "--model", model, *extra]

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from claude_cli import offline_env, require_claude
+from claude_cli import offline_env, print_argv
 from fakeapi import FakeAnthropic, Turn, text_block, text_turn, thinking_block, tool_turn, tool_use_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,20 +58,7 @@ def record(script: list[Turn], prompt: str, extra: list[str]) -> bytes:
         ):
             subprocess.run(["git", *args], cwd=repo, check=True)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **offline_env(api.base_url, home)}
-        argv = [
-            require_claude(),
-            "-p",
-            prompt,
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-            "--permission-mode",
-            "acceptEdits",
-            "--model",
-            "claude-sonnet-4-5",
-            *extra,
-        ]
+        argv = print_argv(prompt, *extra)
         out = subprocess.run(
             argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=True
         ).stdout

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from claude_cli import offline_env, require_claude
+from claude_cli import offline_env, print_argv
 from fakeapi import (
     FakeAnthropic,
     Turn,
@@ -47,19 +47,7 @@ class Run:
 
 def run_claude(api: FakeAnthropic, cwd: Path, prompt: str, *, oauth: bool = False) -> Run:
     env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **offline_env(api.base_url, cwd.parent / "home", oauth=oauth)}
-    args = [
-        require_claude(),
-        "-p",
-        prompt,
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--include-partial-messages",
-        "--permission-mode",
-        "acceptEdits",
-        "--model",
-        MODEL,
-    ]
+    args = print_argv(prompt, model=MODEL)
     proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     return Run(proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr)
 
