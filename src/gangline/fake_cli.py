@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_TRANSCRIPT = "write.jsonl"
-_CHUNK = 1 << 16
 
 
 def shipped_transcript(name: str = DEFAULT_TRANSCRIPT) -> Path:
