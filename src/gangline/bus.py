@@ -33,15 +33,21 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Record:
+        if not await self._wait_nonempty():
+            raise StopAsyncIteration
+        return self._queue.popleft()
+
+    async def _wait_nonempty(self) -> bool:
+        """Wait until a record is queued (True) or the stream has ended (False)."""
         while not self._queue:
             if self.closed:
-                raise StopAsyncIteration
+                return False
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._queue.popleft()
+        return True
 
     async def next_batch(self) -> list[Record]:
         """Everything queued, waiting for at least one record; ``[]`` once the stream ended.
@@ -49,14 +55,8 @@ class Subscription:
         Consumers that can take records in bulk (a stream writer, a counter) should use
         this: one wake-up per published batch instead of one per record.
         """
-        while not self._queue:
-            if self.closed:
-                return []
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        if not await self._wait_nonempty():
+            return []
         batch = list(self._queue)
         self._queue.clear()
         return batch
