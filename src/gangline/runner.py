@@ -355,6 +355,10 @@ class _Run:
 
     # --- the end ---------------------------------------------------------------------------
 
+    def _last_text(self) -> list[str]:
+        # Decoded only at the end: the hot path keeps the raw bytes.
+        return [line.decode("utf-8", "replace")[:300] for line in self._last_lines]
+
     def _verdict(self, returncode: int | None) -> Verdict:
         return decide(
             killed_for=self._killed_for,
@@ -362,7 +366,7 @@ class _Run:
             session_started=self._session_started,
             result=self._result,
             hard_limit=self._hard_limit,
-            last_lines=[line.decode("utf-8", "replace")[:300] for line in self._last_lines],
+            last_lines=self._last_text(),
         )
 
     def _finish(self, verdict: Verdict, spawned: Spawned | None, returncode: int | None) -> RunSummary:
@@ -375,7 +379,7 @@ class _Run:
             cost_usd=result.cost_usd if result else None,
             usage=result.usage if result else None,
             resets_at=self._hard_limit.resets_at if self._hard_limit else None,
-            last_lines=[line.decode("utf-8", "replace")[:300] for line in self._last_lines][-3:],
+            last_lines=self._last_text()[-3:],
         )
         self._commit([(finished, None)], time.time())
         try:
