@@ -20,7 +20,7 @@ pytestmark = pytest.mark.real_cli
 
 def claude(api: FakeAnthropic, home: Path, *, oauth: bool = False, retries: int = 2) -> AgentProfile:
     env = offline_env(api.base_url, home, oauth=oauth, retries=retries)
-    return AgentProfile(name="claude", cli=CliKind.CLAUDE, binary=require_claude(), model="claude-sonnet-4-5", env=env)
+    return AgentProfile(name="claude", cli=CliKind.CLAUDE, command=require_claude(), model="claude-sonnet-4-5", env=env)
 
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "CLAUDECODE": "1"}

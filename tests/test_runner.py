@@ -168,7 +168,7 @@ async def test_cancelling_a_run_kills_its_group_and_still_logs_the_end(tmp_path:
 
 
 async def test_a_missing_binary_is_a_clear_error_before_anything_starts(run_agent: RunFn, tmp_path: Path) -> None:
-    profile = AgentProfile(name="claude", cli=CliKind.CLAUDE, binary=str(tmp_path / "nope" / "claude"))
+    profile = AgentProfile(name="claude", cli=CliKind.CLAUDE, command=str(tmp_path / "nope" / "claude"))
     bus = Bus()
     watcher = bus.subscribe()
     with pytest.raises(AgentNotFoundError) as err:
@@ -182,12 +182,12 @@ async def test_a_binary_that_is_not_executable_is_a_clear_error(run_agent: RunFn
     script = tmp_path / "claude"
     script.write_text("#!/bin/sh\necho hi\n")
     with pytest.raises(AgentNotFoundError, match="is not an executable file"):
-        await run_agent(AgentProfile(name="c", binary=str(script)))
+        await run_agent(AgentProfile(name="c", command=str(script)))
 
 
 async def test_a_binary_not_on_path_is_a_clear_error(run_agent: RunFn) -> None:
     with pytest.raises(AgentNotFoundError, match="was not found on PATH"):
-        await run_agent(AgentProfile(name="c", binary="no-such-agent-cli"), env={"PATH": "/nonexistent"})
+        await run_agent(AgentProfile(name="c", command="no-such-agent-cli"), env={"PATH": "/nonexistent"})
 
 
 async def test_an_unwritable_log_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ async def test_the_environment_is_clean_and_secret_values_never_reach_the_log(ru
     script = tmp_path / "print-env"
     script.write_text("#!/bin/sh\nenv\n")
     script.chmod(0o755)
-    profile = AgentProfile(name="e", cli=CliKind.FAKE, binary=str(script), env={"ANTHROPIC_API_KEY": "sk-very-secret"})
+    profile = AgentProfile(name="e", cli=CliKind.FAKE, command=str(script), env={"ANTHROPIC_API_KEY": "sk-very-secret"})
     base = {"PATH": os.environ["PATH"], "CLAUDECODE": "1", "CLAUDE_CODE_ENTRYPOINT": "cli", "KEEP": "me"}
     summary = await run_agent(profile, env=base)
     lines = {e.text for e in events_of(summary, RawOutput)}

@@ -61,7 +61,7 @@ class ClaudeAdapter:
     kind = CliKind.CLAUDE
 
     def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
-        argv = [resolve_binary(profile, profile.binary or "claude")]
+        argv = [resolve_binary(profile, profile.command or "claude")]
         if resume_session_id:
             argv += ["--resume", resume_session_id]
         argv += ["-p", _safe_prompt(prompt)]
@@ -81,8 +81,8 @@ class ClaudeAdapter:
             argv += ["--allowedTools", ",".join(profile.allowed_tools)]
         if profile.disallowed_tools:
             argv += ["--disallowedTools", ",".join(profile.disallowed_tools)]
-        if profile.append_system_prompt:
-            argv += ["--append-system-prompt", profile.append_system_prompt]
+        if profile.system_prompt:
+            argv += ["--append-system-prompt", profile.system_prompt]
         return argv + list(profile.extra_args)
 
     def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
@@ -100,8 +100,8 @@ class FakeAdapter(ClaudeAdapter):
     kind = CliKind.FAKE
 
     def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
-        if profile.binary:
-            argv = [resolve_binary(profile, profile.binary)]
+        if profile.command:
+            argv = [resolve_binary(profile, profile.command)]
         else:
             argv = [resolve_binary(profile, sys.executable), "-m", "gangline.fake_cli"]
         if resume_session_id:

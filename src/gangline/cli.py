@@ -85,7 +85,7 @@ def run(
         "profile",
         name=agent,
         cli=_cli_kind(agent, "--agent"),
-        binary=binary,
+        command=binary,
         model=model,
         max_turns=max_turns,
         max_budget_usd=max_budget_usd,

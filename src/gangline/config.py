@@ -20,6 +20,14 @@ class CliKind(enum.StrEnum):
     FAKE = "fake"
 
 
+class QaMode(enum.StrEnum):
+    """Who reviews an item's work before it is merged."""
+
+    SERVER = "server"  # the gates passing is enough
+    AGENT = "agent"  # a QA agent checks the diff against each acceptance criterion
+    HUMAN = "human"  # a person approves or rejects
+
+
 class PermissionMode(enum.StrEnum):
     DEFAULT = "default"
     ACCEPT_EDITS = "acceptEdits"
@@ -34,16 +42,19 @@ class _Strict(BaseModel):
 
 
 class AgentProfile(_Strict):
-    """How to launch one kind of agent.
+    """How to launch one kind of agent (an ``[[agent]]`` table of ``.gangline/project.toml``).
 
+    ``command`` is the CLI binary (a name on PATH or a path); ``None`` means the CLI's usual name.
     ``env`` holds extra variables for the CLI (``ANTHROPIC_BASE_URL``, API keys, ...); their
     values are secrets by default and are never written to a log, only their names.
+    ``prompt_template`` is Jinja2 source (strict: an unknown variable is an error); ``None``
+    means the built-in template for the profile's role.
     """
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     role: Role = Role.CODER
     cli: CliKind = CliKind.CLAUDE
-    binary: str | None = None
+    command: str | None = None
     model: str | None = None
     max_turns: int | None = Field(default=None, gt=0)
     max_budget_usd: float | None = Field(default=None, gt=0)
@@ -51,7 +62,8 @@ class AgentProfile(_Strict):
     permission_prompt_tool: str | None = None
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
-    append_system_prompt: str | None = None
+    system_prompt: str | None = None
+    prompt_template: str | None = None
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict, repr=False)
 

@@ -4,7 +4,11 @@
     ├── ConfigError               a setting is missing or invalid (``field`` names it)
     ├── AgentNotFoundError        the agent CLI binary is missing or not executable (``path``)
     ├── RunLogError               a run log cannot be created, written or read (``path``)
-    └── RunnerError               a run could not be started or is unknown (``run_id``)
+    ├── RunnerError               a run could not be started or is unknown (``run_id``)
+    ├── VerdictError              a QA or mergemaster agent's final message is not a valid report
+    │                             (``role``, ``reason``)
+    └── GitError                  a git command failed or timed out (``args``, ``cwd``,
+                                  ``returncode``, ``stderr``)
 
 Surfaces translate these at their edge: the CLI prints the message and exits non-zero,
 and later the REST and MCP doors map them to status codes. Callers read fields, never
@@ -13,7 +17,10 @@ match on message text.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class GanglineError(Exception):
@@ -61,3 +68,64 @@ class RunnerError(GanglineError):
     def __init__(self, run_id: str, message: str) -> None:
         super().__init__(f"run {run_id}: {message}")
         self.run_id = run_id
+
+
+class NotFoundError(GanglineError):
+    """An item, run or profile named by the caller does not exist."""
+
+    exit_code = 7
+
+    def __init__(self, what: str, key: object) -> None:
+        super().__init__(f"{what} {key} does not exist")
+        self.what = what
+        self.key = key
+
+
+class StateConflict(GanglineError):
+    """A compare-and-set lost: the item changed since the caller read it."""
+
+    exit_code = 5
+
+    def __init__(self, item_id: int, expected: str, current: str) -> None:
+        super().__init__(f"item {item_id} is {current}, not {expected} as expected; read it again")
+        self.item_id = item_id
+        self.expected = expected
+        self.current = current
+
+
+class VerdictError(GanglineError):
+    """A QA or mergemaster agent did not end with the one JSON object its prompt asked for."""
+
+    exit_code = 6
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"{role} report rejected: {reason}")
+        self.role = role
+        self.reason = reason
+
+
+class GitError(GanglineError):
+    """A git command failed, timed out or could not be started.
+
+    ``args`` holds git's arguments (not the exception's message, unlike other exceptions),
+    ``returncode`` is None when git timed out or never started.
+    """
+
+    exit_code = 6
+
+    def __init__(self, args: Sequence[str], cwd: Path, returncode: int | None, stderr: str) -> None:
+        first = next((line.strip() for line in stderr.splitlines() if line.strip()), "no error output")
+        status = "timed out or did not start" if returncode is None else f"exit {returncode}"
+        self.message = f"git {shlex.join(args)} in {cwd} failed ({status}): {first}"
+        super().__init__(self.message)
+        self.args = tuple(args)
+        self.cwd = cwd
+        self.returncode = returncode
+        self.stderr = stderr
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException pickles as cls(*self.args); ours holds git's arguments instead.
+        return (type(self), (self.args, self.cwd, self.returncode, self.stderr))

@@ -1,0 +1,1 @@
+"""Alembic migrations for gangline's state database (applied by ``store.migrate``)."""

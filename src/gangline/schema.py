@@ -1,0 +1,146 @@
+"""The tables of gangline's state, in portable SQLAlchemy Core (SQLite by default, PostgreSQL later).
+
+Migrations in ``gangline/migrations`` create and change these tables; this module is what the
+queries in ``store.py`` are written against, and a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("pinned_agent", String(64)),
+    Column("qa_mode", String(16)),
+    Column("stage", String(16), nullable=False),
+    Column("hold", String(16)),
+    Column("hold_reason", Text),
+    Column("frozen", Boolean, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("merge_attempts", Integer, nullable=False),
+    Column("session_id", String(128)),
+    Column("parked_until", Float),
+    Column("start_after", Float),
+    Column("archive_at", Float),
+    Column("merged_commit", String(64)),
+    Column("merged_tip", String(64)),
+    Column("feedback", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # SQLite: AUTOINCREMENT, so the id of a deleted item is never handed out again.
+    sqlite_autoincrement=True,
+)
+
+criteria = Table(
+    "criteria",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("checked", Boolean, nullable=False),
+)
+
+dependencies = Table(
+    "dependencies",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("depends_on", Integer, ForeignKey("items.id"), primary_key=True),
+)
+
+# Append-only: every transition (with who, why, when) and every other pipeline event.
+# Its id is the cursor a client replays from.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("item_id", Integer),
+    Column("run_id", String(64)),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("trigger", String(32)),
+    Column("from_stage", String(16)),
+    Column("from_hold", String(16)),
+    Column("to_stage", String(16)),
+    Column("to_hold", String(16)),
+    Column("reason", Text),
+    Column("data", Text),
+    Index("events_by_item", "item_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("workspace", Text, nullable=False),
+    Column("log_path", Text, nullable=False),
+    Column("resumed_session", String(128)),
+    Column("session_id", String(128)),
+    Column("pid", Integer),
+    Column("pgid", Integer),
+    Column("start_ticks", Integer),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("outcome", String(16)),
+    Column("reason", Text),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cache_read_tokens", Integer, nullable=False),
+    Column("cache_write_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("day", String(10), nullable=False),
+    Index("runs_by_item", "item_id"),
+)
+
+# DESIGN invariant 6: an item never has two live runs, enforced by the database itself.
+# A partial unique index: both SQLite and PostgreSQL have them.
+Index(
+    "one_live_run_per_item",
+    runs.c.item_id,
+    unique=True,
+    sqlite_where=runs.c.ended_at.is_(None),
+    postgresql_where=runs.c.ended_at.is_(None),
+)
+
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, nullable=False),
+    Column("run_id", String(64)),
+    Column("context", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("command", Text, nullable=False),
+    Column("exit_code", Integer),
+    Column("timed_out", Boolean, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Index("gate_results_by_item", "item_id", "id"),
+)

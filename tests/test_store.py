@@ -1,0 +1,162 @@
+"""The store on real SQLite: compare-and-set transitions with their events, runs, the ledger, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from gangline.config import Role
+from gangline.errors import ConfigError, NotFoundError, StateConflict
+from gangline.events import RunOutcome, Usage
+from gangline.items import Criterion, ItemDraft, ItemPatch
+from gangline.schema import metadata
+from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
+from gangline.store import NewRun, RunEnd, Store, open_sqlite
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_sqlite(tmp_path / "state.db", Clock())
+
+
+def draft(title: str = "Add login", **fields: object) -> ItemDraft:
+    return ItemDraft.model_validate({"title": title, **fields})
+
+
+def test_a_new_item_is_in_backlog_with_its_criteria_and_a_created_event(store: Store) -> None:
+    item = store.create_item(draft(criteria=[{"text": "a"}, {"text": "b", "checked": True}]), "ann")
+    assert item.stage is Stage.BACKLOG and item.slug == "add-login"
+    assert item.criteria == (Criterion(text="a"), Criterion(text="b", checked=True))
+    [event] = store.events_after(0)
+    assert (event.kind, event.actor, event.item_id, event.to_stage) == ("created", "ann", item.id, "backlog")
+
+
+def test_a_transition_is_compare_and_set_and_logged_in_the_same_transaction(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    moved = store.transition(item.id, Trigger.START, "gangline", expected=item.state, facts=Facts(reason="slot free"))
+    assert moved.stage is Stage.CODING
+    with pytest.raises(StateConflict, match="is coding, not backlog"):
+        store.transition(item.id, Trigger.START, "gangline", expected=item.state)
+    event = store.events_after(0)[-1]
+    assert (event.trigger, event.from_stage, event.to_stage, event.reason) == (
+        "start",
+        "backlog",
+        "coding",
+        "slot free",
+    )
+    assert len(store.events_after(0)) == 2  # the refused one left no row
+
+
+def test_an_illegal_transition_names_the_current_stage_and_the_event(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    with pytest.raises(IllegalTransition, match=r"item 1: cannot merged while backlog") as err:
+        store.transition(item.id, Trigger.MERGED, "gangline", facts=Facts(files_changed=3))
+    assert err.value.state.stage is Stage.BACKLOG and err.value.trigger is Trigger.MERGED
+    assert store.get_item(item.id).stage is Stage.BACKLOG
+
+
+def test_holds_keep_their_reason(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    held = store.transition(item.id, Trigger.BLOCK, "ann", facts=Facts(reason="waiting for the API key"))
+    assert held.state == ItemState(Stage.BACKLOG, Hold.BLOCKED, "waiting for the API key")
+
+
+def test_edits_change_text_but_never_the_stage(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    edited = store.edit_item(item.id, ItemPatch(title="Add login page", criteria=(Criterion(text="x"),)), "ann")
+    assert edited.title == "Add login page" and edited.slug == "add-login"  # the branch name stays stable
+    assert edited.criteria == (Criterion(text="x"),) and edited.stage is Stage.BACKLOG
+
+
+def test_dependencies_must_exist_and_never_form_a_cycle(store: Store) -> None:
+    a = store.create_item(draft("a"), "ann")
+    b = store.create_item(draft("b", depends_on=[a.id]), "ann")
+    with pytest.raises(ConfigError, match="item 99 does not exist"):
+        store.create_item(draft("c", depends_on=[99]), "ann")
+    with pytest.raises(ConfigError, match="depend on itself through"):
+        store.edit_item(a.id, ItemPatch(depends_on=(b.id,)), "ann")
+
+
+def test_a_deleted_item_is_gone_for_good_and_its_id_is_never_reused(store: Store) -> None:
+    a = store.create_item(draft("a"), "ann")
+    store.delete_item(a.id, "ann")
+    with pytest.raises(NotFoundError):
+        store.get_item(a.id)
+    assert store.create_item(draft("b"), "ann").id == a.id + 1
+    assert [e.kind for e in store.events_after(0) if e.item_id == a.id] == ["created", "deleted"]
+
+
+def test_an_item_that_others_need_cannot_be_deleted(store: Store) -> None:
+    a = store.create_item(draft("a"), "ann")
+    store.create_item(draft("b", depends_on=[a.id]), "ann")
+    with pytest.raises(StateConflict, match="needed by item"):
+        store.delete_item(a.id, "ann")
+
+
+def _start(store: Store, item_id: int, run_id: str) -> None:
+    item = store.get_item(item_id)
+    store.start_run(NewRun(run_id, item_id, Role.CODER, "coder", 1, "/w", "/l"), item.state, "gangline")
+
+
+def test_the_database_refuses_a_second_live_run_of_an_item(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    _start(store, item.id, "1-coder-1")
+    with pytest.raises(StateConflict, match="running 1-coder-1"):
+        _start(store, item.id, "1-coder-2")
+    store.finish_run("1-coder-1", RunEnd(RunOutcome.SUCCEEDED, "completed"), "gangline")
+    _start(store, item.id, "1-coder-2")
+
+
+def test_a_run_cannot_start_for_an_item_that_moved(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    store.transition(item.id, Trigger.BLOCK, "ann", facts=Facts(reason="no"))
+    with pytest.raises(StateConflict):
+        store.start_run(NewRun("1-coder-1", item.id, Role.CODER, "c", 1, "/w", "/l"), item.state, "gangline")
+    assert store.runs(item.id) == []
+
+
+def test_the_ledger_sums_tokens_and_cost_per_item_profile_and_day(store: Store) -> None:
+    a, b = store.create_item(draft("a"), "ann"), store.create_item(draft("b"), "ann")
+    for item, run_id, cost in ((a, "1-coder-1", 0.5), (a, "1-coder-2", 0.25), (b, "2-coder-1", 1.0)):
+        _start(store, item.id, run_id)
+        usage = Usage(input_tokens=100, output_tokens=10, cache_read_input_tokens=5)
+        store.finish_run(run_id, RunEnd(RunOutcome.SUCCEEDED, "ok", "s", usage, cost), "gangline")
+    by_item = {row.key: row for row in store.ledger("item")}
+    assert by_item["1"].cost_usd == 0.75 and by_item["1"].runs == 2 and by_item["1"].input_tokens == 200
+    assert [(r.key, r.cost_usd) for r in store.ledger("profile")] == [("coder", 1.75)]
+    assert [(r.key, r.runs) for r in store.ledger("day")] == [("2023-11-14", 3)]
+
+
+def test_closing_a_run_twice_keeps_the_first_ending(store: Store) -> None:
+    item = store.create_item(draft(), "ann")
+    _start(store, item.id, "1-coder-1")
+    store.finish_run("1-coder-1", RunEnd(RunOutcome.SUCCEEDED, "completed", cost_usd=0.1), "gangline")
+    again = store.finish_run("1-coder-1", RunEnd(RunOutcome.CRASHED, "late"), "gangline")
+    assert again.outcome is RunOutcome.SUCCEEDED and again.cost_usd == 0.1
+
+
+def test_migrations_build_exactly_the_schema_the_queries_use(store: Store) -> None:
+    live = inspect(store.engine)
+    for table in metadata.sorted_tables:
+        assert {c["name"] for c in live.get_columns(table.name)} == set(table.columns.keys()), table.name
+
+
+def test_reopening_keeps_everything_and_uses_wal(tmp_path: Path) -> None:
+    first = open_sqlite(tmp_path / "state.db", Clock())
+    first.create_item(draft(), "ann")
+    first.close()
+    again = open_sqlite(tmp_path / "state.db", Clock())
+    assert [i.title for i in again.list_items()] == ["Add login"]
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
