@@ -8,8 +8,8 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ class RunRequest:
     prompt: str
     cwd: Path
     resume_session_id: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the runner's base environment
+    # Called with the process's identity after it is logged and before its first byte is read,
+    # so a caller can store it durably too (DESIGN invariant 4).
+    on_started: Callable[[ProcessRecord], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class RunSummary:
     usage: Usage | None = None
     cost_usd: float | None = None
     resets_at: float | None = None
+    result_subtype: str | None = None
+    result_text: str | None = None  # the final message: where structured verdicts arrive
 
 
 class Runner:
@@ -110,7 +116,7 @@ class Runner:
             argv = adapter.command(request.profile, request.prompt, request.resume_session_id)
             if not request.cwd.is_dir():
                 raise RunnerError(request.run_id, f"working directory {str(request.cwd)!r} does not exist")
-            env = adapter.environment(request.profile, self._base_env)
+            env = adapter.environment(request.profile, {**self._base_env, **request.env})
             run = _Run(request, self.settings, adapter, RunLog(self.log_path(request.run_id)), bus)
         except GanglineError:
             bus.close()  # subscribers waiting for this run must not wait forever
@@ -217,6 +223,8 @@ class _Run:
         started = ProcessStarted(rec.pid, rec.pgid, rec.start_ticks, argv, str(self.request.cwd), sorted(env))
         self._commit([(started, None)], time.time())
         self.log.sync()
+        if self.request.on_started is not None:
+            self.request.on_started(rec)
         log.info("agent started", extra={"action": "run_started", "run_id": self.request.run_id, "pid": rec.pid})
 
     async def _supervise(self, spawned: Spawned) -> int:
@@ -412,4 +420,6 @@ class _Run:
             usage=finished.usage,
             cost_usd=finished.cost_usd,
             resets_at=finished.resets_at,
+            result_subtype=result.subtype if result else None,
+            result_text=result.result if result else None,
         )

@@ -304,7 +304,8 @@ class Store:
             try:
                 conn.execute(insert(t.runs).values(**values, started_at=now, day=_day(now), **_ZERO_USAGE))
             except IntegrityError:
-                raise StateConflict(new.item_id, "without a live run", f"running {self._live_run(conn, new.item_id)}")
+                running = f"running {self._live_run(conn, new.item_id)}"
+                raise StateConflict(new.item_id, "without a live run", running) from None
             _event(conn, now, "run_started", actor, item_id=new.item_id, run_id=new.id,
                    data={"role": new.role.value, "profile": new.profile, "attempt": new.attempt})  # fmt: skip
             return self._run(conn, new.id)
