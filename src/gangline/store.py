@@ -247,8 +247,18 @@ class Store:
                 raise IllegalTransition(current, trigger, err.why, item_id) from None
             self._cas(conn, item_id, current, _state_values(new) | dict(updates or {}), now)
             reason = facts.reason
-            _event(conn, now, "transition", actor, item_id=item_id, run_id=run_id, trigger=trigger.value,
-                   frm=current, to=new, reason=reason)  # fmt: skip
+            _event(
+                conn,
+                now,
+                "transition",
+                actor,
+                item_id=item_id,
+                run_id=run_id,
+                trigger=trigger.value,
+                frm=current,
+                to=new,
+                reason=reason,
+            )
             return self._item(conn, item_id)
 
     def bookkeep(
@@ -306,8 +316,15 @@ class Store:
             except IntegrityError:
                 running = f"running {self._live_run(conn, new.item_id)}"
                 raise StateConflict(new.item_id, "without a live run", running) from None
-            _event(conn, now, "run_started", actor, item_id=new.item_id, run_id=new.id,
-                   data={"role": new.role.value, "profile": new.profile, "attempt": new.attempt})  # fmt: skip
+            _event(
+                conn,
+                now,
+                "run_started",
+                actor,
+                item_id=new.item_id,
+                run_id=new.id,
+                data={"role": new.role.value, "profile": new.profile, "attempt": new.attempt},
+            )
             return self._run(conn, new.id)
 
     def record_process(self, run_id: str, pid: int, pgid: int, start_ticks: int) -> None:
@@ -338,8 +355,16 @@ class Store:
             )
             run = self._run(conn, run_id)
             if done.rowcount == 1:
-                _event(conn, now, "run_finished", actor, item_id=run.item_id, run_id=run_id, reason=end.reason,
-                       data={"outcome": end.outcome.value, "cost_usd": run.cost_usd})  # fmt: skip
+                _event(
+                    conn,
+                    now,
+                    "run_finished",
+                    actor,
+                    item_id=run.item_id,
+                    run_id=run_id,
+                    reason=end.reason,
+                    data={"outcome": end.outcome.value, "cost_usd": run.cost_usd},
+                )
             return run
 
     def set_run_session(self, run_id: str, session_id: str) -> None:
@@ -369,8 +394,11 @@ class Store:
 
     def record_gate(self, item_id: int, run_id: str | None, context: str, result: Mapping[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(t.gate_results).values(item_id=item_id, run_id=run_id, context=context,
-                                                       at=self.clock(), **result))  # fmt: skip
+            conn.execute(
+                insert(t.gate_results).values(
+                    item_id=item_id, run_id=run_id, context=context, at=self.clock(), **result
+                )
+            )
 
     def gate_results(self, item_id: int) -> list[GateRow]:
         query = select(t.gate_results).where(t.gate_results.c.item_id == item_id).order_by(t.gate_results.c.id)

@@ -1,0 +1,288 @@
+"""The orchestrator: the only writer of pipeline state. It recovers, plans, runs jobs, and takes orders.
+
+Event-driven: a finished job, a person's action or a new item wakes the loop at once; a
+periodic reconcile tick catches everything else (items added by another process, timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from gangline.agents import AgentRuns
+from gangline.config import Role, RunnerSettings
+from gangline.errors import ConfigError, GanglineError, StateConflict
+from gangline.events import RunOutcome
+from gangline.gates import GatesReport
+from gangline.items import Item, ItemDraft
+from gangline.merging import Merger
+from gangline.pipeline import RESTARTED, SERVER, Pipeline
+from gangline.processes import kill_group_now, start_ticks
+from gangline.project import ProjectConfig, ProjectPaths
+from gangline.recovery import kill_groups, leftover_groups, read_logged_run
+from gangline.runner import Runner
+from gangline.scheduler import Action, Plan, Step, plan
+from gangline.stages import Facts, Stage, Trigger
+from gangline.store import RunEnd, Store
+from gangline.worktrees import Worktrees
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+_ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
+
+
+class ServerLockedError(GanglineError):
+    """Another gangline server already drives this project."""
+
+    exit_code = 8
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        paths: ProjectPaths,
+        config: ProjectConfig,
+        store: Store,
+        env: Mapping[str, str],
+        *,
+        clock: Clock = time.time,
+        settings: RunnerSettings | None = None,
+        tick_s: float = 5.0,
+        guide: str = "",
+    ) -> None:
+        self.paths = paths
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.tick_s = tick_s
+        settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
+        self.runner = Runner(settings, paths.runs_dir, env)
+        worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
+        self.agents = AgentRuns(store, self.runner, paths.root, SERVER)
+        self.pipeline = Pipeline(
+            config,
+            store,
+            worktrees,
+            self.agents,
+            Merger(config, store, worktrees, self.agents, paths.root, self._gates, clock),
+            env,
+            guide,
+            clock,
+        )
+        self.changed = asyncio.Event()  # set after every change the orchestrator makes; viewers clear it
+        self._wake = asyncio.Event()
+        self._jobs: dict[int, tuple[Role | None, asyncio.Task[None]]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._lock_fd = -1
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self, until_idle: bool = False) -> None:
+        """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
+        self._acquire_lock()
+        try:
+            await self.recover()
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                try:
+                    await self._loop(until_idle)
+                finally:
+                    await self.runner.shutdown()
+        finally:
+            self._tg = None
+            self._release_lock()
+
+    async def _loop(self, until_idle: bool) -> None:
+        while True:
+            self._wake.clear()
+            current = self.tick()
+            if until_idle and not self._jobs and not current.actions and not current.waiting:
+                return
+            timeout = self.tick_s
+            if current.next_due is not None:
+                timeout = min(timeout, max(0.0, current.next_due - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def tick(self) -> Plan:
+        """One reconcile pass: plan from the store and start a job per action."""
+        items = self.store.list_items(stages=(Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE))
+        running: dict[Role, int] = {}
+        for role, _task in self._jobs.values():
+            if role is not None:
+                running[role] = running.get(role, 0) + 1
+        limits = {
+            Role.CODER: self.config.concurrency.coder,
+            Role.QA: self.config.concurrency.qa,
+            Role.MERGEMASTER: self.config.concurrency.mergemaster,
+        }
+        merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
+        current = plan(items, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
+        by_id = {item.id: item for item in items}
+        for action in current.actions:
+            self._launch(action, by_id[action.item_id])
+        return current
+
+    def _launch(self, action: Action, item: Item) -> None:
+        if self._tg is None:
+            raise RuntimeError("the orchestrator is not serving")
+        role = _ROLE_OF.get(action.step)
+        if action.step is Step.REVIEW and (item.qa_mode or self.config.qa_mode).value != "agent":
+            role = None  # server QA takes no agent slot
+        task = self._tg.create_task(self._job(action, item), name=f"{action.step.value}-{item.id}")
+        self._jobs[item.id] = (role, task)
+
+    async def _job(self, action: Action, item: Item) -> None:
+        try:
+            if action.step is Step.START:
+                item = await self.pipeline.start(item)
+                self._notify()
+                await self.pipeline.code(item)
+            elif action.step is Step.CODE:
+                await self.pipeline.code(item)
+            elif action.step is Step.REVIEW:
+                await self.pipeline.review(item)
+            elif action.step is Step.MERGE:
+                await self.pipeline.merge(item)
+            else:
+                await self.pipeline.archive(item)
+        except StateConflict as err:
+            log.info("item moved under a job", extra={"action": "job_conflict", "item_id": item.id, "error": str(err)})
+        except Exception as err:
+            log.exception("job failed", extra={"action": "job_failed", "item_id": item.id})
+            self._hold_after_error(item.id, err)
+        finally:
+            del self._jobs[item.id]
+            self._notify()
+
+    def _hold_after_error(self, item_id: int, err: Exception) -> None:
+        what = str(err) if isinstance(err, GanglineError) else f"internal error: {type(err).__name__}: {err}"
+        # Already held, moved or deleted: then the error is only in the log.
+        with contextlib.suppress(GanglineError):
+            self.store.transition(item_id, Trigger.BLOCK, SERVER, facts=Facts(reason=what[:2000]))
+
+    def _notify(self) -> None:
+        self._wake.set()
+        self.changed.set()
+
+    # --- restart safety ----------------------------------------------------------------------
+
+    async def recover(self) -> list[str]:
+        """Kill what a previous server left running and close its live runs as crashed."""
+        kill_groups(leftover_groups(self.paths.root))
+        closed = []
+        for run in self.store.runs(live_only=True):
+            if run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:
+                kill_group_now(run.pgid)
+            logged = read_logged_run(Path(run.log_path))
+            end = RunEnd(
+                RunOutcome.CRASHED,
+                "gangline stopped while this run was live",
+                logged.session_id,
+                logged.usage,
+                logged.cost_usd,
+            )
+            self.store.finish_run(run.id, end, SERVER)
+            closed.append(run.id)
+            self._resume_after_restart(run.item_id, logged.session_id)
+        return closed
+
+    def _resume_after_restart(self, item_id: int, session_id: str | None) -> None:
+        try:
+            item = self.store.get_item(item_id)
+        except GanglineError:
+            return
+        if item.stage is not Stage.CODING or item.state.hold or item.state.frozen:
+            return  # QA and merge restart from scratch; held items wait for a person
+        session = session_id or item.session_id
+        self.store.bookkeep(
+            item_id,
+            "interrupted",
+            SERVER,
+            expected=item.state,
+            reason="gangline restarted",
+            updates={"session_id": session, "feedback": RESTARTED if session else item.feedback},
+        )
+
+    def _acquire_lock(self) -> None:
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.paths.state_dir / "server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # flock dies with its process, so a SIGKILLed server never leaves a stale lock.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ServerLockedError(
+                f"another gangline server (pid {holder}) is already running on {self.paths.root}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # --- orders from people (the CLI now; REST, MCP and the UI later) ---------------------
+
+    def add_item(self, draft: ItemDraft, actor: str) -> Item:
+        if draft.pinned_agent and self.config.profile(draft.pinned_agent) is None:
+            raise ConfigError("pinned_agent", f"no agent profile named {draft.pinned_agent!r} in project.toml")
+        item = self.store.create_item(draft, actor)
+        self._notify()
+        return item
+
+    def act(self, item_id: int, trigger: Trigger, actor: str, reason: str | None = None) -> Item:
+        """A person's transition: block, unblock, release, retry_merge, demote, freeze, approve..."""
+        item = self.store.get_item(item_id)
+        if trigger is Trigger.QA_FAILED:
+            item = self.pipeline.reject(item, actor, reason or "rejected by a reviewer")
+        else:
+            item = self.store.transition(
+                item_id,
+                trigger,
+                actor,
+                expected=item.state,
+                facts=Facts(reason=reason, commits_ahead=self._ahead_hint(trigger)),
+                updates=_resets(trigger),
+            )
+        if trigger in (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW):
+            self._stop_runs_of(item_id, f"{trigger.value} by {actor}")
+        self._notify()
+        return item
+
+    def _ahead_hint(self, trigger: Trigger) -> int | None:
+        # A person's approval: the QA job re-checks commits on the way into merge, and merge itself
+        # refuses an empty squash; the guard here only needs to know someone looked.
+        return 1 if trigger is Trigger.QA_PASSED else None
+
+    def _stop_runs_of(self, item_id: int, reason: str) -> None:
+        for run in self.store.runs(item_id, live_only=True):
+            if run.id in self.runner.running():
+                self.runner.stop_nowait(run.id, reason)
+
+    async def _gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
+        return await self.pipeline.gates(item, cwd, run_id, context)
+
+    def statistics(self) -> dict[str, int]:
+        return {"jobs": len(self._jobs), "runs": len(self.runner.running())}
+
+
+def _resets(trigger: Trigger) -> dict[str, object]:
+    if trigger is Trigger.RETRY_MERGE:
+        return {"merge_attempts": 0}
+    if trigger is Trigger.UNBLOCK:
+        return {"retries": 0}  # a person looked and wants it tried again: a fresh retry budget
+    if trigger is Trigger.DEMOTE:
+        return {"retries": 0, "merge_attempts": 0, "parked_until": None, "feedback": None}
+    return {}

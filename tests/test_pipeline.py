@@ -1,0 +1,245 @@
+"""Items through the whole pipeline on real git repos, with fake agents scripted per scenario."""
+
+from __future__ import annotations
+
+import pytest
+
+from gangline.config import Role
+from gangline.events import RunOutcome
+from gangline.stages import Facts, Hold, Stage, Trigger
+from pipeline_kit import Project, commit_file, git
+
+WRITE = [{"say": "working on it"}, *commit_file("work/{item_slug}.txt", "done by {item_id}\n")]
+GATE_HAS_WORK = ("work", 'test -n "$(git ls-files work)"')
+
+
+@pytest.fixture
+def project(tmp_path):  # type: ignore[no-untyped-def]
+    return Project(tmp_path)
+
+
+async def test_an_item_that_the_agent_commits_goes_from_backlog_to_done_with_one_squash_commit(
+    project: Project,
+) -> None:
+    project.agent("coder", [[{"say": "step one"}, *commit_file("a.txt", "1\n"), *commit_file("b.txt", "2\n")]])
+    project.configure(gates=[("files", "test -f a.txt && test -f b.txt")])
+    item = project.add("Add two files")
+    await project.run_until_idle()
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.merged_commit is not None
+    assert project.base_log() == ["Add two files (#1)", "initial"]
+    assert project.base_file("a.txt") == "1" and project.base_file("b.txt") == "2"
+    transitions = [(e.trigger, e.to_stage) for e in project.store.events_after(0) if e.kind == "transition"]
+    assert transitions == [("start", "coding"), ("coded", "qa"), ("qa_passed", "merge"), ("merged", "done")]
+    [run] = project.store.runs(item.id)
+    assert run.outcome is RunOutcome.SUCCEEDED and run.cost_usd > 0 and run.pid and run.start_ticks
+
+
+async def test_an_agent_that_crashes_after_committing_still_delivers_its_work(project: Project) -> None:
+    project.agent("coder", [[*commit_file("a.txt", "kept\n"), {"crash": "SIGKILL"}]])
+    project.configure(gates=[("a", "test -f a.txt")])
+    item = project.add("Crashy agent")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    [run] = project.store.runs(item.id)
+    assert run.outcome is RunOutcome.CRASHED  # the run crashed; the work survived
+    assert project.base_file("a.txt") == "kept"
+
+
+async def test_an_agent_that_never_commits_is_retried_then_blocked_with_the_reason(project: Project) -> None:
+    project.agent("coder", [[{"say": "I looked around and did nothing."}]])
+    project.configure(max_retries=2)
+    item = project.add("Lazy agent")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.state.stage is Stage.CODING and held.state.hold is Hold.BLOCKED
+    assert held.state.hold_reason is not None
+    assert held.state.hold_reason.startswith("3 attempts failed; the last: You exited without committing")
+    assert len(project.store.runs(item.id)) == 3
+    assert project.base_log() == ["initial"]
+
+
+async def test_gates_that_fail_twice_resume_the_same_session_with_their_output_then_pass(project: Project) -> None:
+    verdicts = ["broken", "still broken", "pass"]
+    project.agent("coder", [commit_file("status.txt", v, f"attempt {v}") for v in verdicts])
+    project.configure(gates=[("check", 'echo checking status; test "$(cat status.txt)" = pass')])
+    item = project.add("Flaky work")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert project.item(item.id).retries == 2
+    runs = project.store.runs(item.id)
+    assert [r.attempt for r in runs] == [1, 2, 3]
+    assert runs[1].resumed_session == runs[0].session_id == runs[2].resumed_session
+    retry_prompt = project.prompts(item.id)[1]
+    assert "Gate 'check' failed with exit code 1" in retry_prompt and "checking status" in retry_prompt
+    assert len([g for g in project.store.gate_results(item.id) if g.context == "coding"]) == 3
+
+
+async def test_a_hard_rate_limit_parks_the_item_and_resumes_the_session_without_using_a_retry(project: Project) -> None:
+    project.agent("coder", [[{"say": "starting"}, {"rate_limit": {"resets_in_s": 1}}], WRITE])
+    project.configure(gates=[GATE_HAS_WORK], max_retries=0, rate_limit={"margin_s": 0})
+    item = project.add("Rate limited")
+    await project.run_until_idle()
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.retries == 0
+    first, second = project.store.runs(item.id)
+    assert first.outcome is RunOutcome.RATE_LIMITED
+    assert second.resumed_session == first.session_id
+    parked = [e for e in project.store.events_after(0) if e.kind == "parked"]
+    assert len(parked) == 1 and parked[0].data["until"] >= first.ended_at  # type: ignore[operator]
+
+
+async def test_a_run_past_its_budget_is_stopped_and_the_item_blocked_with_the_amount(project: Project) -> None:
+    # One message worth $15 at list price, then the agent would go on forever.
+    usage = {"usage": {"input_tokens": 0, "output_tokens": 1_000_000}, "model": "claude-sonnet-4-5"}
+    project.agent("coder", [[usage, {"hang": True}]], max_budget_usd=0.5)
+    project.configure()
+    item = project.add("Expensive")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.state.hold is Hold.BLOCKED
+    assert held.state.hold_reason == "budget exceeded: spent $15.00 of $0.50"
+    [run] = project.store.runs(item.id)
+    assert run.outcome is RunOutcome.STOPPED and run.cost_usd == pytest.approx(15.0)
+    assert [r.cost_usd for r in project.store.ledger("item")] == [pytest.approx(15.0)]
+
+
+async def test_a_result_over_budget_from_the_cli_blocks_the_item(project: Project) -> None:
+    project.agent(
+        "coder", [[*commit_file("a", "x"), {"result": {"subtype": "error_max_budget_usd", "is_error": True}}]]
+    )
+    project.configure()
+    item = project.add("Over budget")
+    await project.run_until_idle()
+    reason = project.item(item.id).state.hold_reason or ""
+    assert reason.startswith("budget exceeded: spent $")
+
+
+async def test_a_conflict_with_an_item_merged_first_fails_the_merge_without_a_mergemaster(project: Project) -> None:
+    project.agent("coder", [commit_file("shared.txt", "from item {item_id}\n")])
+    project.configure(concurrency={"coder": 2})
+    a, b = project.add("First"), project.add("Second")
+    await project.run_until_idle()
+    stages = sorted((project.item(i.id).state.hold or project.item(i.id).stage).value for i in (a, b))
+    assert stages == ["done", "merge_failure"]
+    loser = next(i for i in (a, b) if project.item(i.id).state.hold is Hold.MERGE_FAILURE)
+    assert "conflicts in: shared.txt" in (project.item(loser.id).state.hold_reason or "")
+    assert len(project.base_log()) == 2  # only the winner reached the base branch
+
+
+async def test_a_mergemaster_resolves_a_conflict_and_the_item_is_merged(project: Project) -> None:
+    project.agent("coder", [commit_file("shared.txt", "from item {item_id}\n")])
+    resolve = "git checkout --theirs -- shared.txt && git add shared.txt && git commit -q -m resolved"
+    project.agent(
+        "merger", [[{"run": resolve}, {"final_json": {"resolved": True, "summary": "took ours"}}]], role="mergemaster"
+    )
+    project.configure(concurrency={"coder": 2})
+    a, b = project.add("First"), project.add("Second")
+    await project.run_until_idle()
+    assert project.stage(a.id) is Stage.DONE and project.stage(b.id) is Stage.DONE
+    assert len(project.base_log()) == 3
+    masters = [r for r in project.store.runs() if r.role is Role.MERGEMASTER]
+    assert len(masters) == 1 and project.base_file("shared.txt").startswith("from item")
+
+
+async def test_work_that_cancels_itself_out_never_reaches_done(project: Project) -> None:
+    project.agent("coder", [[*commit_file("tmp.txt", "x"), {"run": "git rm -q tmp.txt"}, {"commit": "undo"}]])
+    project.configure()
+    item = project.add("Empty in the end")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.state.hold is Hold.MERGE_FAILURE and "changes nothing" in (held.state.hold_reason or "")
+    assert project.base_log() == ["initial"]
+
+
+async def test_agent_qa_checks_the_criteria_and_a_failing_verdict_sends_the_item_back_to_coding(
+    project: Project,
+) -> None:
+    project.agent("coder", [WRITE, [{"say": "fixed"}, *commit_file("work/fix.txt", "fix\n")]])
+    fail = {"verdict": "fail", "criteria": [{"index": 1, "passed": False, "note": "no tests"}], "summary": "missing"}
+    ok = {"verdict": "pass", "criteria": [{"index": 1, "passed": True}], "summary": "good"}
+    project.agent("qa", [[{"final_json": fail}], [{"final_json": ok}]], role="qa")
+    project.configure(qa_mode="agent", gates=[GATE_HAS_WORK])
+    item = project.add("Reviewed", criteria=[{"text": "has tests"}])
+    await project.run_until_idle()
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.criteria[0].checked
+    triggers = [e.trigger for e in project.store.events_after(0) if e.kind == "transition"]
+    assert triggers == ["start", "coded", "qa_failed", "coded", "qa_passed", "merged"]
+    assert "QA rejected the work: missing" in project.prompts(item.id)[2]
+
+
+async def test_prose_from_a_qa_agent_is_not_a_verdict(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.agent("qa", [[{"say": 'Looks good to me! {"verdict": "pass"}'}]], role="qa")
+    project.configure(qa_mode="agent", max_retries=0)
+    item = project.add("Needs a real verdict")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.stage is Stage.QA and held.state.hold is Hold.BLOCKED
+    assert "QA gave no usable verdict" in (held.state.hold_reason or "")
+
+
+async def test_human_qa_waits_for_a_person_and_approval_merges(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure(qa_mode="human")
+    item = project.add("Needs a human")
+    orch = await project.run_until_idle()
+    assert project.stage(item.id) is Stage.QA  # idle: nothing can move without a person
+    orch.act(item.id, Trigger.QA_PASSED, "ann", "looks right")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    approval = [e for e in project.store.events_after(0) if e.trigger == "qa_passed"]
+    assert approval[0].actor == "ann" and approval[0].reason == "looks right"
+
+
+async def test_dependencies_and_priority_decide_the_order(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure(concurrency={"coder": 1})
+    low = project.add("Low", priority=1)
+    high = project.add("High", priority=5)
+    after = project.add("After low", depends_on=[low.id], priority=9)
+    await project.run_until_idle()
+    starts = [e.item_id for e in project.store.events_after(0) if e.trigger == "start"]
+    assert starts == [high.id, low.id, after.id]
+
+
+async def test_frozen_and_held_items_are_left_alone(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure()
+    frozen = project.add("Frozen", frozen=True)
+    held = project.add("Held")
+    project.store.transition(held.id, Trigger.BLOCK, "ann", facts=Facts(reason="wait"))
+    await project.run_until_idle()
+    assert project.stage(frozen.id) is Stage.BACKLOG and project.stage(held.id) is Stage.BACKLOG
+    assert project.store.runs() == []
+
+
+async def test_a_person_with_conflicting_local_changes_on_the_base_branch_gets_a_hold_not_a_clobber(
+    project: Project,
+) -> None:
+    project.agent("coder", [commit_file("README.md", "# changed by the agent\n")])
+    project.configure()
+    (project.root / "README.md").write_text("# my unsaved edit\n")  # the person's work, uncommitted
+    item = project.add("Touch the readme")
+    orch = await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.stage is Stage.MERGE and held.state.hold is Hold.REVIEW_HOLD
+    assert "README.md" in (held.state.hold_reason or "")
+    assert (project.root / "README.md").read_text() == "# my unsaved edit\n"
+    assert project.base_log() == ["initial"]
+    git(project.root, "checkout", "--", "README.md")  # the person puts their edit away
+    orch.act(item.id, Trigger.RELEASE, "ann")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert (project.root / "README.md").read_text() == "# changed by the agent\n"
+
+
+async def test_a_done_item_is_archived_after_the_delay_and_its_worktree_pruned(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure(archive_after_s=0)
+    item = project.add("Archive me")
+    await project.run_until_idle()  # the archive timer is due at once
+    assert project.stage(item.id) is Stage.ARCHIVED
+    assert not (project.paths.worktrees_dir / item.name).exists()
+    assert "gangline/1-archive-me" not in git(project.root, "branch", "--list")
