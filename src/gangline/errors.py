@@ -5,10 +5,15 @@
     ├── AgentNotFoundError        the agent CLI binary is missing or not executable (``path``)
     ├── RunLogError               a run log cannot be created, written or read (``path``)
     ├── RunnerError               a run could not be started or is unknown (``run_id``)
-    ├── VerdictError              a QA or mergemaster agent's final message is not a valid report
-    │                             (``role``, ``reason``)
-    └── GitError                  a git command failed or timed out (``args``, ``cwd``,
-                                  ``returncode``, ``stderr``)
+    ├── StateConflict             a compare-and-set lost: the item changed (``item_id``,
+    │                             ``expected``, ``current``); exit 5
+    ├── (stages.IllegalTransition) the table forbids the trigger (``state``, ``trigger``); exit 5
+    ├── GitError                  a git command failed or timed out (``args``, ``cwd``,
+    │                             ``returncode``, ``stderr``); exit 6
+    ├── NotFoundError             no such item, run or profile (``what``, ``key``); exit 7
+    ├── ServerLockedError         another server drives this project; exit 8
+    └── VerdictError              a QA or mergemaster agent's final message is not a valid report
+                                  (``role``, ``reason``); exit 9
 
 Surfaces translate these at their edge: the CLI prints the message and exits non-zero,
 and later the REST and MCP doors map them to status codes. Callers read fields, never
@@ -96,7 +101,7 @@ class StateConflict(GanglineError):
 class VerdictError(GanglineError):
     """A QA or mergemaster agent did not end with the one JSON object its prompt asked for."""
 
-    exit_code = 6
+    exit_code = 9
 
     def __init__(self, role: str, reason: str) -> None:
         super().__init__(f"{role} report rejected: {reason}")
@@ -129,3 +134,9 @@ class GitError(GanglineError):
     def __reduce__(self) -> tuple[Any, ...]:
         # BaseException pickles as cls(*self.args); ours holds git's arguments instead.
         return (type(self), (self.args, self.cwd, self.returncode, self.stderr))
+
+
+class ServerLockedError(GanglineError):
+    """Another gangline server already drives this project."""
+
+    exit_code = 8

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gangline.agents import AgentRuns
 from gangline.config import Role, RunnerSettings
-from gangline.errors import ConfigError, GanglineError, StateConflict
+from gangline.errors import ConfigError, GanglineError, ServerLockedError, StateConflict
 from gangline.events import RunOutcome
 from gangline.gates import GatesReport
 from gangline.items import Item, ItemDraft
@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 _ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
-
-
-class ServerLockedError(GanglineError):
-    """Another gangline server already drives this project."""
-
-    exit_code = 8
 
 
 class Orchestrator:
