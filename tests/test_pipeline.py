@@ -243,3 +243,14 @@ async def test_a_done_item_is_archived_after_the_delay_and_its_worktree_pruned(p
     assert project.stage(item.id) is Stage.ARCHIVED
     assert not (project.paths.worktrees_dir / item.name).exists()
     assert "gangline/1-archive-me" not in git(project.root, "branch", "--list")
+
+
+async def test_a_scheduled_start_waits_for_its_time_even_across_a_restart(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure()
+    item = project.add("Tonight")
+    at = project.store.clock() + 1.0
+    project.orchestrator().schedule_start(item.id, at, "ann")  # this server goes away unused
+    await project.run_until_idle()  # a new one honours the stored time
+    [start] = [e for e in project.store.events_after(0) if e.trigger == "start"]
+    assert start.at >= at and project.stage(item.id) is Stage.DONE

@@ -236,6 +236,17 @@ class Orchestrator:
         self._notify()
         return item
 
+    def schedule_start(self, item_id: int, at: float | None, actor: str) -> Item:
+        """Start a backlog item no earlier than ``at`` (epoch seconds; None: as soon as it can)."""
+        item = self.store.get_item(item_id)
+        if item.stage is not Stage.BACKLOG:
+            raise StateConflict(item_id, "backlog", item.state.describe())
+        item = self.store.bookkeep(
+            item_id, "scheduled", actor, expected=item.state, updates={"start_after": at}, data={"start_after": at}
+        )
+        self._notify()
+        return item
+
     def act(self, item_id: int, trigger: Trigger, actor: str, reason: str | None = None) -> Item:
         """A person's transition: block, unblock, release, retry_merge, demote, freeze, approve..."""
         item = self.store.get_item(item_id)
