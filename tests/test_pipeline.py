@@ -186,7 +186,7 @@ async def test_human_qa_waits_for_a_person_and_approval_merges(project: Project)
     item = project.add("Needs a human")
     orch = await project.run_until_idle()
     assert project.stage(item.id) is Stage.QA  # idle: nothing can move without a person
-    orch.act(item.id, Trigger.QA_PASSED, "ann", "looks right")
+    await orch.act(item.id, Trigger.QA_PASSED, "ann", "looks right")
     await project.run_until_idle()
     assert project.stage(item.id) is Stage.DONE
     approval = [e for e in project.store.events_after(0) if e.trigger == "qa_passed"]
@@ -229,7 +229,7 @@ async def test_a_person_with_conflicting_local_changes_on_the_base_branch_gets_a
     assert (project.root / "README.md").read_text() == "# my unsaved edit\n"
     assert project.base_log() == ["initial"]
     git(project.root, "checkout", "--", "README.md")  # the person puts their edit away
-    orch.act(item.id, Trigger.RELEASE, "ann")
+    await orch.act(item.id, Trigger.RELEASE, "ann")
     await project.run_until_idle()
     assert project.stage(item.id) is Stage.DONE
     assert (project.root / "README.md").read_text() == "# changed by the agent\n"
@@ -254,3 +254,15 @@ async def test_a_scheduled_start_waits_for_its_time_even_across_a_restart(projec
     await project.run_until_idle()  # a new one honours the stored time
     [start] = [e for e in project.store.events_after(0) if e.trigger == "start"]
     assert start.at >= at and project.stage(item.id) is Stage.DONE
+
+
+async def test_a_coder_whose_cli_is_missing_blocks_the_item_with_the_reason_and_no_retries(project: Project) -> None:
+    project.add_agent({"name": "coder", "cli": "claude", "command": "/nonexistent/claude"})
+    project.configure()
+    item = project.add("No agent")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.state.hold is Hold.BLOCKED
+    assert held.state.hold_reason == "agent profile 'coder': CLI binary '/nonexistent/claude' does not exist"
+    [run] = project.store.runs(item.id)
+    assert run.outcome is RunOutcome.CRASHED and not run.live

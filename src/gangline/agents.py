@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from gangline.budget import BudgetMeter
 from gangline.bus import Bus
 from gangline.config import AgentProfile, Role
-from gangline.errors import GanglineError
+from gangline.errors import GanglineError, RunnerError
 from gangline.events import Gap, RunOutcome, SessionStarted
 from gangline.items import Item
 from gangline.policy import RunEnding
@@ -71,16 +72,21 @@ class AgentRuns:
             env=self.env_for(item, profile.role, run_id),
             on_started=lambda rec: self._started(run_id, rec),
         )
+        not_started: GanglineError | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                watch = tg.create_task(self._watch(run_id, bus, meter))
+                tg.create_task(self._watch(run_id, bus, meter))
                 try:
                     summary = await self.runner.run(request, bus)
-                except GanglineError as err:
-                    watch.cancel()
+                except GanglineError as err:  # nothing was spawned; the runner closed the bus
+                    not_started = err
                     summary = _not_started(run_id, log_path, str(err))
         finally:
             self.buses.pop(run_id, None)
+        if not_started is not None:
+            # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
+            self.store.finish_run(run_id, RunEnd(summary.outcome, summary.reason), self.actor)
+            raise not_started
         budget_note = meter.note() if meter.exceeded else None
         cost = summary.cost_usd if summary.cost_usd is not None else (meter.spent_usd or None)
         end = RunEnd(summary.outcome, budget_note or summary.reason, summary.session_id, summary.usage, cost)
@@ -106,7 +112,8 @@ class AgentRuns:
             if meter.exceeded and not stopped:
                 stopped = True
                 log.warning("budget exceeded", extra={"action": "budget_stop", "run_id": run_id})
-                self.runner.stop_nowait(run_id, meter.note())
+                with contextlib.suppress(RunnerError):  # it may have ended on its own meanwhile
+                    self.runner.stop_nowait(run_id, meter.note())
 
 
 def _not_started(run_id: str, log_path: Path, reason: str) -> RunSummary:

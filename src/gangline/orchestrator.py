@@ -247,29 +247,23 @@ class Orchestrator:
         self._notify()
         return item
 
-    def act(self, item_id: int, trigger: Trigger, actor: str, reason: str | None = None) -> Item:
+    async def act(self, item_id: int, trigger: Trigger, actor: str, reason: str | None = None) -> Item:
         """A person's transition: block, unblock, release, retry_merge, demote, freeze, approve..."""
         item = self.store.get_item(item_id)
         if trigger is Trigger.QA_FAILED:
             item = self.pipeline.reject(item, actor, reason or "rejected by a reviewer")
         else:
+            ahead = None
+            if trigger is Trigger.QA_PASSED:
+                ahead = await self.pipeline.worktrees.commits_ahead(item.id, item.slug)
+            facts = Facts(reason=reason, commits_ahead=ahead)
             item = self.store.transition(
-                item_id,
-                trigger,
-                actor,
-                expected=item.state,
-                facts=Facts(reason=reason, commits_ahead=self._ahead_hint(trigger)),
-                updates=_resets(trigger),
+                item_id, trigger, actor, expected=item.state, facts=facts, updates=_resets(trigger)
             )
         if trigger in (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW):
             self._stop_runs_of(item_id, f"{trigger.value} by {actor}")
         self._notify()
         return item
-
-    def _ahead_hint(self, trigger: Trigger) -> int | None:
-        # A person's approval: the QA job re-checks commits on the way into merge, and merge itself
-        # refuses an empty squash; the guard here only needs to know someone looked.
-        return 1 if trigger is Trigger.QA_PASSED else None
 
     def _stop_runs_of(self, item_id: int, reason: str) -> None:
         for run in self.store.runs(item_id, live_only=True):

@@ -68,8 +68,6 @@ class Pipeline:
     async def _after_coder(self, result: AgentResult, profile: AgentProfile) -> None:
         item = self.store.get_item(_item_id(result.run_id))
         session = result.summary.session_id or item.session_id
-        if result.summary.process is not None and not result.summary.session_id and item.session_id:
-            session = None  # a resumed run that never started a session: the session is gone
         decision = self._decide(item, Stage.CODING, result, profile)
         if decision.verdict is Verdict.CHECK:
             decision = await self._check_work(item, result.run_id)
