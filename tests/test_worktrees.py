@@ -241,6 +241,24 @@ async def test_a_git_command_that_hangs_is_killed_with_its_children(repo: Path, 
         await asyncio.sleep(0.01)
 
 
+async def test_cancelling_a_git_command_kills_it_with_its_children(repo: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    slow = f"alias.slow=!sleep 1000 & echo $! > {pid_file}; wait"
+    task = asyncio.create_task(gitrun.git(repo, "-c", slow, "slow"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
+        assert loop.time() < deadline, "the command never started"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    pid = int(pid_file.read_text())
+    while alive(pid):
+        assert loop.time() < deadline + 5, "the cancelled command's child lived on"
+        await asyncio.sleep(0.01)
+
+
 async def test_git_never_waits_on_an_editor_or_a_terminal(repo: Path) -> None:
     result = await gitrun.git(repo, "var", "GIT_EDITOR")
     assert result.stdout.strip() == "true"

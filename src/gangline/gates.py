@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from gangline.processes import kill_group_now, terminate_group
 HEAD_BYTES = 8 * 1024  # the start of a gate's output: usually says what it is running
 SUMMARY_BYTES = 8 * 1024  # the end of a failed gate's output shown in a retry prompt
 _CHUNK = 64 * 1024
+_REAP_S = 5.0
 # After a gate's shell exits, how long a background child may keep the output pipe open
 # before the group is killed; the bound that stops `server & run-tests` hanging run_gates.
 DRAIN_S = 1.0
@@ -143,6 +145,9 @@ async def run_gate(
         pipe.close()
         if not finished:  # cancelled: nothing of the gate may outlive the caller
             kill_group_now(proc.pid)
+            # Reap it (bounded; SIGKILL is prompt) so its transport closes now, not at garbage collection.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), _REAP_S)
     exit_code = None if timed_out else proc.returncode
     return GateResult(
         gate.name, gate.command, exit_code, timed_out, loop.time() - started, output.text(), output.dropped > 0

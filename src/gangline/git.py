@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ GANGLINE_COMMITTER = (
     "commit.gpgsign=false",
 )
 
+_REAP_S = 5.0
 _FIXED_ENV = {
     "LC_ALL": "C",  # messages we show people and parse stay in one language
     "GIT_TERMINAL_PROMPT": "0",  # fail instead of asking for credentials on a terminal nobody watches
@@ -95,6 +97,9 @@ async def git(
     finally:
         if proc.returncode is None:  # cancelled: nothing of git's may outlive the caller
             kill_group_now(proc.pid)
+            # Reap it (bounded; SIGKILL is prompt) so its transport closes now, not at garbage collection.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), _REAP_S)
     result = GitResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
     if check and result.returncode != 0:
         raise GitError(args, cwd, result.returncode, result.stderr)
