@@ -13,8 +13,10 @@ import pytest
 from gangline.bus import Bus
 from gangline.config import AgentProfile, CliKind, RunnerSettings
 from gangline.events import Record
+from gangline.items import Item, Kind
 from gangline.runlog import replay
 from gangline.runner import Runner, RunRequest, RunSummary
+from gangline.stages import ItemState, Stage
 
 TESTS = Path(__file__).resolve().parent
 TRANSCRIPTS = TESTS / "transcripts"
@@ -65,3 +67,36 @@ def run_agent(tmp_path: Path) -> RunFn:
         return await runner.run(request, bus)
 
     return go
+
+
+def make_item(**fields: Any) -> Item:
+    """An item as the store would return it; ``fields`` override the plain defaults."""
+    values: dict[str, Any] = {
+        "id": 1, "slug": "add-login", "kind": Kind.STORY, "title": "Add login", "body": "", "criteria": (),
+        "depends_on": (), "priority": 0, "pinned_agent": None, "qa_mode": None, "state": ItemState(Stage.BACKLOG),
+        "retries": 0, "merge_attempts": 0, "session_id": None, "parked_until": None, "start_after": None,
+        "archive_at": None, "merged_commit": None, "merged_tip": None, "created_at": 0.0, "updated_at": 0.0,
+    }  # fmt: skip
+    return Item(**{**values, **fields})
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit_file(cwd: Path, name: str, text: str, message: str = "change") -> str:
+    (cwd / name).write_text(text)
+    git(cwd, "add", name)
+    git(cwd, "commit", "-q", "-m", message)
+    return git(cwd, "rev-parse", "HEAD")
+
+
+def new_repo(path: Path, *files: tuple[str, str, str]) -> Path:
+    """A repository on ``main`` with a local identity and one commit per (name, text, message)."""
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test Person")
+    git(path, "config", "user.email", "person@example.com")
+    for name, text, message in files:
+        commit_file(path, name, text, message)
+    return path

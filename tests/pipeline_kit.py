@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from conftest import git
 from gangline.config import RunnerSettings
 from gangline.items import Item, ItemDraft
 from gangline.orchestrator import Orchestrator
@@ -20,11 +20,6 @@ from gangline.store import Store, open_sqlite
 
 FAST = RunnerSettings(inactivity_timeout_s=30, kill_grace_s=0.5, drain_timeout_s=2)
 Step = dict[str, Any]
-
-
-def git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return out.stdout.strip()
 
 
 class Project:

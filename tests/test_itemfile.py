@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import conftest
 from gangline.config import QaMode
 from gangline.errors import ConfigError
 from gangline.itemfile import (
@@ -42,32 +44,8 @@ Body markdown...
 """
 
 
-def make_item(**fields: object) -> Item:
-    values: dict[str, object] = {
-        "id": 12,
-        "slug": "add-login",
-        "kind": Kind.STORY,
-        "title": "Add login",
-        "body": "",
-        "criteria": (),
-        "depends_on": (),
-        "priority": 0,
-        "pinned_agent": None,
-        "qa_mode": None,
-        "state": ItemState(Stage.BACKLOG),
-        "retries": 0,
-        "merge_attempts": 0,
-        "session_id": None,
-        "parked_until": None,
-        "start_after": None,
-        "archive_at": None,
-        "merged_commit": None,
-        "merged_tip": None,
-        "created_at": 0.0,
-        "updated_at": 0.0,
-    }
-    values.update(fields)
-    return Item(**values)  # type: ignore[arg-type]
+def make_item(**fields: Any) -> Item:
+    return conftest.make_item(**{**{"id": 12}, **fields})
 
 
 def item_text(front: str, rest: str = "") -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+import conftest
 from gangline.config import QaMode
 from gangline.errors import ConfigError
 from gangline.items import (
@@ -32,35 +34,24 @@ def problem(data: dict[str, object]) -> ConfigError:
     return caught.value
 
 
-def make_item(**fields: object) -> Item:
-    values: dict[str, object] = {
-        "id": 7,
-        "slug": "add-login",
-        "kind": Kind.STORY,
-        "title": "Add login",
-        "body": "Users sign in.",
-        "criteria": (Criterion(text="a form"),),
-        "depends_on": (3,),
-        "priority": 5,
-        "pinned_agent": "coder-opus",
-        "qa_mode": QaMode.AGENT,
-        "state": ItemState(Stage.QA, frozen=True),
-        "retries": 0,
-        "merge_attempts": 0,
-        "session_id": None,
-        "parked_until": None,
-        "start_after": None,
-        "archive_at": None,
-        "merged_commit": None,
-        "merged_tip": None,
-        "created_at": 1.0,
-        "updated_at": 2.0,
-    }
-    values.update(fields)
-    return Item(**values)  # type: ignore[arg-type]
-
-
-# --- titles ------------------------------------------------------------------------------------
+def make_item(**fields: Any) -> Item:
+    return conftest.make_item(
+        **{
+            **{
+                "id": 7,
+                "body": "Users sign in.",
+                "criteria": (Criterion(text="a form"),),
+                "depends_on": (3,),
+                "priority": 5,
+                "pinned_agent": "coder-opus",
+                "qa_mode": QaMode.AGENT,
+                "state": ItemState(Stage.QA, frozen=True),
+                "created_at": 1.0,
+                "updated_at": 2.0,
+            },
+            **fields,
+        }
+    )
 
 
 def test_a_title_loses_its_surrounding_whitespace() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import commit_file, git, new_repo
 from gangline.errors import ConfigError
 from gangline.merge import AdvanceStatus, SquashStatus, advance_base, inspect_resolution, prepare_squash
 from gangline.worktrees import Worktrees
@@ -15,27 +16,9 @@ from gangline.worktrees import Worktrees
 MESSAGE = "Add login (#1)"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit_file(cwd: Path, name: str, text: str, message: str = "change") -> str:
-    (cwd / name).write_text(text)
-    git(cwd, "add", name)
-    git(cwd, "commit", "-q", "-m", message)
-    return git(cwd, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Test Person")
-    git(path, "config", "user.email", "person@example.com")
-    commit_file(path, "README", "hello\n", "initial")
-    commit_file(path, "notes.txt", "notes\n", "notes")
-    return path
+    return new_repo(tmp_path / "repo", ("README", "hello\n", "initial"), ("notes.txt", "notes\n", "notes"))
 
 
 @pytest.fixture

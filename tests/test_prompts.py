@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from gangline.config import Role
 from gangline.errors import ConfigError, VerdictError
 from gangline.items import Criterion, Item, Kind
@@ -24,30 +25,24 @@ from gangline.stages import ItemState, Stage
 
 
 def make_item(**fields: Any) -> Item:
-    values: dict[str, Any] = {
-        "id": 42,
-        "slug": "add-login",
-        "kind": Kind.BUG,
-        "title": "Add a login page",
-        "body": "Users need to sign in.",
-        "criteria": (Criterion(text="A form asks for name and password"), Criterion(text="Bad passwords are refused")),
-        "depends_on": (7, 9),
-        "priority": 5,
-        "pinned_agent": None,
-        "qa_mode": None,
-        "state": ItemState(Stage.CODING),
-        "retries": 0,
-        "merge_attempts": 0,
-        "session_id": None,
-        "parked_until": None,
-        "start_after": None,
-        "archive_at": None,
-        "merged_commit": None,
-        "merged_tip": None,
-        "created_at": 0.0,
-        "updated_at": 0.0,
-    }
-    return Item(**{**values, **fields})
+    return conftest.make_item(
+        **{
+            **{
+                "id": 42,
+                "kind": Kind.BUG,
+                "title": "Add a login page",
+                "body": "Users need to sign in.",
+                "criteria": (
+                    Criterion(text="A form asks for name and password"),
+                    Criterion(text="Bad passwords are refused"),
+                ),
+                "depends_on": (7, 9),
+                "priority": 5,
+                "state": ItemState(Stage.CODING),
+            },
+            **fields,
+        }
+    )
 
 
 def context(role: Role = Role.CODER, **fields: Any) -> PromptContext:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from conftest import make_item
 from gangline.config import QaMode, Role
-from gangline.items import Item, Kind
+from gangline.items import Item
 from gangline.scheduler import Action, Step, plan
 from gangline.stages import Hold, ItemState, Stage
 
@@ -14,13 +13,7 @@ LIMITS = {Role.CODER: 2, Role.QA: 1, Role.MERGEMASTER: 1}
 
 
 def item(item_id: int, stage: Stage = Stage.BACKLOG, **fields: object) -> Item:
-    base = Item(
-        id=item_id, slug=f"i{item_id}", kind=Kind.STORY, title="t", body="", criteria=(), depends_on=(), priority=0,
-        pinned_agent=None, qa_mode=None, state=ItemState(stage), retries=0, merge_attempts=0, session_id=None,
-        parked_until=None, start_after=None, archive_at=None, merged_commit=None, merged_tip=None,
-        created_at=0.0, updated_at=0.0,
-    )  # fmt: skip
-    return replace(base, **fields)  # type: ignore[arg-type]
+    return make_item(**{"id": item_id, "slug": f"i{item_id}", "state": ItemState(stage), **fields})
 
 
 def steps(items: list[Item], busy: set[int] = frozenset(), running: dict[Role, int] | None = None,  # type: ignore[assignment]

@@ -9,20 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import commit_file, git, new_repo
 from gangline import git as gitrun
 from gangline.errors import ConfigError, GitError
 from gangline.worktrees import Worktrees, branch_name, parse_worktree_list, worktree_path
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit_file(cwd: Path, name: str, text: str, message: str = "change") -> str:
-    (cwd / name).write_text(text)
-    git(cwd, "add", name)
-    git(cwd, "commit", "-q", "-m", message)
-    return git(cwd, "rev-parse", "HEAD")
 
 
 def alive(pid: int) -> bool:
@@ -34,14 +24,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Test Person")
-    git(path, "config", "user.email", "person@example.com")
-    commit_file(path, ".gitignore", "*.log\n", "ignore logs")
-    commit_file(path, "README", "hello\n", "initial")
-    return path
+    return new_repo(tmp_path / "repo", (".gitignore", "*.log\n", "ignore logs"), ("README", "hello\n", "initial"))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from gangline.merge import AdvanceStatus, Squash, SquashStatus, advance_base, in
 from gangline.policy import BUDGET_SUBTYPE
 from gangline.project import ProjectConfig
 from gangline.stages import Facts, IllegalTransition, Stage, Trigger
-from gangline.store import Store
+from gangline.store import REASON_CHARS, Store
 from gangline.worktrees import Worktrees, branch_name
 
 Render = Callable[[Item, AgentProfile, Path, str], str]
@@ -95,13 +95,7 @@ class Merger:
                     updates={"merged_commit": None},
                 )
                 if advance.status is AdvanceStatus.CHECKED_OUT_BLOCKED:
-                    self.store.transition(
-                        item.id,
-                        Trigger.HOLD_FOR_REVIEW,
-                        SERVER,
-                        expected=item.state,
-                        facts=Facts(reason=advance.detail[:2000]),
-                    )
+                    self.store.hold(item.id, Trigger.HOLD_FOR_REVIEW, SERVER, advance.detail, expected=item.state)
                     return
             self._fail(item, f"the base branch {base!r} kept moving while merging; retry the merge")
 
@@ -131,7 +125,7 @@ class Merger:
                 "mergemaster",
                 SERVER,
                 expected=item.state,
-                reason=problem[:2000],
+                reason=problem[:REASON_CHARS],
                 updates={"merge_attempts": item.merge_attempts + 1},
             )
             profile = masters[0]
@@ -143,7 +137,7 @@ class Merger:
                 return None
             if result.ending.budget_note or result.ending.result_subtype == BUDGET_SUBTYPE:
                 note = result.ending.budget_note or "budget exceeded"
-                self.store.transition(item.id, Trigger.BLOCK, SERVER, expected=item.state, facts=Facts(reason=note))
+                self.store.hold(item.id, Trigger.BLOCK, SERVER, note, expected=item.state)
                 return None
             squash = await inspect_resolution(workspace, squash.base_tip, message)
 
@@ -162,9 +156,7 @@ class Merger:
             self._fail(item, err.why)
 
     def _fail(self, item: Item, reason: str) -> None:
-        self.store.transition(
-            item.id, Trigger.MERGE_FAILED, SERVER, expected=item.state, facts=Facts(reason=reason[:2000])
-        )
+        self.store.hold(item.id, Trigger.MERGE_FAILED, SERVER, reason, expected=item.state)
 
 
 def merge_message(item: Item, feature: str, base: str) -> str:

@@ -160,7 +160,7 @@ class Orchestrator:
         what = str(err) if isinstance(err, GanglineError) else f"internal error: {type(err).__name__}: {err}"
         # Already held, moved or deleted: then the error is only in the log.
         with contextlib.suppress(GanglineError):
-            self.store.transition(item_id, Trigger.BLOCK, SERVER, facts=Facts(reason=what[:2000]))
+            self.store.hold(item_id, Trigger.BLOCK, SERVER, what)
 
     def _notify(self) -> None:
         self._wake.set()

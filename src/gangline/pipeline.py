@@ -22,7 +22,7 @@ from gangline.policy import Decision, Verdict, after_run, retry_or_block
 from gangline.project import ProjectConfig
 from gangline.prompts import PromptContext, parse_qa_verdict, render_prompt
 from gangline.stages import Facts, Stage, Trigger
-from gangline.store import Store
+from gangline.store import REASON_CHARS, Store
 from gangline.worktrees import Worktrees, branch_name
 
 log = logging.getLogger(__name__)
@@ -177,15 +177,13 @@ class Pipeline:
             Trigger.QA_FAILED,
             actor,
             expected=item.state,
-            facts=Facts(reason=feedback[:2000]),
+            facts=Facts(reason=feedback[:REASON_CHARS]),
             updates={"feedback": feedback, "retries": retries},
             run_id=run_id,
         )
         decision = retry_or_block(retries, self.config.max_retries, feedback)
         if decision.verdict is Verdict.BLOCK:
-            item = self.store.transition(
-                item.id, Trigger.BLOCK, SERVER, expected=item.state, facts=Facts(reason=decision.reason[:2000])
-            )
+            item = self.store.hold(item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state)
         return item
 
     async def _qa_tampered(self, item: Item, path: Path, tip: str | None) -> str | None:
@@ -269,14 +267,8 @@ class Pipeline:
         if decision.verdict is Verdict.LEAVE:
             return
         if decision.verdict is Verdict.BLOCK:
-            self.store.transition(
-                item.id,
-                Trigger.BLOCK,
-                SERVER,
-                expected=item.state,
-                facts=Facts(reason=decision.reason[:2000]),
-                updates=base,
-                run_id=run_id,
+            self.store.hold(
+                item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state, updates=base, run_id=run_id
             )
         elif decision.verdict is Verdict.PARK:
             self.store.bookkeep(
@@ -305,7 +297,7 @@ class Pipeline:
                 "retry",
                 SERVER,
                 expected=item.state,
-                reason=decision.reason[:2000],
+                reason=decision.reason[:REASON_CHARS],
                 updates={**base, "feedback": decision.reason},
                 run_id=run_id,
             )

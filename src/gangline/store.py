@@ -26,6 +26,7 @@ from gangline.items import Criterion, Item, ItemDraft, ItemPatch, Kind, slugify
 from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
 
 Clock = Callable[[], float]
+REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
 LedgerKey = Literal["run", "item", "profile", "day"]
 
 
@@ -260,6 +261,21 @@ class Store:
                 reason=reason,
             )
             return self._item(conn, item_id)
+
+    def hold(
+        self,
+        item_id: int,
+        trigger: Trigger,
+        actor: str,
+        reason: str,
+        *,
+        expected: ItemState | None = None,
+        updates: Mapping[str, object] | None = None,
+        run_id: str | None = None,
+    ) -> Item:
+        """Set a hold (``block``, ``hold_for_review``, ``merge_failed``) with its reason, capped at 2,000 characters."""
+        facts = Facts(reason=reason[:REASON_CHARS])
+        return self.transition(item_id, trigger, actor, expected=expected, facts=facts, updates=updates, run_id=run_id)
 
     def bookkeep(
         self,
