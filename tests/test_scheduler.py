@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from conftest import make_item
 from gangline.config import QaMode, Role
-from gangline.items import Item
-from gangline.scheduler import Action, Step, plan
+from gangline.scheduler import Action, Candidate, Step, plan
 from gangline.stages import Hold, ItemState, Stage
 
 NOW = 1000.0
 LIMITS = {Role.CODER: 2, Role.QA: 1, Role.MERGEMASTER: 1}
 
 
-def item(item_id: int, stage: Stage = Stage.BACKLOG, **fields: object) -> Item:
-    return make_item(**{"id": item_id, "slug": f"i{item_id}", "state": ItemState(stage), **fields})
+def item(item_id: int, stage: Stage = Stage.BACKLOG, waiting_on: tuple[int, ...] = (), **fields: object) -> Candidate:
+    full = make_item(
+        **{"id": item_id, "slug": f"i{item_id}", "state": ItemState(stage), "depends_on": waiting_on, **fields}
+    )
+    return Candidate.of(full)
 
 
-def steps(items: list[Item], busy: set[int] = frozenset(), running: dict[Role, int] | None = None,  # type: ignore[assignment]
-          qa: QaMode = QaMode.SERVER, merging: bool = False) -> list[tuple[Step, int]]:  # fmt: skip
+def steps(
+    items: list[Candidate],
+    busy: set[int] = frozenset(),
+    running: dict[Role, int] | None = None,  # type: ignore[assignment]
+    qa: QaMode = QaMode.SERVER,
+    merging: bool = False,
+) -> list[tuple[Step, int]]:
     result = plan(items, busy, running or {}, LIMITS, qa, merging, NOW)
     return [(a.step, a.item_id) for a in result.actions]
 
@@ -34,8 +41,8 @@ def test_started_work_is_finished_before_new_work_starts() -> None:
 
 
 def test_an_item_waits_for_its_dependencies_to_be_done() -> None:
-    assert steps([item(1, Stage.QA), item(2, depends_on=(1,))], qa=QaMode.HUMAN) == []
-    assert steps([item(1, Stage.DONE), item(2, depends_on=(1,))]) == [(Step.START, 2)]
+    assert steps([item(2, waiting_on=(1,))]) == []
+    assert steps([item(2)]) == [(Step.START, 2)]
 
 
 def test_held_frozen_and_busy_items_are_not_planned() -> None:

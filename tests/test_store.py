@@ -160,3 +160,15 @@ def test_reopening_keeps_everything_and_uses_wal(tmp_path: Path) -> None:
     assert [i.title for i in again.list_items()] == ["Add login"]
     with sqlite3.connect(tmp_path / "state.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_only_items_that_could_move_are_candidates_for_scheduling(store: Store) -> None:
+    first = store.create_item(draft("first"), "ann")
+    waiting = store.create_item(draft("waiting", depends_on=[first.id]), "ann")
+    store.create_item(draft("frozen", frozen=True), "ann")
+    held = store.create_item(draft("held"), "ann")
+    store.hold(held.id, Trigger.BLOCK, "ann", "not yet")
+    assert [c.id for c in store.candidates(Stage)] == [first.id]
+    for trigger in (Trigger.START, Trigger.CODED, Trigger.QA_PASSED, Trigger.MERGED, Trigger.ARCHIVE):
+        store.transition(first.id, trigger, "gangline", facts=Facts(commits_ahead=1, files_changed=1))
+    assert [c.id for c in store.candidates(Stage)] == [first.id, waiting.id]  # an archived dependency counts as done

@@ -82,7 +82,8 @@ class Merger:
                     data={"commit": squash.commit, "files": squash.files_changed},
                 )
                 assert squash.commit is not None
-                advance = await advance_base(self.repo, base, squash.commit, squash.base_tip)
+                async with self.worktrees.lock:
+                    advance = await advance_base(self.repo, base, squash.commit, squash.base_tip)
                 if advance.status is AdvanceStatus.ADVANCED:
                     self._done(item, squash.files_changed, squash.commit)
                     return

@@ -102,12 +102,15 @@ class Orchestrator:
             timeout = self.tick_s
             if current.next_due is not None:
                 timeout = min(timeout, max(0.0, current.next_due - self.clock()))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and a Ctrl-C would then be lost.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def tick(self) -> Plan:
         """One reconcile pass: plan from the store and start a job per action."""
-        items = self.store.list_items(stages=(Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE))
+        candidates = self.store.candidates((Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE))
         running: dict[Role, int] = {}
         for role, _task in self._jobs.values():
             if role is not None:
@@ -118,10 +121,9 @@ class Orchestrator:
             Role.MERGEMASTER: self.config.concurrency.mergemaster,
         }
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
-        current = plan(items, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
-        by_id = {item.id: item for item in items}
+        current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
         for action in current.actions:
-            self._launch(action, by_id[action.item_id])
+            self._launch(action, self.store.get_item(action.item_id))
         return current
 
     def _launch(self, action: Action, item: Item) -> None:

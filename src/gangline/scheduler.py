@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from gangline.config import QaMode, Role
 from gangline.items import Item
-from gangline.stages import Stage
+from gangline.stages import ItemState, Stage
 
-_FINISHED = (Stage.DONE, Stage.ARCHIVED)
+FINISHED = (Stage.DONE, Stage.ARCHIVED)
 
 
 class Step(enum.StrEnum):
@@ -19,6 +19,40 @@ class Step(enum.StrEnum):
     REVIEW = "review"  # qa by the item's mode
     MERGE = "merge"
     ARCHIVE = "archive"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The columns of an item that planning reads: cheap to load for thousands of items.
+
+    ``waiting_on`` lists the item's dependencies that are not finished yet.
+    """
+
+    id: int
+    state: ItemState
+    priority: int
+    waiting_on: tuple[int, ...]
+    qa_mode: QaMode | None
+    start_after: float | None
+    parked_until: float | None
+    archive_at: float | None
+
+    @property
+    def stage(self) -> Stage:
+        return self.state.stage
+
+    @classmethod
+    def of(cls, item: Item, finished: Collection[int] = ()) -> Candidate:
+        return cls(
+            item.id,
+            item.state,
+            item.priority,
+            tuple(dep for dep in item.depends_on if dep not in finished),
+            item.qa_mode,
+            item.start_after,
+            item.parked_until,
+            item.archive_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -35,7 +69,7 @@ class Plan:
 
 
 def plan(
-    items: Sequence[Item],
+    items: Sequence[Candidate],
     busy: Collection[int],
     running: Mapping[Role, int],
     limits: Mapping[Role, int],
@@ -48,7 +82,6 @@ def plan(
     ``busy`` holds items with a job in progress; ``running`` counts those jobs by role.
     Items waiting on a person (human QA, holds, frozen) are neither actions nor ``waiting``.
     """
-    stages = {item.id: item.stage for item in items}
     free = {role: limits[role] - running.get(role, 0) for role in Role}
     actions: list[Action] = []
     due: list[float] = []
@@ -56,7 +89,7 @@ def plan(
     for item in sorted(items, key=_order):
         if item.id in busy or item.state.frozen or item.state.hold is not None:
             continue
-        step, role, when = _step_for(item, stages, default_qa)
+        step, role, when = _step_for(item, default_qa)
         if step is None:
             continue
         if when is not None and when > now:
@@ -77,17 +110,15 @@ def plan(
     return Plan(tuple(actions), min(due) if due else None, waiting)
 
 
-def _order(item: Item) -> tuple[int, int, int]:
+def _order(item: Candidate) -> tuple[int, int, int]:
     # Finish what is started before starting more; then priority; then age.
     return (0 if item.stage is not Stage.BACKLOG else 1, -item.priority, item.id)
 
 
-def _step_for(
-    item: Item, stages: Mapping[int, Stage], default_qa: QaMode
-) -> tuple[Step | None, Role | None, float | None]:
+def _step_for(item: Candidate, default_qa: QaMode) -> tuple[Step | None, Role | None, float | None]:
     stage = item.stage
     if stage is Stage.BACKLOG:
-        if any(stages.get(dep) not in _FINISHED for dep in item.depends_on):
+        if item.waiting_on:
             return None, None, None
         return Step.START, Role.CODER, item.start_after
     if stage is Stage.CODING:

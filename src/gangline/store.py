@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, create_engine, delete, event, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gangline import schema as t
@@ -23,6 +23,7 @@ from gangline.config import QaMode, Role
 from gangline.errors import ConfigError, NotFoundError, StateConflict
 from gangline.events import RunOutcome, Usage
 from gangline.items import Criterion, Item, ItemDraft, ItemPatch, Kind, slugify
+from gangline.scheduler import FINISHED, Candidate
 from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
 
 Clock = Callable[[], float]
@@ -219,6 +220,50 @@ class Store:
             rows = list(conn.execute(query))
             return self._items(conn, rows)
 
+    def candidates(self, stages: Iterable[Stage]) -> list[Candidate]:
+        """What the scheduler needs of the items in ``stages`` it might move: no text columns.
+
+        Held and frozen items, and backlog items still waiting on a dependency, can move only
+        when something else changes first; leaving them out here keeps a tick as cheap with
+        thousands of them waiting as with none.
+        """
+        c, d = t.items.c, t.dependencies.c
+        dep = t.items.alias("dep")
+        unfinished = [s.value for s in Stage if s not in FINISHED]
+        waiting = exists().where(d.item_id == c.id, d.depends_on == dep.c.id, dep.c.stage.in_(unfinished))
+        query = select(
+            c.id,
+            c.stage,
+            c.hold,
+            c.hold_reason,
+            c.frozen,
+            c.priority,
+            c.qa_mode,
+            c.start_after,
+            c.parked_until,
+            c.archive_at,
+        ).where(
+            c.stage.in_([s.value for s in stages]),
+            c.hold.is_(None),
+            c.frozen.is_(False),
+            or_(c.stage != Stage.BACKLOG.value, ~waiting),
+        )
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))
+        return [
+            Candidate(
+                r.id,
+                _row_state(r),
+                r.priority,
+                (),
+                QaMode(r.qa_mode) if r.qa_mode else None,
+                r.start_after,
+                r.parked_until,
+                r.archive_at,
+            )
+            for r in rows
+        ]
+
     # --- pipeline state: only the orchestrator calls these ----------------------------------
 
     def transition(
@@ -308,6 +353,10 @@ class Store:
     ) -> int:
         with self.engine.begin() as conn:
             return _event(conn, self.clock(), kind, actor, item_id=item_id, run_id=run_id, reason=reason, data=data)
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(t.events.c.id))).scalar() or 0)
 
     def events_after(self, after_id: int = 0, limit: int = 1000, item_id: int | None = None) -> list[EventRow]:
         query = select(t.events).where(t.events.c.id > after_id).order_by(t.events.c.id).limit(limit)

@@ -184,7 +184,9 @@ class Worktrees:
         self._base_ref = f"refs/heads/{base_branch}"
         self._env = env
         # Adding, pruning and removing worktrees edit the shared .git/worktrees: one at a time.
-        self._lock = asyncio.Lock()
+        # `git worktree list` run meanwhile can fail on a half-written entry, so whoever lists
+        # worktrees elsewhere (the merge's base advance) takes it too.
+        self.lock = asyncio.Lock()
 
     async def _git(self, *args: str, check: bool = True, cwd: Path | None = None) -> GitResult:
         return await git(cwd or self.repo, *args, check=check, env=self._env)
@@ -202,7 +204,9 @@ class Worktrees:
         """The item's worktree on its branch, creating either if missing; work on the branch is kept."""
         path = worktree_path(self.root, item_id, slug)
         branch = branch_name(item_id, slug)
-        async with self._lock:
+        if _linked_and_unlocked(path, self.repo):
+            return path  # the common case (a retry, QA, gates): no lock, no git process
+        async with self.lock:
             if await self._reuse(path):
                 return path
             if await self._tip(f"refs/heads/{branch}") is None:
@@ -255,7 +259,7 @@ class Worktrees:
         """Remove the item's worktree and branch if no work can be lost; otherwise keep them and say why."""
         path = worktree_path(self.root, item_id, slug)
         branch = branch_name(item_id, slug)
-        async with self._lock:
+        async with self.lock:
             entry = await self._entry(path)
             tip = await self._tip(f"refs/heads/{branch}")
             refusal = await self._prune_refusal(path, entry, branch, tip, merged_tip)
@@ -307,12 +311,33 @@ class Worktrees:
     async def ensure_merge_workspace(self) -> Path:
         """A detached worktree at ``merge_dir`` for squash merges, created once and reused."""
         path = self.merge_dir.resolve()
-        async with self._lock:
+        async with self.lock:
             if await self._reuse(path):
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
             await self._git("worktree", "add", "--quiet", "--detach", str(path), self._base_ref)
             return path
+
+
+def _linked_and_unlocked(path: Path, repo: Path) -> bool:
+    """``path`` is a linked worktree of ``repo`` with no index.lock, read from the files git keeps.
+
+    ``<path>/.git`` names the worktree's git dir, and that dir's ``gitdir`` file points back
+    at ``<path>/.git``; anything else (missing, moved, a lock to inspect) takes the slow path.
+    """
+    try:
+        pointer = (path / ".git").read_text()
+    except OSError:
+        return False
+    if not pointer.startswith("gitdir: "):
+        return False
+    git_dir = Path(pointer[len("gitdir: ") :].strip())
+    try:
+        back = Path((git_dir / "gitdir").read_text().strip())
+    except OSError:
+        return False
+    inside_repo = git_dir.resolve().is_relative_to((repo / ".git").resolve())
+    return inside_repo and back.resolve() == (path / ".git").resolve() and not (git_dir / "index.lock").exists()
 
 
 def _first_line(text: str) -> str:
