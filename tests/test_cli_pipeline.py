@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,21 @@ def test_init_then_add_ls_and_show_round_trip_in_text_and_json(repo: Path) -> No
         (["--kind", "epic"], "--kind: expected one of story, bug, spike, refactor, got 'epic'"),
         (["--agent", "nobody"], "--agent: no agent profile named 'nobody'"),
         (["--depends-on", "9"], "--depends-on: item 9 does not exist"),
+        (["--start-after", "tomorrow"], "--start-after: expected an ISO date-time"),
     ],
 )
 def test_add_with_a_bad_option_names_it_and_adds_nothing(repo: Path, args: list[str], expected: str) -> None:
     out = gangline("add", "Something", *args, cwd=repo)
     assert out.returncode == 2 and expected in out.stderr, out.stderr
     assert json.loads(ok(gangline("ls", "--json", cwd=repo))) == []
+
+
+def test_add_with_a_start_time_schedules_the_item(repo: Path) -> None:
+    before = time.time()
+    added = json.loads(ok(gangline("add", "Tonight", "--start-after", "+2h", "--json", cwd=repo)))
+    assert before + 7200 <= added["start_after"] <= time.time() + 7200
+    at = json.loads(ok(gangline("add", "Later", "--start-after", "2030-01-02T03:04:05+00:00", "--json", cwd=repo)))
+    assert at["start_after"] == 1893553445.0
 
 
 def test_add_from_file_then_export_and_import_round_trip(repo: Path, tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,13 +61,19 @@ def add(
     agent: Annotated[str | None, typer.Option(help="Pin a coder agent profile from project.toml.")] = None,
     qa: Annotated[str | None, typer.Option(help="server, agent or human (default: the project's qa_mode).")] = None,
     frozen: Annotated[bool, typer.Option("--frozen", help="Add it frozen: the pipeline leaves it alone.")] = False,
+    start_after: Annotated[
+        str | None,
+        typer.Option(
+            help="Start no earlier than this: an ISO date-time (local time unless it says) or +30m, +2h, +1d."
+        ),
+    ] = None,
     from_file: Annotated[Path | None, typer.Option(help="Add the item a Markdown item file describes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new item as JSON.")] = False,
 ) -> None:
     """Add a work item to the backlog."""
     paths, config = project()
     if from_file is not None:
-        given = [title, kind, body, body_file, criterion, depends_on, priority, agent, qa]
+        given = [title, kind, body, body_file, criterion, depends_on, priority, agent, qa, start_after]
         if any(value is not None for value in given) or frozen:
             raise ConfigError("--from-file", "takes the whole item from the file; give no TITLE or item options")
         with opened(paths) as store:
@@ -76,12 +84,31 @@ def add(
         return
     draft = _draft_from_options(title, kind, body, body_file, criterion, depends_on, priority, agent, qa, frozen)
     _check_agent(config, draft.pinned_agent, "--agent")
+    at = None if start_after is None else parse_when(start_after, time.time(), "--start-after")
     with opened(paths) as store:
         try:
             item = store.create_item(draft, actor())
         except ConfigError as err:
             raise _renamed(err, "--depends-on") if err.field == "depends_on" else err from None
+        if at is not None:
+            item = store.schedule_start(item.id, at, actor())
     _print_added(item, as_json)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(text: str, now: float, option: str) -> float:
+    """``+90s``/``+30m``/``+2h``/``+1d`` from ``now``, or an ISO 8601 date-time (local time unless it has an offset)."""
+    value = text.strip()
+    if value.startswith("+") and value[-1:] in _UNITS and value[1:-1].isdigit():
+        return now + int(value[1:-1]) * _UNITS[value[-1]]
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise ConfigError(
+            option, f"expected an ISO date-time such as 2026-12-01T22:00 or +30m, +2h, +1d; got {text!r}"
+        ) from None
 
 
 def _draft_from_options(
@@ -287,6 +314,9 @@ def _item_json(item: Item) -> dict[str, Any]:
         "retries": item.retries,
         "merge_attempts": item.merge_attempts,
         "merged_commit": item.merged_commit,
+        "start_after": item.start_after,
+        "parked_until": item.parked_until,
+        "archive_at": item.archive_at,
         "created_at": item.created_at,
         "updated_at": item.updated_at,
     }

@@ -176,6 +176,15 @@ def _parked(n: Narrator, ev: EventRow) -> str:
     return f"[yellow]⏾ parked until {when}[/]: {first_line(ev.reason)}"
 
 
+def _scheduled(n: Narrator, ev: EventRow) -> str:
+    at = ev.data.get("start_after")
+    return (
+        f"[cyan]◷ starts no earlier than {clock_time(float(at))}[/]"
+        if isinstance(at, int | float)
+        else "[cyan]◷ unscheduled[/]"
+    )
+
+
 def _note(symbol: str, what: str, style: str = "yellow") -> Callable[[Narrator, EventRow], str]:
     def tell(n: Narrator, ev: EventRow) -> str:
         reason = f": {first_line(ev.reason)}" if ev.reason else ""
@@ -216,6 +225,7 @@ _TELLERS: dict[str, Callable[[Narrator, EventRow], str]] = {
     "gates_failed": _gates,
     "merge_ready": _merge_ready,
     "parked": _parked,
+    "scheduled": _scheduled,
     "retry": _note("↻", "retry"),
     "interrupted": _note("↻", "interrupted; the session resumes"),
     "mergemaster": _note("⚒", "mergemaster called"),

@@ -239,13 +239,7 @@ class Orchestrator:
         return item
 
     def schedule_start(self, item_id: int, at: float | None, actor: str) -> Item:
-        """Start a backlog item no earlier than ``at`` (epoch seconds; None: as soon as it can)."""
-        item = self.store.get_item(item_id)
-        if item.stage is not Stage.BACKLOG:
-            raise StateConflict(item_id, "backlog", item.state.describe())
-        item = self.store.bookkeep(
-            item_id, "scheduled", actor, expected=item.state, updates={"start_after": at}, data={"start_after": at}
-        )
+        item = self.store.schedule_start(item_id, at, actor)
         self._notify()
         return item
 

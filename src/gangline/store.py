@@ -341,6 +341,15 @@ class Store:
             _event(conn, now, kind, actor, item_id=item_id, run_id=run_id, reason=reason, data=data)
             return self._item(conn, item_id)
 
+    def schedule_start(self, item_id: int, at: float | None, actor: str) -> Item:
+        """Start a backlog item no earlier than ``at`` (epoch seconds; None: as soon as it can)."""
+        item = self.get_item(item_id)
+        if item.stage is not Stage.BACKLOG:
+            raise StateConflict(item_id, "backlog", item.state.describe())
+        return self.bookkeep(
+            item_id, "scheduled", actor, expected=item.state, updates={"start_after": at}, data={"start_after": at}
+        )
+
     def record_event(
         self,
         kind: str,
