@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gangline.config import Role
 from gangline.events import RunOutcome
+from gangline.items import ItemDraft
 from gangline.stages import Facts, Hold, Stage, Trigger
 from pipeline_kit import Project, commit_file, git
 
@@ -266,3 +269,14 @@ async def test_a_coder_whose_cli_is_missing_blocks_the_item_with_the_reason_and_
     assert held.state.hold_reason == "agent profile 'coder': CLI binary '/nonexistent/claude' does not exist"
     [run] = project.store.runs(item.id)
     assert run.outcome is RunOutcome.CRASHED and not run.live
+
+
+async def test_viewers_wait_for_the_next_change_and_a_timeout_bounds_the_wait(project: Project) -> None:
+    project.agent("coder", [WRITE])
+    project.configure()
+    orch = project.orchestrator()
+    seen = await orch.wait_changed(0, timeout_s=0.01)  # nothing happened: the bound ends the wait
+    waiters = [asyncio.create_task(orch.wait_changed(seen, timeout_s=30)) for _ in range(3)]
+    await asyncio.sleep(0)  # let them start waiting
+    orch.add_item(ItemDraft(title="wake them"), "ann")
+    assert await asyncio.gather(*waiters) == [seen + 1] * 3

@@ -71,6 +71,8 @@ class Orchestrator:
             clock,
         )
         self.changed = asyncio.Event()  # set after every change the orchestrator makes; viewers clear it
+        self._version = 0  # bumped by every change; wait_changed() lets any number of viewers wait on it
+        self._watchers: set[asyncio.Event] = set()
         self._wake = asyncio.Event()
         self._jobs: dict[int, tuple[Role | None, asyncio.Task[None]]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -167,6 +169,26 @@ class Orchestrator:
     def _notify(self) -> None:
         self._wake.set()
         self.changed.set()
+        self._version += 1
+        for watcher in self._watchers:
+            watcher.set()
+
+    async def wait_changed(self, seen: int, timeout_s: float) -> int:
+        """Wait (at most ``timeout_s``) for a change after version ``seen``; return the current version.
+
+        Any number of viewers may wait at once; each costs one Event while it waits.
+        """
+        if self._version > seen:
+            return self._version
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await watcher.wait()
+        finally:
+            self._watchers.discard(watcher)
+        return self._version
 
     # --- restart safety ----------------------------------------------------------------------
 
