@@ -1,0 +1,61 @@
+"""gangline doctor on real repositories: what it finds, and the fix it names for each problem."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from claude_cli import require_claude
+from gangline.doctor import Check, run_checks
+from pipeline_kit import Project
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.add_agent({"name": "claude", "cli": "claude", "command": require_claude(), "model": "sonnet",
+                       "max_budget_usd": 1.0, "allowed_tools": ["Bash"]})  # fmt: skip
+    project.agent("fake", [[{"say": "hi"}]], role="qa")
+    project.configure()
+    checks = by_name(run_checks(project.root, os.environ, port=0))
+    assert all(c.ok for c in checks.values()), checks
+    assert "2.1.330 (Claude Code)" in checks["agent claude"].detail
+    assert set(checks) == {"git", "repository", "configuration", "agent claude", "agent fake", "port", "disk"}
+
+
+def test_a_missing_agent_cli_is_named_with_how_to_install_it(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.add_agent({"name": "coder", "cli": "claude", "command": str(tmp_path / "nope")})
+    project.configure()
+    check = by_name(run_checks(project.root, os.environ, port=0))["agent coder"]
+    assert not check.ok and "does not exist" in check.detail and "npm install" in check.fix
+
+
+def test_outside_a_repository_it_says_where_to_run(tmp_path: Path) -> None:
+    checks = run_checks(tmp_path, os.environ, port=0)
+    assert checks[-1].name == "repository" and not checks[-1].ok
+    assert "inside the repository" in checks[-1].fix
+
+
+def test_a_broken_project_toml_is_reported_with_the_key(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.paths.state_dir.mkdir(exist_ok=True)
+    project.paths.config_file.write_text("max_retries = -1\n")
+    check = run_checks(project.root, os.environ, port=0)[-1]
+    assert check.name == "configuration" and not check.ok and "max_retries" in check.detail
+
+
+def test_a_port_in_use_is_reported(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[{"say": "hi"}]])
+    project.configure()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        check = by_name(run_checks(project.root, os.environ, port=port))["port"]
+    assert not check.ok and str(port) in check.detail and "--port" in check.fix
