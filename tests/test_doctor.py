@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from claude_cli import require_claude
@@ -17,8 +20,16 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(tmp_path: Path) -> None:
     project = Project(tmp_path)
-    project.add_agent({"name": "claude", "cli": "claude", "command": require_claude(), "model": "sonnet",
-                       "max_budget_usd": 1.0, "allowed_tools": ["Bash"]})  # fmt: skip
+    project.add_agent(
+        {
+            "name": "claude",
+            "cli": "claude",
+            "command": require_claude(),
+            "model": "sonnet",
+            "max_budget_usd": 1.0,
+            "allowed_tools": ["Bash"],
+        }
+    )
     project.agent("fake", [[{"say": "hi"}]], role="qa")
     project.configure()
     checks = by_name(run_checks(project.root, os.environ, port=0))
@@ -59,3 +70,19 @@ def test_a_port_in_use_is_reported(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         check = by_name(run_checks(project.root, os.environ, port=port))["port"]
     assert not check.ok and str(port) in check.detail and "--port" in check.fix
+
+
+def test_the_doctor_command_prints_each_check_and_exits_1_on_a_problem(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.add_agent({"name": "coder", "cli": "claude", "command": str(tmp_path / "nope")})
+    project.configure()
+    out = subprocess.run(
+        [sys.executable, "-m", "gangline", "doctor", "--port", "0", "--json"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1, out.stderr
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["git"]["ok"] and not checks["agent coder"]["ok"] and checks["agent coder"]["fix"]

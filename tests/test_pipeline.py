@@ -279,4 +279,26 @@ async def test_viewers_wait_for_the_next_change_and_a_timeout_bounds_the_wait(pr
     waiters = [asyncio.create_task(orch.wait_changed(seen, timeout_s=30)) for _ in range(3)]
     await asyncio.sleep(0)  # let them start waiting
     orch.add_item(ItemDraft(title="wake them"), "ann")
-    assert await asyncio.gather(*waiters) == [seen + 1] * 3
+    versions = await asyncio.gather(*waiters)
+    assert min(versions) > seen and versions == [orch.version] * 3
+
+
+async def test_a_person_who_stops_a_coder_keeps_its_session_for_when_they_unblock(project: Project) -> None:
+    gate = project.scenarios / "go"
+    project.agent("coder", [[{"say": "working"}, {"wait_for_file": str(gate), "timeout_s": 60}], WRITE])
+    project.configure(gates=[GATE_HAS_WORK])
+    item = project.add("Stop me")
+    orch = project.orchestrator()
+    serving = asyncio.create_task(orch.serve(until_idle=True))
+    seen = 0
+    while not project.store.runs(item.id, live_only=True) or not project.store.runs(item.id)[0].session_id:
+        seen = await orch.wait_changed(seen, timeout_s=10)
+    await orch.act(item.id, Trigger.BLOCK, "ann", "wrong direction")
+    await asyncio.wait_for(serving, 30)
+    held = project.item(item.id)
+    [run] = project.store.runs(item.id)
+    assert held.state.hold is Hold.BLOCKED and held.session_id == run.session_id and run.outcome is RunOutcome.STOPPED
+    await project.orchestrator().act(item.id, Trigger.UNBLOCK, "ann")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert project.store.runs(item.id)[1].resumed_session == run.session_id

@@ -49,6 +49,22 @@ def clean_environment(profile: AgentProfile, base_env: Mapping[str, str]) -> dic
     return env
 
 
+def with_mcp(profile: AgentProfile, config_file: Path, permission_tool: str) -> AgentProfile:
+    """The profile launched with gangline's MCP server (from ``config_file``) and its permission prompt tool.
+
+    ``--strict-mcp-config``: only gangline's server, never one from the person's own Claude
+    settings. A profile that names its own ``permission_prompt_tool`` keeps it. The fake CLI
+    speaks no MCP, so its profiles are returned unchanged. The options go first among the extra
+    arguments: ``--mcp-config`` is variadic, and the flag after it ends its list.
+    """
+    if profile.cli is not CliKind.CLAUDE:
+        return profile
+    extra = ("--mcp-config", str(config_file), "--strict-mcp-config", *profile.extra_args)
+    return profile.model_copy(
+        update={"extra_args": extra, "permission_prompt_tool": profile.permission_prompt_tool or permission_tool}
+    )
+
+
 def _safe_prompt(prompt: str) -> str:
     # The prompt is a positional argument: one that starts with "-" would be read as a flag
     # (think "--dangerously-skip-permissions" in a work item's title). A leading space is not.

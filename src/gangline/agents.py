@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gangline.adapters import with_mcp
 from gangline.budget import BudgetMeter
-from gangline.bus import Bus
+from gangline.bus import Bus, follow
 from gangline.config import AgentProfile, Role
 from gangline.errors import GanglineError, RunnerError
-from gangline.events import Gap, RunOutcome, SessionStarted
+from gangline.events import Record, RunOutcome, SessionStarted
+from gangline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
 from gangline.items import Item
 from gangline.policy import RunEnding
 from gangline.processes import ProcessRecord
+from gangline.prompts import QaVerdict
 from gangline.recovery import PROJECT_VAR
+from gangline.runlog import replay
 from gangline.runner import Runner, RunRequest, RunSummary
 from gangline.store import NewRun, RunEnd, Store
 
@@ -29,6 +33,8 @@ class AgentResult:
     run_id: str
     summary: RunSummary
     ending: RunEnding
+    qa_verdict: QaVerdict | None = None  # reported through MCP (report_qa_result); preferred to the final message
+    merge_failure: str | None = None  # a mergemaster's report_merge_failure
 
 
 class AgentRuns:
@@ -41,6 +47,13 @@ class AgentRuns:
         self.actor = actor
         self.buses: dict[str, Bus] = {}  # live runs, for anyone who wants to watch
         self.on_start: Callable[[str], None] = lambda run_id: None
+        # gangline's MCP endpoint (http://127.0.0.1:<port>/mcp), set by the server once it listens.
+        # None (no server, as in `gangline run`): agents get no MCP config and no permission tool.
+        self.mcp_url: str | None = None
+        self.grants = Grants()  # each live run's MCP token
+        # What agents reported through MCP, per run, until the run's result takes it.
+        self.qa_verdicts: dict[str, QaVerdict] = {}
+        self.merge_failures: dict[str, str] = {}
 
     def env_for(self, item: Item, role: Role, run_id: str) -> dict[str, str]:
         """Variables every process started for the item carries (agents, gates, and their children)."""
@@ -63,26 +76,29 @@ class AgentRuns:
         meter = BudgetMeter(profile.max_budget_usd)
         bus = Bus(self.runner.settings.subscriber_queue)
         self.buses[run_id] = bus
-        request = RunRequest(
-            run_id,
-            profile,
-            prompt,
-            cwd,
-            resume_session_id=resume,
-            env=self.env_for(item, profile.role, run_id),
-            on_started=lambda rec: self._started(run_id, rec),
-        )
         not_started: GanglineError | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(run_id, bus, meter))
                 try:
+                    request = RunRequest(
+                        run_id,
+                        await self._with_mcp(run_id, item, profile, cwd, bus),
+                        prompt,
+                        cwd,
+                        resume_session_id=resume,
+                        env=self.env_for(item, profile.role, run_id),
+                        on_started=lambda rec: self._started(run_id, rec),
+                    )
                     summary = await self.runner.run(request, bus)
-                except GanglineError as err:  # nothing was spawned; the runner closed the bus
+                except GanglineError as err:  # nothing was spawned; the bus is closed
                     not_started = err
                     summary = _not_started(run_id, log_path, str(err))
         finally:
             self.buses.pop(run_id, None)
+            self.grants.revoke(run_id)
+            remove_mcp_config(cwd)
+        qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
         if not_started is not None:
             # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
             self.store.finish_run(run_id, RunEnd(summary.outcome, summary.reason), self.actor)
@@ -94,18 +110,32 @@ class AgentRuns:
         ending = RunEnding(
             summary.outcome, summary.reason, summary.resets_at, cost, summary.result_subtype, budget_note
         )
-        return AgentResult(run_id, summary, ending)
+        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+
+    async def _with_mcp(self, run_id: str, item: Item, profile: AgentProfile, cwd: Path, bus: Bus) -> AgentProfile:
+        """The profile to launch: with the run's own MCP token and gangline's permission tool when a server listens."""
+        if self.mcp_url is None:
+            return profile
+        token = self.grants.issue(run_id, item.id, profile.role, cwd)
+        try:
+            config = await write_mcp_config(cwd, self.mcp_url, token)
+        except (OSError, GanglineError) as err:
+            bus.close()  # the runner never saw this bus: close it, or the budget watcher waits forever
+            if isinstance(err, GanglineError):
+                raise
+            raise RunnerError(run_id, f"cannot write the MCP configuration into {cwd}: {err}") from err
+        return with_mcp(profile, config, PERMISSION_TOOL)
 
     def _started(self, run_id: str, rec: ProcessRecord) -> None:
         self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks)
         self.on_start(run_id)
 
     async def _watch(self, run_id: str, bus: Bus, meter: BudgetMeter) -> None:
+        # follow(), not a bare subscription: if the loop is ever too busy and the bus cuts this
+        # subscriber off, the log fills the gap, so the meter never misses a message's cost.
         stopped = False
-        async for record in bus.subscribe():
+        async for record in follow(bus, lambda after: _logged(self.runner.log_path(run_id), after)):
             event = record.event
-            if isinstance(event, Gap):
-                return  # the meter is cheap: this only happens if the loop is starved
             if isinstance(event, SessionStarted):
                 self.store.set_run_session(run_id, event.session_id)
             meter.feed(event)
@@ -114,6 +144,12 @@ class AgentRuns:
                 log.warning("budget exceeded", extra={"action": "budget_stop", "run_id": run_id})
                 with contextlib.suppress(RunnerError):  # it may have ended on its own meanwhile
                     self.runner.stop_nowait(run_id, meter.note())
+
+
+def _logged(path: Path, after: int) -> Iterator[Record]:
+    """The run's log after ``after``; nothing yet if the runner has not created it."""
+    if path.exists():
+        yield from replay(path, after)
 
 
 def _not_started(run_id: str, log_path: Path, reason: str) -> RunSummary:

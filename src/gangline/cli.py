@@ -16,7 +16,7 @@ import typer
 from pydantic import BaseModel
 from typer.exceptions import TyperException
 
-from gangline import cli_items, logs
+from gangline import cli_doctor, cli_items, logs
 from gangline.bench import ingest, pipeline
 from gangline.bus import Bus
 from gangline.cli_common import app, bench_app, choice, console, err_console, initialised, item_costs, opened
@@ -64,6 +64,7 @@ def init(
 
 # init first, then the item commands: the order `gangline --help` lists them in.
 cli_items.register(app)
+cli_doctor.register(app)
 
 
 # --- running the pipeline ----------------------------------------------------------------------
@@ -143,6 +144,42 @@ async def _serve_narrated(orch: Orchestrator, after_id: int, until_idle: bool, q
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return received[0] if received else None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8765,
+    token_env: Annotated[
+        str, typer.Option(help="Environment variable holding the bearer token every request must carry.")
+    ] = "GANGLINE_TOKEN",
+) -> None:
+    """Serve the REST API, the live events and the pipeline, until Ctrl-C or SIGTERM.
+
+    With a token (from the environment, never a flag) every route but /health needs
+    "Authorization: Bearer <token>". On Ctrl-C or SIGTERM open requests get 5 s, then the
+    running agents are stopped; their items keep their sessions and resume on the next start.
+
+    Exit codes:
+      0  stopped
+      2  a configuration error, or a non-loopback --host without a token
+      8  another gangline server is running on this repository
+      130 / 143  stopped by SIGINT / SIGTERM
+    """
+    from gangline.serve import check_bind, read_token, run_server  # uvicorn and FastAPI load only to serve
+
+    env = dict(os.environ)
+    token = read_token(env, token_env)
+    check_bind(host, token, token_env)
+    paths = initialised()
+    config = load_project(paths, env)
+
+    def ready(url: str) -> None:
+        auth = f" (token from ${inert(token_env)})" if token else ""
+        shown = inert(url)
+        console.print(f"gangline serving {shown}{auth}: API at {shown}/api, docs at {shown}/docs. Ctrl-C stops it.")
+
+    run_server(paths, config, env, host, port, token, _guide(paths), ready)
 
 
 def _guide(paths: ProjectPaths) -> str:

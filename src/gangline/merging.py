@@ -140,6 +140,9 @@ class Merger:
                 note = result.ending.budget_note or "budget exceeded"
                 self.store.hold(item.id, Trigger.BLOCK, SERVER, note, expected=item.state)
                 return None
+            if result.merge_failure is not None:  # reported through MCP: no point in another attempt
+                self._fail(item, f"the mergemaster gave up: {result.merge_failure}")
+                return None
             squash = await inspect_resolution(workspace, squash.base_tip, message)
 
     def _done(self, item: Item, files_changed: int, commit: str) -> None:

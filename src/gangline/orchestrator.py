@@ -73,6 +73,7 @@ class Orchestrator:
         self.changed = asyncio.Event()  # set after every change the orchestrator makes; viewers clear it
         self._version = 0  # bumped by every change; wait_changed() lets any number of viewers wait on it
         self._watchers: set[asyncio.Event] = set()
+        store.on_event = self._changed
         self._wake = asyncio.Event()
         self._jobs: dict[int, tuple[Role | None, asyncio.Task[None]]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -168,10 +169,19 @@ class Orchestrator:
 
     def _notify(self) -> None:
         self._wake.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tell viewers something was written (the loop itself wakes only on _notify)."""
         self.changed.set()
         self._version += 1
         for watcher in self._watchers:
             watcher.set()
+
+    @property
+    def version(self) -> int:
+        """How many changes viewers have been told of; pass it to wait_changed."""
+        return self._version
 
     async def wait_changed(self, seen: int, timeout_s: float) -> int:
         """Wait (at most ``timeout_s``) for a change after version ``seen``; return the current version.
@@ -270,9 +280,12 @@ class Orchestrator:
         item = self.store.get_item(item_id)
         if trigger is Trigger.QA_FAILED:
             item = self.pipeline.reject(item, actor, reason or "rejected by a reviewer")
+        elif trigger is Trigger.ARCHIVE:
+            await self.pipeline.archive(item, actor)  # archiving prunes the worktree when it is safe
+            item = self.store.get_item(item_id)
         else:
             ahead = None
-            if trigger is Trigger.QA_PASSED:
+            if trigger is Trigger.QA_PASSED and item.stage is Stage.QA:  # elsewhere the table refuses it anyway
                 ahead = await self.pipeline.worktrees.commits_ahead(item.id, item.slug)
             facts = Facts(reason=reason, commits_ahead=ahead)
             item = self.store.transition(
@@ -282,6 +295,10 @@ class Orchestrator:
             self._stop_runs_of(item_id, f"{trigger.value} by {actor}")
         self._notify()
         return item
+
+    def notify(self) -> None:
+        """Plan again now: a surface changed something the plan reads (an edit, a delete)."""
+        self._notify()
 
     def _stop_runs_of(self, item_id: int, reason: str) -> None:
         for run in self.store.runs(item_id, live_only=True):

@@ -31,6 +31,7 @@ Clock = Callable[[], float]
 SERVER = "gangline"  # the actor name on the server's own transitions
 
 RESTARTED = "gangline restarted while you were working. Check `git status` and `git log`, finish the item, and commit."
+PAUSED = "A person paused you and has now let you continue. Check `git status`, finish the item, and commit."
 RATE_LIMITED = "You were paused by a rate limit, which has now reset. Continue the item where you left off and commit."
 
 
@@ -75,6 +76,17 @@ class Pipeline:
                 return
             decision = retry_or_block(item.retries + 1, self.config.max_retries, decision.reason)
             self._apply(item, decision, result.run_id, session, retries=item.retries + 1)
+            return
+        if decision.verdict is Verdict.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
+            # A person stopped (blocked) it: keep the session, so unblocking resumes the work.
+            self.store.bookkeep(
+                item.id,
+                "session_kept",
+                SERVER,
+                expected=item.state,
+                run_id=result.run_id,
+                updates={"session_id": session, "feedback": PAUSED},
+            )
             return
         self._apply(item, decision, result.run_id, session)
 
@@ -146,7 +158,7 @@ class Pipeline:
         try:
             if problem:
                 raise VerdictError("qa", problem)
-            verdict = parse_qa_verdict(result.summary.result_text, len(item.criteria))
+            verdict = result.qa_verdict or parse_qa_verdict(result.summary.result_text, len(item.criteria))
         except VerdictError as err:
             failed = retry_or_block(item.retries + 1, self.config.max_retries, f"QA gave no usable verdict: {err}")
             self._apply(item, failed, result.run_id, item.session_id, retries=item.retries + 1)
@@ -200,8 +212,8 @@ class Pipeline:
     def _render_merge(self, item: Item, profile: AgentProfile, workspace: Path, feedback: str) -> str:
         return self._render(profile, item, Role.MERGEMASTER, item.merge_attempts + 1, workspace, feedback, None)
 
-    async def archive(self, item: Item) -> None:
-        self.store.transition(item.id, Trigger.ARCHIVE, SERVER, expected=item.state, updates={"archive_at": None})
+    async def archive(self, item: Item, actor: str = SERVER) -> None:
+        self.store.transition(item.id, Trigger.ARCHIVE, actor, expected=item.state, updates={"archive_at": None})
         pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip)
         self.store.record_event(
             "worktree_pruned" if pruned.pruned else "worktree_kept", SERVER, item_id=item.id, reason=pruned.reason

@@ -10,14 +10,15 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from gangline.config import AgentProfile, QaMode, Role
 from gangline.errors import ConfigError
+from gangline.permissions import parse_rule
 from gangline.prompts import validate_template
 
 
@@ -88,6 +89,27 @@ class RateLimitPolicy(_Strict):
     margin_s: float = Field(default=5.0, ge=0)  # added to the reset time
 
 
+def _check_rule(text: str) -> str:
+    parse_rule(text)  # its ValueError says what is wrong
+    return text
+
+
+PermissionRule = Annotated[str, AfterValidator(_check_rule)]
+
+
+class PermissionSettings(_Strict):
+    """How agents' tool calls are decided when the CLI would ask (``permissions.py`` has the order).
+
+    ``allow`` and ``deny`` hold rules like ``"Write"``, ``"Bash(git status:*)"`` or
+    ``"mcp__gangline__*"``. ``unattended``: nobody is asked; what no rule allows is denied at once.
+    """
+
+    allow: tuple[PermissionRule, ...] = ()
+    deny: tuple[PermissionRule, ...] = ()
+    ask_timeout_s: float = Field(default=300.0, gt=0, le=86400)  # then the call is denied, and the agent told so
+    unattended: bool = False
+
+
 class _KeyedError(ValueError):
     """A cross-field problem that knows which TOML key to blame (pydantic only knows the model)."""
 
@@ -130,6 +152,7 @@ class ProjectConfig(_Strict):
     inactivity_timeout_s: float = Field(default=300.0, gt=0)
     archive_after_s: float = Field(default=86400.0, ge=0)
     rate_limit: RateLimitPolicy = Field(default_factory=RateLimitPolicy)
+    permissions: PermissionSettings = Field(default_factory=PermissionSettings)
     agents: tuple[AgentProfile, ...] = Field(default=(), alias="agent")
 
     def profile(self, name: str) -> AgentProfile | None:

@@ -144,3 +144,18 @@ gate_results = Table(
     Column("truncated", Boolean, nullable=False),
     Index("gate_results_by_item", "item_id", "id"),
 )
+
+# Rules saved by a person's "always allow" (the project's own rules live in project.toml).
+# Matched by permissions.rule_decision: ``tool`` may hold * (mcp__gangline__*), ``pattern`` is
+# what the tool acts on (Bash's command prefix, a path glob) or NULL for any use of the tool.
+permission_rules = Table(
+    "permission_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tool", String(200), nullable=False),
+    Column("pattern", Text),
+    Column("decision", String(8), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(64), nullable=False),
+    sqlite_autoincrement=True,
+)

@@ -7,9 +7,10 @@ appends an event row in the same transaction. The queries are portable SQLAlchem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,12 +126,25 @@ class LedgerRow:
     cost_usd: float
 
 
+@dataclass(frozen=True)
+class PermissionRuleRow:
+    id: int
+    tool: str
+    pattern: str | None
+    decision: str  # allow | deny
+    created_at: float
+    actor: str
+
+
 class Store:
     """Reads and compare-and-set writes of gangline's state, each in one short transaction."""
 
     def __init__(self, engine: Engine, clock: Clock = time.time) -> None:
         self.engine = engine
         self.clock = clock
+        # Called after a transaction that appended to ``events`` commits (the orchestrator wakes
+        # its viewers with it). Writes by other processes are not seen: viewers also re-read.
+        self.on_event: Callable[[], None] = lambda: None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -140,7 +154,7 @@ class Store:
     def create_item(self, draft: ItemDraft, actor: str) -> Item:
         now = self.clock()
         state = ItemState(Stage.BACKLOG, frozen=draft.frozen)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             self._check_dependencies(conn, None, draft.depends_on)
             values = _draft_values(draft) | _state_values(state)
             values |= {"slug": slugify(draft.title), "retries": 0, "merge_attempts": 0}
@@ -156,7 +170,7 @@ class Store:
     def edit_item(self, item_id: int, patch: ItemPatch, actor: str) -> Item:
         """Change what a person wrote. The stage is never touched here: see ``transition``."""
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             item = self._item(conn, item_id)
             if item.stage is Stage.ARCHIVED:
                 raise StateConflict(item_id, "not archived", "archived")
@@ -175,7 +189,7 @@ class Store:
     def check_criteria(self, item_id: int, marks: Mapping[int, bool], actor: str) -> Item:
         """Set the check state of criteria by 1-based position."""
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             item = self._item(conn, item_id)
             for position, checked in marks.items():
                 if not 1 <= position <= len(item.criteria):
@@ -191,7 +205,7 @@ class Store:
 
     def delete_item(self, item_id: int, actor: str) -> Item:
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             item = self._item(conn, item_id)
             live = self._live_run(conn, item_id)
             if live is not None:
@@ -283,7 +297,7 @@ class Store:
         Raises IllegalTransition (naming the current state) or StateConflict.
         """
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             current = self._state(conn, item_id)
             if expected is not None and not _same_state(current, expected):
                 raise StateConflict(item_id, expected.describe(), current.describe())
@@ -336,7 +350,7 @@ class Store:
     ) -> Item:
         """Change pipeline bookkeeping (retries, parking, session) without moving the stage."""
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             self._cas(conn, item_id, expected, dict(updates), now)
             _event(conn, now, kind, actor, item_id=item_id, run_id=run_id, reason=reason, data=data)
             return self._item(conn, item_id)
@@ -360,7 +374,7 @@ class Store:
         reason: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> int:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             return _event(conn, self.clock(), kind, actor, item_id=item_id, run_id=run_id, reason=reason, data=data)
 
     def last_event_id(self) -> int:
@@ -382,7 +396,7 @@ class Store:
         The database's partial unique index refuses a second live run of the same item.
         """
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             self._cas(conn, new.item_id, expected, {}, now)
             values = {**new.__dict__, "role": new.role.value}
             try:
@@ -402,7 +416,7 @@ class Store:
             return self._run(conn, new.id)
 
     def record_process(self, run_id: str, pid: int, pgid: int, start_ticks: int) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(
                 update(t.runs).where(t.runs.c.id == run_id).values(pid=pid, pgid=pgid, start_ticks=start_ticks)
             )
@@ -423,7 +437,7 @@ class Store:
         }
         if end.session_id:
             values["session_id"] = end.session_id
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             done = conn.execute(
                 update(t.runs).where(t.runs.c.id == run_id, t.runs.c.ended_at.is_(None)).values(**values)
             )
@@ -442,7 +456,7 @@ class Store:
             return run
 
     def set_run_session(self, run_id: str, session_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(session_id=session_id))
 
     def get_run(self, run_id: str) -> RunRow:
@@ -467,7 +481,7 @@ class Store:
     # --- gates and the ledger --------------------------------------------------------------
 
     def record_gate(self, item_id: int, run_id: str | None, context: str, result: Mapping[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(
                 insert(t.gate_results).values(
                     item_id=item_id, run_id=run_id, context=context, at=self.clock(), **result
@@ -503,7 +517,38 @@ class Store:
                 for k, n, i, o, cr, cw, c in conn.execute(query)
             ]
 
+    # --- permission rules saved by "always allow" ------------------------------------------
+
+    def add_permission_rule(self, tool: str, pattern: str | None, decision: str, actor: str) -> PermissionRuleRow:
+        """Save a rule (with its event); an identical rule already saved is returned instead."""
+        now = self.clock()
+        c = t.permission_rules.c
+        same = select(t.permission_rules).where(c.tool == tool, c.decision == decision)
+        same = same.where(c.pattern.is_(None) if pattern is None else c.pattern == pattern)
+        with self._tx() as conn:
+            found = conn.execute(same).first()
+            if found is not None:
+                return PermissionRuleRow(**found._mapping)
+            values = {"tool": tool, "pattern": pattern, "decision": decision, "created_at": now, "actor": actor}
+            key = conn.execute(insert(t.permission_rules).values(**values)).inserted_primary_key
+            assert key is not None
+            rule = tool if pattern is None else f"{tool}({pattern})"
+            _event(conn, now, "permission_rule_added", actor, reason=rule, data={"decision": decision})
+            return PermissionRuleRow(int(key[0]), tool, pattern, decision, now, actor)
+
+    def permission_rules(self) -> list[PermissionRuleRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.permission_rules).order_by(t.permission_rules.c.id))
+            return [PermissionRuleRow(**row._mapping) for row in rows]
+
     # --- internals -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One write transaction; listeners hear of it once it has committed."""
+        with self.engine.begin() as conn:
+            yield conn
+        self.on_event()
 
     def _cas(self, conn: Connection, item_id: int, expected: ItemState, values: dict[str, object], now: float) -> None:
         hold = t.items.c.hold

@@ -1,0 +1,114 @@
+"""``gangline serve``: the app on uvicorn, loopback unless a token guards it, stopped gracefully and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Mapping
+
+import uvicorn
+from fastapi import FastAPI
+
+from gangline.api import Serving, create_app, is_loopback
+from gangline.errors import ConfigError
+from gangline.grants import agent_mcp_url
+from gangline.project import ProjectConfig, ProjectPaths
+from gangline.store import open_sqlite
+
+MIN_TOKEN_CHARS = 16
+GRACEFUL_S = 5  # open connections (event streams never end by themselves) get this long to finish
+_MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def read_token(env: Mapping[str, str], name: str) -> str | None:
+    """The bearer token from the environment variable ``name`` (never a flag: it would show in ps and history)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) < MIN_TOKEN_CHARS:
+        raise ConfigError(name, f"a token needs at least {MIN_TOKEN_CHARS} characters; make one with: {_MAKE_TOKEN}")
+    return value
+
+
+def check_bind(host: str, token: str | None, token_env: str) -> None:
+    """Refuse to serve beyond this machine without a token."""
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            "--host",
+            f"{host} is not a loopback address, and serving it without a token would let anyone who can reach it "
+            f"drive the agents; set {token_env} to a secret of at least {MIN_TOKEN_CHARS} characters "
+            f"(make one with: {_MAKE_TOKEN}), or serve 127.0.0.1",
+        )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_ready`` its URL once it listens (port 0 resolved)."""
+
+    def __init__(self, config: uvicorn.Config, serving: Serving, on_ready: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self.serving = serving
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self.on_ready(self.url())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Before uvicorn waits for open connections: event streams end now instead of at the timeout.
+        self.serving.closing.set()
+        await super().shutdown(sockets)
+
+    def url(self) -> str:
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def build_server(app: FastAPI, host: str, port: int, on_ready: Callable[[str], None]) -> Server:
+    """A server for ``app``; it stops by itself if the orchestrator does (a crash, or a locked project)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+    serving: Serving = app.state.serving
+    if port:
+        app.state.agent_mcp_url = agent_mcp_url(f"http://{host}:{port}")
+
+    def ready(url: str) -> None:
+        app.state.orchestrator.agents.mcp_url = agent_mcp_url(url)
+        on_ready(url)
+
+    server = Server(config, serving, ready)
+    serving.on_stop = lambda: setattr(server, "should_exit", True)
+    return server
+
+
+async def serve_app(app: FastAPI, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    """Serve until SIGINT / SIGTERM (uvicorn's handlers) or the orchestrator stops; raise what stopped it."""
+    await build_server(app, host, port, on_ready).serve()
+    error = app.state.serving.error
+    if error is not None:
+        raise error
+
+
+def run_server(
+    paths: ProjectPaths,
+    config: ProjectConfig,
+    env: Mapping[str, str],
+    host: str,
+    port: int,
+    token: str | None,
+    guide: str,
+    on_ready: Callable[[str], None],
+) -> None:
+    store = open_sqlite(paths.db_file)
+    try:
+        app = create_app(paths, config, store, env, token=token, guide=guide)
+        asyncio.run(serve_app(app, host, port, on_ready))
+    finally:
+        store.close()
