@@ -186,7 +186,7 @@ async def pipeline(items: int, backlog: int, env: Mapping[str, str], workdir: Pa
 
 
 async def _pipeline_in(work: Path, items: int, backlog: int, env: Mapping[str, str]) -> PipelineFigures:
-    paths = _bench_repo(work / "repo", env)
+    paths = bench_repo(work / "repo", env)
     config = _bench_config(paths, work, env)
     store = open_sqlite(paths.db_file)
     try:
@@ -205,7 +205,7 @@ async def _pipeline_in(work: Path, items: int, backlog: int, env: Mapping[str, s
     return PipelineFigures(items, backlog, _wall_s(moves), handoffs, tick_empty, tick_backlog, peak_kb / 1024)
 
 
-def _bench_repo(root: Path, env: Mapping[str, str]) -> ProjectPaths:
+def bench_repo(root: Path, env: Mapping[str, str]) -> ProjectPaths:
     root.mkdir(parents=True)
     (root / "README.md").write_text("# gangline pipeline benchmark\n")
     (root / ".gitignore").write_text(".gangline/\n")

@@ -16,8 +16,9 @@ import typer
 from pydantic import BaseModel
 from typer.exceptions import TyperException
 
-from gangline import cli_doctor, cli_items, logs
+from gangline import cli_actions, cli_doctor, cli_items, cli_logs, logs
 from gangline.bench import ingest, pipeline
+from gangline.bench_fanout import fanout
 from gangline.bus import Bus
 from gangline.cli_common import app, bench_app, choice, console, err_console, initialised, item_costs, opened
 from gangline.config import AgentProfile, CliKind, RunnerSettings, parse_model
@@ -64,6 +65,8 @@ def init(
 
 # init first, then the item commands: the order `gangline --help` lists them in.
 cli_items.register(app)
+cli_actions.register(app)
+cli_logs.register(app)
 cli_doctor.register(app)
 
 
@@ -290,6 +293,18 @@ def bench_pipeline(
 ) -> None:
     """Items through the whole pipeline with fake agents: items/min, coder-exit -> QA-spawn latency, tick cost."""
     figures = asyncio.run(pipeline(items, backlog, os.environ))
+    print(json.dumps(figures.as_dict()))
+
+
+@bench_app.command("fanout")
+def bench_fanout(
+    agents: Annotated[int, typer.Option(min=1, max=64, help="Fake agents streaming at once.")] = 32,
+    rate: Annotated[float, typer.Option(min=0.1, help="Lines per second each agent writes.")] = 200.0,
+    subscribers: Annotated[int, typer.Option(min=1, help="SSE clients, spread round robin over the runs.")] = 50,
+    seconds: Annotated[float, typer.Option(min=0.1, help="How long each agent streams.")] = 20.0,
+) -> None:
+    """Fake agents -> the real server -> SSE subscribers on loopback: end-to-end latency, emitted vs delivered."""
+    figures = asyncio.run(fanout(agents, rate, subscribers, seconds, os.environ))
     print(json.dumps(figures.as_dict()))
 
 

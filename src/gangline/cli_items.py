@@ -1,29 +1,43 @@
-"""The work-item commands: ``add``, ``import``, ``export``, ``ls`` and ``show``."""
+"""The work-item commands: ``add``, ``import``, ``export``, ``ls`` and ``show``; through a running server if any."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 from pydantic import ValidationError
 
-from gangline.cli_common import actor, choice, console, initialised, item_costs, opened, print_json, project
+from gangline.cli_client import Client, reach
+from gangline.cli_common import (
+    actor,
+    choice,
+    console,
+    err_console,
+    initialised,
+    item_costs,
+    opened,
+    print_json,
+    project,
+)
 from gangline.config import QaMode, Role
 from gangline.errors import ConfigError, NotFoundError
 from gangline.itemfile import ItemFile, export_items, read_item_dir, read_item_file
 from gangline.items import Item, ItemDraft, ItemPatch, Kind, describe_validation_error, template
 from gangline.narrate import inert, items_table, last_gates, money, print_item
-from gangline.project import ProjectConfig
+from gangline.project import ProjectConfig, ProjectPaths
 from gangline.stages import Stage
-from gangline.store import Store
+from gangline.store import EventRow, GateRow, RunRow, Store
 from gangline.worktrees import branch_name
 
-# The draft field each `gangline add` option fills, to name the option in an error.
-_OPTION_OF = {
+# The draft field each `gangline add` (or `edit`) option fills, to name the option in an error.
+OPTION_OF = {
     "title": "TITLE",
     "kind": "--kind",
     "body": "--body",
@@ -34,6 +48,47 @@ _OPTION_OF = {
     "qa_mode": "--qa",
     "frozen": "--frozen",
 }
+
+
+class ItemDoor(Protocol):
+    """Where item commands read and write items: the running server (``Client``) or the store (``StoreItems``)."""
+
+    def get_item(self, item_id: int) -> Item: ...
+    def create_item(self, draft: ItemDraft, start_after: float | None) -> Item: ...
+    def edit_item(self, item_id: int, patch: ItemPatch) -> Item: ...
+
+
+class StoreItems:
+    """The store as an ``ItemDoor``: no server runs, so the CLI writes it itself, each change in a transaction."""
+
+    def __init__(self, store: Store, who: str) -> None:
+        self.store = store
+        self.who = who
+
+    def get_item(self, item_id: int) -> Item:
+        return self.store.get_item(item_id)
+
+    def create_item(self, draft: ItemDraft, start_after: float | None) -> Item:
+        item = self.store.create_item(draft, self.who)
+        return item if start_after is None else self.store.schedule_start(item.id, start_after, self.who)
+
+    def edit_item(self, item_id: int, patch: ItemPatch) -> Item:
+        return self.store.edit_item(item_id, patch, self.who)
+
+
+def connect(paths: ProjectPaths) -> AbstractContextManager[Client | None]:
+    """``with connect(paths) as server``: the running server's client, or None; says which on stderr."""
+    return reach(paths, os.environ, actor(), err_console)
+
+
+@contextmanager
+def items_door(paths: ProjectPaths) -> Iterator[ItemDoor]:
+    with connect(paths) as server:
+        if server is not None:
+            yield server
+            return
+        with opened(paths) as store:
+            yield StoreItems(store, actor())
 
 
 def register(app: typer.Typer) -> None:
@@ -76,22 +131,20 @@ def add(
         given = [title, kind, body, body_file, criterion, depends_on, priority, agent, qa, start_after]
         if any(value is not None for value in given) or frozen:
             raise ConfigError("--from-file", "takes the whole item from the file; give no TITLE or item options")
-        with opened(paths) as store:
-            items = _import(store, config, [(from_file, read_item_file(from_file))], update=False, quiet=True)
+        with items_door(paths) as door:
+            items = _import(door, config, [(from_file, read_item_file(from_file))], update=False, quiet=True)
         if not items:
             raise typer.Exit(1)
         _print_added(items[0], as_json)
         return
     draft = _draft_from_options(title, kind, body, body_file, criterion, depends_on, priority, agent, qa, frozen)
-    _check_agent(config, draft.pinned_agent, "--agent")
+    check_agent(config, draft.pinned_agent, "--agent")
     at = None if start_after is None else parse_when(start_after, time.time(), "--start-after")
-    with opened(paths) as store:
+    with items_door(paths) as door:
         try:
-            item = store.create_item(draft, actor())
+            item = door.create_item(draft, at)
         except ConfigError as err:
-            raise _renamed(err, "--depends-on") if err.field == "depends_on" else err from None
-        if at is not None:
-            item = store.schedule_start(item.id, at, actor())
+            raise renamed(err, "--depends-on") if err.field == "depends_on" else err from None
     _print_added(item, as_json)
 
 
@@ -121,7 +174,7 @@ def _draft_from_options(
     if body is not None and body_file is not None:
         raise ConfigError("--body-file", "give --body or --body-file, not both")
     if body_file is not None:
-        body = _read_text(body_file, "--body-file")
+        body = read_text(body_file, "--body-file")
     template_body, template_criteria = template(item_kind)
     data = {
         "kind": item_kind,
@@ -139,12 +192,12 @@ def _draft_from_options(
     except ValidationError as err:
         location, message = describe_validation_error(err)
         key = location.split("[", 1)[0].split(".", 1)[0]
-        raise ConfigError(_OPTION_OF.get(key, location), message) from None
+        raise ConfigError(OPTION_OF.get(key, location), message) from None
 
 
 def _print_added(item: Item, as_json: bool) -> None:
     if as_json:
-        print_json(_item_json(item))
+        print_json(item_json(item))
         return
     waits = f", after {', '.join(f'#{d}' for d in item.depends_on)}" if item.depends_on else ""
     frozen = " (frozen)" if item.state.frozen else ""
@@ -160,31 +213,31 @@ def import_files(
     files: list[tuple[Path, ItemFile]] = []
     for path in paths:  # parse every file first: a bad one stops the import before anything is written
         files.extend(read_item_dir(path) if path.is_dir() else [(path, read_item_file(path))])
-    with opened(project_paths) as store:
-        done = _import(store, config, files, update, quiet=False)
+    with items_door(project_paths) as door:
+        done = _import(door, config, files, update, quiet=False)
     if len(done) < len(files):
         raise typer.Exit(1)
 
 
 def _import(
-    store: Store, config: ProjectConfig, files: list[tuple[Path, ItemFile]], update: bool, quiet: bool
+    door: ItemDoor, config: ProjectConfig, files: list[tuple[Path, ItemFile]], update: bool, quiet: bool
 ) -> list[Item]:
     """Create or (with ``update``) edit one item per file; return the items written."""
     written = []
     for path, item_file in files:
         where = inert(str(path))
-        _check_agent(config, item_file.draft.pinned_agent, f"{path}: pinned_agent")
-        existing = _existing(store, item_file.id)
+        check_agent(config, item_file.draft.pinned_agent, f"{path}: pinned_agent")
+        existing = _existing(door, item_file.id)
         if existing is not None and not update:
             console.print(f"[yellow]skipped[/] {where}: item #{existing.id} exists; pass --update to change it")
             continue
         if existing is not None:
-            item = store.edit_item(existing.id, _patch(item_file.draft), actor())
+            item = door.edit_item(existing.id, _patch(item_file.draft))
             said = f"updated #{item.id} {inert(item.slug)} from {where}"
             if item_file.draft.frozen != item.state.frozen:
                 said += " (frozen is not changed by an import)"
         else:
-            item = store.create_item(item_file.draft, actor())
+            item = door.create_item(item_file.draft, None)
             said = f"added #{item.id} {inert(item.slug)} ({item.kind.value}) from {where}"
             if item_file.id is not None:
                 said += f" (the file's id {item_file.id} is not in this project)"
@@ -194,11 +247,11 @@ def _import(
     return written
 
 
-def _existing(store: Store, item_id: int | None) -> Item | None:
+def _existing(door: ItemDoor, item_id: int | None) -> Item | None:
     if item_id is None:
         return None
     try:
-        return store.get_item(item_id)
+        return door.get_item(item_id)
     except NotFoundError:
         return None
 
@@ -234,13 +287,16 @@ def list_items(
     """List work items with their stage, hold, retries and cost so far."""
     stages = [choice(Stage, s, "--stage") for s in stage or ()]
     paths = initialised()
-    with opened(paths) as store:
-        items = store.list_items(stages or None)
-        costs = item_costs(store)
+    with connect(paths) as server:
+        if server is not None:
+            items, costs = server.list_items(stages, show_all)
+        else:
+            with opened(paths) as store:
+                items, costs = store.list_items(stages or None), item_costs(store)
     if not stages and not show_all:
         items = [i for i in items if i.stage is not Stage.ARCHIVED]
     if as_json:
-        print_json([_item_json(i) | {"cost_usd": costs.get(i.id, 0.0)} for i in items])
+        print_json([item_json(i) | {"cost_usd": costs.get(i.id, 0.0)} for i in items])
     elif items:
         console.print(items_table(items, costs))
     else:
@@ -253,25 +309,33 @@ def show(
 ) -> None:
     """Show one item: its text, state, transitions, runs, last gate results and cost."""
     paths = initialised()
-    with opened(paths) as store:
-        item = store.get_item(item_id)
-        transitions = [e for e in store.events_after(0, limit=100_000, item_id=item_id) if e.kind == "transition"]
-        runs = store.runs(item_id)
-        gates = last_gates(store.gate_results(item_id))
-        cost = sum(row.cost_usd for row in store.ledger("item", item_id))
+    with connect(paths) as server:
+        if server is not None:
+            item, transitions, runs, gates, cost = server.item_detail(item_id)
+        else:
+            with opened(paths) as store:
+                item, transitions, runs, gates, cost = _detail(store, item_id)
     if as_json:
         history = {"transitions": [asdict(e) for e in transitions], "runs": [asdict(r) for r in runs]}
         extra = {"branch": branch_name(item.id, item.slug), "cost_usd": cost, "gates": [asdict(g) for g in gates]}
-        print_json(_item_json(item) | extra | history)
+        print_json(item_json(item) | extra | history)
         return
     print_item(console, item, transitions, runs, gates)
     console.print(f"Cost so far: {money(cost) if cost else '$0'} over {len(runs)} run(s)")
 
 
+def _detail(store: Store, item_id: int) -> tuple[Item, list[EventRow], list[RunRow], list[GateRow], float]:
+    item = store.get_item(item_id)
+    transitions = [e for e in store.events_after(0, limit=100_000, item_id=item_id) if e.kind == "transition"]
+    gates = last_gates(store.gate_results(item_id))
+    cost = sum(row.cost_usd for row in store.ledger("item", item_id))
+    return item, transitions, store.runs(item_id), gates, cost
+
+
 # --- shared by the item commands ---------------------------------------------------------------
 
 
-def _check_agent(config: ProjectConfig, name: str | None, option: str) -> None:
+def check_agent(config: ProjectConfig, name: str | None, option: str) -> None:
     if name is None:
         return
     profile = config.profile(name)
@@ -282,18 +346,18 @@ def _check_agent(config: ProjectConfig, name: str | None, option: str) -> None:
         raise ConfigError(option, f"{name!r} is a {profile.role.value} profile; pin a coder profile ({coders})")
 
 
-def _renamed(err: ConfigError, field: str) -> ConfigError:
+def renamed(err: ConfigError, field: str) -> ConfigError:
     return ConfigError(field, str(err).removeprefix(f"{err.field}: "))
 
 
-def _read_text(path: Path, option: str) -> str:
+def read_text(path: Path, option: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(option, f"cannot read {str(path)!r}: {err}") from None
 
 
-def _item_json(item: Item) -> dict[str, Any]:
+def item_json(item: Item) -> dict[str, Any]:
     state = item.state
     return {
         "id": item.id,

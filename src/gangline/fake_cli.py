@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="emit this many lines: the first and last once, the lines between them cycled",
     )
+    p.add_argument(
+        "--stamp",
+        action="store_true",
+        help='add "fake_written_at": <epoch seconds> as the first key of each replayed JSON line, read from '
+        "the clock just before the line is written (the fan-out benchmark's end-to-end latency)",
+    )
     p.add_argument("--exit-code", type=int, default=0, help="exit status after the replay")
     p.add_argument("--hang-after", type=int, default=-1, help="stop after this many lines and hang forever")
     p.add_argument("--ignore-sigterm", action="store_true", help="ignore SIGTERM (only SIGKILL ends it)")
@@ -90,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="play this JSON scenario instead of a transcript (see gangline.scenario); "
-        "--transcript, --rate, --repeat-to, --hang-after, --exit-code and --stderr are then ignored",
+        "--transcript, --rate, --repeat-to, --stamp, --hang-after, --exit-code and --stderr are then ignored",
     )
     p.add_argument(
         "--scenario-state",
@@ -119,16 +125,26 @@ def _write_all(data: bytes) -> None:
         view = view[os.write(1, view) :]
 
 
-def _replay(lines: list[bytes], rate: float) -> None:
+def _stamped(line: bytes) -> bytes:
+    """``line`` with ``"fake_written_at": <now>`` as its first key, if it is a JSON object."""
+    if not line.startswith(b"{"):
+        return line
+    rest = line[1:]
+    sep = b"" if rest.lstrip().startswith(b"}") else b","
+    return b'{"fake_written_at":%.6f%s%s' % (time.time(), sep, rest)
+
+
+def _replay(lines: list[bytes], rate: float, stamp: bool = False) -> None:
     if rate <= 0:
         # Big writes: the benchmark measures the reader, not this process.
         for start in range(0, len(lines), 256):
-            _write_all(b"".join(lines[start : start + 256]))
+            batch = lines[start : start + 256]
+            _write_all(b"".join(map(_stamped, batch) if stamp else batch))
         return
     period = 1.0 / rate
     next_at = time.monotonic()
     for line in lines:
-        _write_all(line)
+        _write_all(_stamped(line) if stamp else line)
         next_at += period
         delay = next_at - time.monotonic()
         if delay > 0:
@@ -155,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.transcript or shipped_transcript()
     lines = _lines(path, args.repeat_to)
     if args.hang_after >= 0:
-        _replay(lines[: args.hang_after], args.rate)
+        _replay(lines[: args.hang_after], args.rate, args.stamp)
         threading.Event().wait()
-    _replay(lines, args.rate)
+    _replay(lines, args.rate, args.stamp)
     if args.stderr:
         os.write(2, args.stderr.encode() + b"\n")
     return int(args.exit_code)

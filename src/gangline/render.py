@@ -53,6 +53,7 @@ class Renderer:
             self._delta(ev)
             return
         if isinstance(ev, MessageStarted):
+            self._close_inline()  # a new message starts on its own line
             self._message_id = ev.message_id
             return
         line = self._line(ev)

@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gangline.api import Serving, create_app, is_loopback
+from gangline.cli_client import announce_server, withdraw_server
 from gangline.errors import ConfigError
 from gangline.grants import agent_mcp_url
 from gangline.project import ProjectConfig, ProjectPaths
@@ -42,12 +43,20 @@ def check_bind(host: str, token: str | None, token_env: str) -> None:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, telling ``on_ready`` its URL once it listens (port 0 resolved)."""
+    """uvicorn's server, telling ``on_ready`` its URL once it listens (port 0 resolved), and ``on_closing``
+    when it begins to shut down (after which uvicorn may re-raise SIGTERM and end the process)."""
 
-    def __init__(self, config: uvicorn.Config, serving: Serving, on_ready: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        serving: Serving,
+        on_ready: Callable[[str], None],
+        on_closing: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self.serving = serving
         self.on_ready = on_ready
+        self.on_closing = on_closing
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -57,6 +66,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Before uvicorn waits for open connections: event streams end now instead of at the timeout.
         self.serving.closing.set()
+        self.on_closing()
         await super().shutdown(sockets)
 
     def url(self) -> str:
@@ -64,7 +74,13 @@ class Server(uvicorn.Server):
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def build_server(app: FastAPI, host: str, port: int, on_ready: Callable[[str], None]) -> Server:
+def build_server(
+    app: FastAPI,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None],
+    on_closing: Callable[[], None] = lambda: None,
+) -> Server:
     """A server for ``app``; it stops by itself if the orchestrator does (a crash, or a locked project)."""
     config = uvicorn.Config(
         app,
@@ -83,14 +99,20 @@ def build_server(app: FastAPI, host: str, port: int, on_ready: Callable[[str], N
         app.state.orchestrator.agents.mcp_url = agent_mcp_url(url)
         on_ready(url)
 
-    server = Server(config, serving, ready)
+    server = Server(config, serving, ready, on_closing)
     serving.on_stop = lambda: setattr(server, "should_exit", True)
     return server
 
 
-async def serve_app(app: FastAPI, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+async def serve_app(
+    app: FastAPI,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None],
+    on_closing: Callable[[], None] = lambda: None,
+) -> None:
     """Serve until SIGINT / SIGTERM (uvicorn's handlers) or the orchestrator stops; raise what stopped it."""
-    await build_server(app, host, port, on_ready).serve()
+    await build_server(app, host, port, on_ready, on_closing).serve()
     error = app.state.serving.error
     if error is not None:
         raise error
@@ -107,8 +129,14 @@ def run_server(
     on_ready: Callable[[str], None],
 ) -> None:
     store = open_sqlite(paths.db_file)
+
+    def ready(url: str) -> None:
+        announce_server(paths, url)  # .gangline/server.json: how the CLI on this machine finds us
+        on_ready(url)
+
     try:
         app = create_app(paths, config, store, env, token=token, guide=guide)
-        asyncio.run(serve_app(app, host, port, on_ready))
+        asyncio.run(serve_app(app, host, port, ready, lambda: withdraw_server(paths)))
     finally:
+        withdraw_server(paths)  # when serving failed before it could shut down
         store.close()
