@@ -27,6 +27,9 @@ _CLAUDE_ALWAYS = (
     "--include-partial-messages",
     "--permission-mode",
     "--resume",
+    "--mcp-config",  # these three under `gangline serve`
+    "--strict-mcp-config",
+    "--permission-prompt-tool",
 )
 _CLAUDE_BY_FIELD = {
     "model": "--model",
@@ -34,7 +37,6 @@ _CLAUDE_BY_FIELD = {
     "allowed_tools": "--allowedTools",
     "disallowed_tools": "--disallowedTools",
     "system_prompt": "--append-system-prompt",
-    "permission_prompt_tool": "--permission-prompt-tool",
 }
 
 

@@ -125,7 +125,8 @@ You are QA for {{ item.kind }} {{ item.name }}. Review the change on branch {{ b
 ----- END DIFF -----
 
 Check each numbered criterion against the diff; you may read files and run the tests.
-Your final message must be ONLY a JSON object, with no words before or after it:
+If gangline's MCP tools are available, report with `report_qa_result`; either way,
+your final message must be ONLY a JSON object, with no words before or after it:
 
 {"verdict": "pass" or "fail", "criteria": [{"index": 1, "passed": true, "note": "..."}], "summary": "..."}
 

@@ -99,6 +99,15 @@ default_wait_s = 300.0  # wait this long when the CLI reports no reset time
 max_wait_s = 21600.0  # a reset further away than this blocks the item instead of parking it
 margin_s = 5.0  # added to the reported reset time
 
+# Permissions for agents run under `gangline serve` (which answers Claude Code's permission prompts).
+# Rules: a tool name ("Write"), a prefix of a Bash command ("Bash(git status:*)"), or a pattern
+# ("mcp__gangline__*"). Deny wins over allow; anything else asks a person, who may "always allow".
+[permissions]
+allow = []
+deny = []
+ask_timeout_s = 300.0  # then the request is denied with a message the agent can act on
+unattended = false  # true: deny at once whatever no rule allows (nobody is watching)
+
 # Gates: checks the server runs (with /bin/sh -c, in the worktree) after every coder run and again
 # on the merge; exit status 0 passes. None yet. An example:
 @GATE_EXAMPLE@
