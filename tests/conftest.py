@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,30 @@ def new_repo(path: Path, *files: tuple[str, str, str]) -> Path:
     for name, text, message in files:
         commit_file(path, name, text, message)
     return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment a CLI test runs ``gangline`` in: wide, uncoloured, no server token."""
+    base = {k: v for k, v in os.environ.items() if k not in ("GANGLINE_TOKEN", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    return {**base, "COLUMNS": "200", **extra}
+
+
+def gangline(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m gangline ARGS`` as a person runs it: a real process, its output and exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "gangline", *args],
+        cwd=cwd,
+        env=env if env is not None else cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def ok(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    return out.stdout

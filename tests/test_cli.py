@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import TRANSCRIPTS
+from conftest import TRANSCRIPTS, cli_env
+from conftest import gangline as _gangline
 
 
 def gangline(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gangline", *args],
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return _gangline(*args, cwd=cwd, env=cli_env(**(env or {})))
 
 
 def test_demo_picks_the_fake_agent_when_claude_is_not_configured(tmp_path: Path) -> None:

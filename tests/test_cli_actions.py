@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import cli_env, git, ok
+from conftest import gangline as _gangline
 from gangline.cli_client import error_from, parse_sse
 
 BOUND_S = 60  # every wait on a process or a stream; a hang fails the test instead of the suite
@@ -27,30 +28,11 @@ WORK = [
 
 
 def _env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("GANGLINE_TOKEN", "FORCE_COLOR", "TTY_COMPATIBLE")}
-    return {**base, "COLUMNS": "200", "LOGNAME": ACTOR, "USER": ACTOR, **extra}
+    return cli_env(LOGNAME=ACTOR, USER=ACTOR, **extra)
 
 
 def gangline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gangline", *args],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=BOUND_S,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def ok(out: subprocess.CompletedProcess[str]) -> str:
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "Traceback" not in out.stderr
-    return out.stdout
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    return _gangline(*args, cwd=cwd, env=_env(), timeout=BOUND_S)
 
 
 def configure(repo: Path, steps: list[dict[str, Any]]) -> None:

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def gangline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    return subprocess.run(
-        [sys.executable, "-m", "gangline", *args],
-        cwd=cwd,
-        env={**base, "COLUMNS": "200", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def ok(out: subprocess.CompletedProcess[str]) -> str:
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "Traceback" not in out.stderr
-    return out.stdout
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+from conftest import cli_env, git, ok
+from conftest import gangline as _gangline
 
 
 @pytest.fixture
@@ -64,6 +42,10 @@ def use_fake_coder(repo: Path, steps: list[dict[str, Any]], max_retries: int = 3
 
 
 COMMITS = [{"write": "notes/{item_slug}.md", "text": "notes for {item_id}\n"}, {"commit": "work on {item_slug}"}]
+
+
+def gangline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _gangline(*args, cwd=cwd, env=cli_env(**(env or {})))
 
 
 def test_init_outside_a_git_repository_says_so_and_exits_2(tmp_path: Path) -> None:
