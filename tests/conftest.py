@@ -128,3 +128,10 @@ def ok(out: subprocess.CompletedProcess[str]) -> str:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     return out.stdout
+
+
+def initialised_repo(path: Path) -> Path:
+    """A repository on main with one commit and ``gangline init`` run in it."""
+    new_repo(path, ("README.md", "# project\n", "initial"))
+    ok(gangline("init", cwd=path))
+    return path

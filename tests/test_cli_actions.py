@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_env, git, ok
+from conftest import cli_env, initialised_repo, ok
 from conftest import gangline as _gangline
 from gangline.cli_client import error_from, parse_sse
 
@@ -46,16 +46,7 @@ def configure(repo: Path, steps: list[dict[str, Any]]) -> None:
 
 
 def make_repo(parent: Path) -> Path:
-    path = parent / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Person")
-    git(path, "config", "user.email", "person@example.invalid")
-    (path / "README.md").write_text("# project\n")
-    git(path, "add", "README.md")
-    git(path, "commit", "-q", "-m", "initial")
-    ok(gangline("init", cwd=path))
-    return path
+    return initialised_repo(parent / "repo")
 
 
 def code_one_item(repo: Path) -> Path:

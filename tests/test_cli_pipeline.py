@@ -11,23 +11,14 @@ from typing import Any
 
 import pytest
 
-from conftest import cli_env, git, ok
+from conftest import cli_env, git, initialised_repo, ok
 from conftest import gangline as _gangline
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository on main with one commit and gangline initialised in it."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Person")
-    git(path, "config", "user.email", "person@example.invalid")
-    (path / "README.md").write_text("# project\n")
-    git(path, "add", "README.md")
-    git(path, "commit", "-q", "-m", "initial")
-    ok(gangline("init", cwd=path))
-    return path
+    return initialised_repo(tmp_path / "repo")
 
 
 def use_fake_coder(repo: Path, steps: list[dict[str, Any]], max_retries: int = 3, gate: str | None = None) -> None:
