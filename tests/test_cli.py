@@ -22,7 +22,7 @@ def gangline(
 def test_demo_picks_the_fake_agent_when_claude_is_not_configured(tmp_path: Path) -> None:
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "ANTHROPIC_API_KEY": ""}
     env["TMPDIR"] = str(tmp_path)  # the throwaway repository goes here
-    out = gangline("demo", env=env)
+    out = gangline("demo", "--exit-when-done", "--pace", "0", env=env)
     assert out.returncode == 0 and "agent fake" in out.stdout, out.stdout + out.stderr
 
 

@@ -165,7 +165,11 @@ def test_markup_and_escape_sequences_from_an_item_print_inert(repo: Path) -> Non
 
 
 def test_demo_with_the_fake_agent_takes_every_item_to_done(tmp_path: Path) -> None:
-    out = ok(gangline("demo", "--agent", "fake", cwd=tmp_path, env={"TMPDIR": str(tmp_path)}))
+    out = ok(
+        gangline(
+            "demo", "--agent", "fake", "--exit-when-done", "--pace", "0", cwd=tmp_path, env={"TMPDIR": str(tmp_path)}
+        )
+    )
     assert "agent fake" in out and "Every item reached done." in out
     assert out.count("merge → done") == 4 and "▶ qa run" in out
     assert "Greet by name (#4)" in out and "Total cost: $" in out

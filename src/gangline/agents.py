@@ -14,7 +14,17 @@ from gangline.budget import BudgetMeter
 from gangline.bus import Bus, follow
 from gangline.config import AgentProfile, Role
 from gangline.errors import GanglineError, RunnerError
-from gangline.events import Record, RunOutcome, SessionStarted
+from gangline.events import (
+    ApiRetry,
+    Event,
+    MessageStarted,
+    RateLimit,
+    Record,
+    RunOutcome,
+    SessionStarted,
+    TextDelta,
+    ToolUse,
+)
 from gangline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
 from gangline.items import Item
 from gangline.policy import RunEnding
@@ -26,6 +36,35 @@ from gangline.runner import Runner, RunRequest, RunSummary
 from gangline.store import NewRun, RunEnd, Store
 
 log = logging.getLogger(__name__)
+
+
+# Statuses an API retry is a throttle for: rate limited (429) and overloaded (529).
+_THROTTLING_STATUSES = frozenset({429, 529})
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A live run waiting on its model API: retrying a 429/529, or told it is rate limited."""
+
+    since: float  # when the run was first held back (the record's time)
+    resets_at: float | None  # when the limit resets, if the CLI said
+    note: str  # for people: "429, retry 2 of 10" or "rate limit rejected (five_hour)"
+
+
+def throttle_of(event: Event, ts: float) -> Throttle | None:
+    """The throttle an agent event reports, if any."""
+    if isinstance(event, ApiRetry) and event.error_status in _THROTTLING_STATUSES:
+        of = f" of {event.max_retries}" if event.max_retries else ""
+        return Throttle(ts, None, f"{event.error_status}, retry {event.attempt}{of}")
+    if isinstance(event, RateLimit) and (event.hard_block or event.status not in ("allowed", "allowed_warning")):
+        kind = f" ({event.limit_type})" if event.limit_type else ""
+        return Throttle(ts, event.resets_at, f"rate limit {event.status}{kind}")
+    return None
+
+
+def _answering(event: Event) -> bool:
+    """The model is producing again: a throttle is over."""
+    return isinstance(event, MessageStarted | TextDelta | ToolUse)
 
 
 @dataclass(frozen=True)
@@ -54,6 +93,7 @@ class AgentRuns:
         # What agents reported through MCP, per run, until the run's result takes it.
         self.qa_verdicts: dict[str, QaVerdict] = {}
         self.merge_failures: dict[str, str] = {}
+        self.throttled: dict[str, Throttle] = {}  # live runs held back by their model API, for the board
 
     def env_for(self, item: Item, role: Role, run_id: str) -> dict[str, str]:
         """Variables every process started for the item carries (agents, gates, and their children)."""
@@ -76,10 +116,11 @@ class AgentRuns:
         meter = BudgetMeter(profile.max_budget_usd)
         bus = Bus(self.runner.settings.subscriber_queue)
         self.buses[run_id] = bus
+        watched = _Watched(run_id, item.id)
         not_started: GanglineError | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(run_id, bus, meter))
+                tg.create_task(self._watch(watched, bus, meter))
                 try:
                     request = RunRequest(
                         run_id,
@@ -96,6 +137,7 @@ class AgentRuns:
                     summary = _not_started(run_id, log_path, str(err))
         finally:
             self.buses.pop(run_id, None)
+            self.throttled.pop(run_id, None)
             self.grants.revoke(run_id)
             remove_mcp_config(cwd)
         qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
@@ -130,20 +172,44 @@ class AgentRuns:
         self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks)
         self.on_start(run_id)
 
-    async def _watch(self, run_id: str, bus: Bus, meter: BudgetMeter) -> None:
+    async def _watch(self, run: _Watched, bus: Bus, meter: BudgetMeter) -> None:
         # follow(), not a bare subscription: if the loop is ever too busy and the bus cuts this
         # subscriber off, the log fills the gap, so the meter never misses a message's cost.
         stopped = False
+        run_id = run.run_id
         async for record in follow(bus, lambda after: _logged(self.runner.log_path(run_id), after)):
             event = record.event
             if isinstance(event, SessionStarted):
                 self.store.set_run_session(run_id, event.session_id)
+            self._track_throttle(run, event, record.ts)
             meter.feed(event)
             if meter.exceeded and not stopped:
                 stopped = True
                 log.warning("budget exceeded", extra={"action": "budget_stop", "run_id": run_id})
                 with contextlib.suppress(RunnerError):  # it may have ended on its own meanwhile
                     self.runner.stop_nowait(run_id, meter.note())
+
+    def _track_throttle(self, run: _Watched, event: Event, ts: float) -> None:
+        """Record when a run starts and stops being held back by its API: the board shows it live."""
+        throttle = throttle_of(event, ts)
+        held = self.throttled.get(run.run_id)
+        if throttle is not None:
+            self.throttled[run.run_id] = Throttle(held.since if held else ts, throttle.resets_at, throttle.note)
+            if held is None:
+                data = {"note": throttle.note, "resets_at": throttle.resets_at}
+                self.store.record_event(
+                    "throttled", self.actor, item_id=run.item_id, run_id=run.run_id, reason=throttle.note, data=data
+                )
+        elif held is not None and _answering(event):
+            del self.throttled[run.run_id]
+            waited = {"waited_s": round(ts - held.since, 3)}
+            self.store.record_event("throttle_cleared", self.actor, item_id=run.item_id, run_id=run.run_id, data=waited)
+
+
+@dataclass(frozen=True)
+class _Watched:
+    run_id: str
+    item_id: int
 
 
 def _logged(path: Path, after: int) -> Iterator[Record]:

@@ -32,6 +32,7 @@ from gangline.orchestrator import Clock, Orchestrator
 from gangline.project import ProjectConfig, ProjectPaths
 from gangline.stages import Hold, IllegalTransition, Stage
 from gangline.store import Store
+from gangline.web import SecurityHeaders, is_ui_path, mount_ui
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class Guard:
 
     def refusal(self, scope: Scope, headers: Headers) -> tuple[int, ErrorDetail] | None:
         if self.token is not None:
-            if scope["path"] in OPEN_PATHS:
+            if scope["path"] in OPEN_PATHS or is_ui_path(scope["path"]):
                 return None
             scheme, _, credentials = headers.get("authorization", "").partition(" ")
             # compare_digest takes as long for a near miss as for a wild guess.
@@ -277,7 +278,7 @@ def create_app(
     guide: str = "",
 ) -> FastAPI:
     """The whole server: REST under /api, the event stream, health and metrics; the lifespan runs the pipeline."""
-    from gangline import api_events, api_items, api_permissions, api_runs  # they import this module's dependencies
+    from gangline import api_diff, api_events, api_items, api_permissions, api_runs  # they import this module
     from gangline.mcp_server import GanglineMcp
 
     if token is not None and not token.strip():
@@ -310,11 +311,13 @@ def create_app(
     app.state.store, app.state.serving, app.state.config, app.state.clock = store, serving, config, clock
     app.state.registry = _registry(app)
     app.add_middleware(Guard, token=token)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     app.add_exception_handler(GanglineError, _gangline_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(api_items.router)
+    app.include_router(api_diff.router)
     app.include_router(api_runs.router)
     app.include_router(api_events.router)
     app.include_router(api_permissions.router)
@@ -323,6 +326,7 @@ def create_app(
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["server"])
     app.add_api_route("/metrics", metrics, methods=["GET"], response_class=PlainTextResponse, tags=["server"])
+    mount_ui(app)
     return app
 
 

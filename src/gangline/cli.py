@@ -22,7 +22,7 @@ from gangline.bench_fanout import fanout
 from gangline.bus import Bus
 from gangline.cli_common import app, bench_app, choice, console, err_console, initialised, item_costs, opened
 from gangline.config import AgentProfile, CliKind, RunnerSettings, parse_model
-from gangline.demo import claude_is_configured, run_demo
+from gangline.demo import DemoOptions, DemoResult, claude_is_configured, run_demo
 from gangline.errors import ConfigError, GanglineError
 from gangline.events import RunOutcome
 from gangline.narrate import first_line, follow_pipeline, inert, items_table
@@ -200,15 +200,31 @@ def demo(
         str, typer.Option(help="auto, claude or fake. auto uses claude when it is installed and configured.")
     ] = "auto",
     model: Annotated[str, typer.Option(help="Model for the real claude CLI.")] = "sonnet",
+    port: Annotated[
+        int, typer.Option(help="Port for the board on 127.0.0.1 (0: any free port).", min=0, max=65535)
+    ] = 0,
+    pace: Annotated[
+        float, typer.Option(help="Seconds the fake agents pause before each step, so the board can be watched.", min=0)
+    ] = 1.0,
+    exit_when_done: Annotated[
+        bool, typer.Option("--exit-when-done", help="Stop when the backlog is done instead of keeping the board up.")
+    ] = False,
 ) -> None:
-    """Take a small backlog through the whole pipeline on a throwaway git repository, live."""
+    """Serve the board and take a small backlog through the whole pipeline on a throwaway git repository, live."""
     env = dict(os.environ)
     if agent == "auto":
         kind = CliKind.CLAUDE if claude_is_configured(env) else CliKind.FAKE
     else:
         kind = choice(CliKind, agent, "--agent")
-    all_done = asyncio.run(run_demo(console, kind, model, env))
-    raise typer.Exit(0 if all_done else 1)
+    options = DemoOptions(kind, model, port, pace, exit_when_done)
+    result = DemoResult()
+    try:
+        asyncio.run(run_demo(console, options, env, result))
+    except KeyboardInterrupt:
+        if not result.finished:
+            raise typer.Exit(130) from None
+        # Ctrl-C after the backlog went through only closes the board: the demo itself is over.
+    raise typer.Exit(0 if result.all_done else 1)
 
 
 @app.command()

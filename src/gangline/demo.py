@@ -7,11 +7,14 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 
+from gangline.api import create_app
 from gangline.config import CliKind
 from gangline.fake_cli import shipped_scenario
 from gangline.items import ItemDraft, Kind
@@ -19,6 +22,7 @@ from gangline.narrate import follow_pipeline, inert, items_table, money
 from gangline.orchestrator import Orchestrator
 from gangline.project import ProjectPaths, load_project_text
 from gangline.prompts import GUIDE
+from gangline.serve import build_server
 from gangline.stages import Stage
 from gangline.store import Store, open_sqlite
 
@@ -59,7 +63,7 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
-def demo_config(agent: CliKind, model: str, scenario_state: Path) -> str:
+def demo_config(agent: CliKind, model: str, scenario_state: Path, pace_s: float = 0.0) -> str:
     """project.toml for the demo: cheap real agents, or the shipped fake scenarios with an agent QA."""
     if agent is CliKind.CLAUDE:
         # A real agent spends real money: few turns, a small budget per run, one retry, no QA agent.
@@ -71,7 +75,7 @@ def demo_config(agent: CliKind, model: str, scenario_state: Path) -> str:
     else:
         settings = {"max_retries": 2, "qa_mode": "agent"}
         gates = [("notes", 'test -n "$(git ls-files notes)"')]
-        agents = [_fake(role, scenario_state) for role in ("coder", "qa", "mergemaster")]
+        agents = [_fake(role, scenario_state, pace_s) for role in ("coder", "qa", "mergemaster")]
     lines = ['base_branch = "main"', *(f"{k} = {json.dumps(v)}" for k, v in settings.items()), ""]
     lines.append("[concurrency]\ncoder = 2\n")
     for name, command in gates:
@@ -81,9 +85,11 @@ def demo_config(agent: CliKind, model: str, scenario_state: Path) -> str:
     return "\n".join(lines)
 
 
-def _fake(role: str, scenario_state: Path) -> dict[str, object]:
+def _fake(role: str, scenario_state: Path, pace_s: float) -> dict[str, object]:
     scenario = shipped_scenario(f"{role}.json")
     args = ["--scenario", str(scenario), "--scenario-state", str(scenario_state / role)]
+    if pace_s > 0:
+        args += ["--pace", f"{pace_s:g}"]
     return {"name": f"fake-{role}", "role": role, "cli": "fake", "extra_args": args}
 
 
@@ -125,32 +131,84 @@ def demo_backlog(store: Store) -> None:
     )
 
 
-async def run_demo(console: Console, agent: CliKind, model: str, env: Mapping[str, str]) -> bool:
-    """Run the demo backlog to the end, narrating it; True when every item reached done."""
+T = TypeVar("T")
+_FAKE_COST_NOTE = "The fake agents report what the runs would cost at list price; nothing was spent."
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    agent: CliKind
+    model: str
+    port: int = 0  # 0: any free port
+    pace_s: float = 0.0  # the fake agents' pause before each step, so a person can watch the board
+    exit_when_done: bool = False  # else the board stays up after the backlog is done, until Ctrl-C
+
+
+@dataclass
+class DemoResult:
+    """Set as soon as the backlog is through, so a Ctrl-C that closes the board after it can tell."""
+
+    finished: bool = False  # the pipeline had nothing left to do
+    all_done: bool = False  # and every item reached done
+
+
+async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str], result: DemoResult) -> None:
+    """Serve the board and take the demo backlog through it, narrating; ``result`` says how it went."""
     root = Path(tempfile.mkdtemp(prefix="gangline-demo-"))
     repo = make_repo(root)
     paths = ProjectPaths(repo)
     paths.state_dir.mkdir()
-    text = demo_config(agent, model, root / "scenario-state")
+    text = demo_config(options.agent, options.model, root / "scenario-state", options.pace_s)
     paths.config_file.write_text(text, encoding="utf-8")
     config = load_project_text(text, str(paths.config_file), env)
-    console.print(f"[bold]gangline demo[/] · agent [cyan]{agent.value}[/] · repository {inert(str(repo))}")
+    console.print(f"[bold]gangline demo[/] · agent [cyan]{options.agent.value}[/] · repository {inert(str(repo))}")
     store = open_sqlite(paths.db_file)
     try:
         demo_backlog(store)
-        orch = Orchestrator(paths, config, store, env, guide=GUIDE)
+        app = create_app(paths, config, store, env, guide=GUIDE)
+        listening: asyncio.Queue[str] = asyncio.Queue()
+        server = build_server(app, "127.0.0.1", options.port, listening.put_nowait)
         async with asyncio.TaskGroup() as tg:
+            serving = tg.create_task(server.serve())
+            url = await _first(listening.get(), serving)
+            if url is None:  # the server could not start (the port is taken); uvicorn said why
+                return
+            console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
+            orch: Orchestrator = app.state.orchestrator
             narrator = tg.create_task(follow_pipeline(orch, console))
-            try:
-                await orch.serve(until_idle=True)
-            finally:
-                narrator.cancel()
-        done = _summarise(console, store, repo)
-        if agent is CliKind.FAKE:
-            console.print("[dim]The fake agents report what the runs would cost at list price; nothing was spent.[/]")
-        return done
+            done = await _first(_until_idle(orch), serving)
+            narrator.cancel()
+            if done is not None:
+                result.finished, result.all_done = True, _summarise(console, store, repo)
+                if options.agent is CliKind.FAKE:
+                    console.print(f"[dim]{_FAKE_COST_NOTE}[/]")
+                if options.exit_when_done:
+                    server.should_exit = True
+                else:
+                    console.print(f"The board stays up at {url}/ · press Ctrl-C to stop.")
+            await serving
+        if app.state.serving.error is not None:
+            raise app.state.serving.error
     finally:
         store.close()
+
+
+async def _until_idle(orch: Orchestrator) -> bool:
+    """Wait until nothing in the pipeline can move by itself any more."""
+    version = orch.version
+    while not orch.idle:
+        version = await orch.wait_changed(version, 1.0)
+    return True
+
+
+async def _first(wanted: Coroutine[None, None, T], serving: asyncio.Task[None]) -> T | None:
+    """``wanted``'s result, or None if the server stopped first (Ctrl-C, or it failed)."""
+    task = asyncio.ensure_future(wanted)
+    await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
 
 
 def _summarise(console: Console, store: Store, repo: Path) -> bool:

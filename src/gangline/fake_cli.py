@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="directory for the scenario's attempt counters (default: <scenario>.state)",
     )
+    p.add_argument(
+        "--pace", type=float, default=0.0, help="with --scenario: seconds to pause before each step (for watching)"
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help="the model the session reports")
     p.add_argument("--permission-mode", default="acceptEdits", help="the permission mode the session reports")
     return p
@@ -193,7 +196,7 @@ def play_scenario(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         os.write(2, f"gangline-fake-agent: invalid scenario: {err}\n".encode())
         return 2
     stream = Stream(args.resume or str(uuid.uuid4()), args.model, str(cwd))
-    return _Player(stream, cwd).play(steps, args.permission_mode)
+    return _Player(stream, cwd, args.pace).play(steps, args.permission_mode)
 
 
 def _emit(*lines: dict[str, Any]) -> None:
@@ -203,9 +206,10 @@ def _emit(*lines: dict[str, Any]) -> None:
 class _Player:
     """Acts out one attempt's steps in ``cwd`` and reports them as the real CLI would."""
 
-    def __init__(self, stream: Stream, cwd: Path) -> None:
+    def __init__(self, stream: Stream, cwd: Path, pace_s: float = 0.0) -> None:
         self.stream = stream
         self.cwd = cwd
+        self.pace_s = pace_s
         self.started = time.time()
         self.last_text = ""
         self.final_json: str | None = None
@@ -215,6 +219,8 @@ class _Player:
     def play(self, steps: list[Step], permission_mode: str) -> int:
         _emit(self.stream.init(permission_mode))
         for step in steps:
+            if self.pace_s > 0:
+                time.sleep(self.pace_s)  # the demo's pace: slow enough for a person to watch the board
             code = self._do(step)
             if code is not None:
                 return code

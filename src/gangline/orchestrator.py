@@ -55,6 +55,8 @@ class Orchestrator:
         self.config = config
         self.store = store
         self.clock = clock
+        self.working: dict[int, Step] = {}  # item id -> the job the orchestrator is doing on it
+        self.idle = False  # after the last tick: nothing ran, nothing could start, nothing waited on a timer
         self.tick_s = tick_s
         settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
         self.runner = Runner(settings, paths.runs_dir, env)
@@ -100,7 +102,8 @@ class Orchestrator:
         while True:
             self._wake.clear()
             current = self.tick()
-            if until_idle and not self._jobs and not current.actions and not current.waiting:
+            self.idle = not self._jobs and not current.actions and not current.waiting
+            if until_idle and self.idle:
                 return
             timeout = self.tick_s
             if current.next_due is not None:
@@ -137,6 +140,7 @@ class Orchestrator:
             role = None  # server QA takes no agent slot
         task = self._tg.create_task(self._job(action, item), name=f"{action.step.value}-{item.id}")
         self._jobs[item.id] = (role, task)
+        self.working[item.id] = action.step
 
     async def _job(self, action: Action, item: Item) -> None:
         try:
@@ -159,6 +163,7 @@ class Orchestrator:
             self._hold_after_error(item.id, err)
         finally:
             del self._jobs[item.id]
+            self.working.pop(item.id, None)
             self._notify()
 
     def _hold_after_error(self, item_id: int, err: Exception) -> None:
