@@ -29,6 +29,7 @@ from pipeline_kit import FAST, Project, commit_file
 TOKEN = "s3cret-token-for-tests-0123456789"
 WORK = [{"say": "on it"}, *commit_file("work/{item_slug}.txt", "done by {item_id}\n")]
 LATER = "2999-01-01T00:00:00Z"  # a start time that keeps an item waiting in the backlog
+NO_ACTIVITY = dict.fromkeys(("run_id", "profile", "role", "since", "until", "note"))
 
 
 @pytest.fixture
@@ -306,8 +307,12 @@ async def test_actions_hold_release_block_unblock_freeze_and_edit_a_waiting_item
         created = (await client.post("/api/items", json={"title": "Later", "start_after": LATER})).json()
         item = f"/api/items/{created['id']}"
         assert created["start_after"] == pytest.approx(32472144000.0)
+        assert created["activity"] == {**NO_ACTIVITY, "state": "scheduled", "until": created["start_after"]}
+        assert created["actions"] == ["start", "stop", "block", "hold", "freeze"]
         held = (await client.post(f"{item}/hold", headers={"X-Gangline-Actor": "alice"})).json()
         assert (held["hold"], held["hold_reason"]) == ("review_hold", "held for review by alice")
+        assert held["activity"] == {**NO_ACTIVITY, "state": "review_hold", "note": "held for review by alice"}
+        assert held["actions"] == ["release", "freeze"]
         assert error_of(await client.post(f"{item}/block"), 409)["hold"] == "review_hold"
         assert (await client.post(f"{item}/release")).json()["hold"] is None
         blocked = (await client.post(f"{item}/block", json={"reason": "waiting on design"})).json()
@@ -346,6 +351,9 @@ async def test_stop_blocks_the_item_and_stops_its_run_and_unblock_starts_it_agai
         run_id, session = await sessions.next()
         [live] = (await client.get("/api/runs", params={"live": True})).json()
         assert live["id"] == run_id
+        activity = (await item_of(client, item_id))["activity"]
+        assert activity == {**NO_ACTIVITY, "state": "running", "run_id": run_id, "profile": "coder", "role": "coder",
+                            "since": live["started_at"]}  # fmt: skip
 
         stopped = await client.post(f"/api/items/{item_id}/stop", json={"reason": "wrong approach"})
         assert (stopped.json()["hold"], stopped.json()["hold_reason"]) == ("blocked", "stopped by api: wrong approach")
@@ -393,6 +401,8 @@ async def test_human_qa_waits_for_a_person_who_rejects_with_a_reason_then_approv
     async with client_for(app) as client:
         item_id = (await client.post("/api/items", json={"title": "Reviewed"})).json()["id"]
         await wait_until(app, in_stage(client, item_id, Stage.QA))
+        waiting = await item_of(client, item_id)
+        assert waiting["activity"]["state"] == "waiting" and {"approve", "reject"} <= set(waiting["actions"])
         rejected = await client.post(f"/api/items/{item_id}/reject", json={"reason": "add a test"})
         assert rejected.json()["stage"] == "coding" and rejected.json()["feedback"] == "add a test"
         await wait_until(app, in_stage(client, item_id, Stage.QA))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal, cast
@@ -62,8 +63,13 @@ _TRIGGER = {
 
 def actions_for(state: ItemState) -> list[Action]:
     """The actions the stage table allows from ``state`` (guards assumed met; the orchestrator checks them)."""
-    legal = set(legal_triggers(state))
-    return [action for action, trigger in _TRIGGER.items() if trigger in legal]
+    return list(_actions(state.stage, state.hold, state.frozen))
+
+
+@functools.cache  # a few dozen states at most; the board asks for every item on every change
+def _actions(stage: Stage, hold: Hold | None, frozen: bool) -> tuple[Action, ...]:
+    legal = set(legal_triggers(ItemState(stage, hold, "reason" if hold else None, frozen)))
+    return tuple(action for action, trigger in _TRIGGER.items() if trigger in legal)
 
 
 class Activity(BaseModel):
