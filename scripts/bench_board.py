@@ -23,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from browser_kit import page_at  # noqa: E402
-from mcp_kit import served  # noqa: E402
-from pipeline_kit import Project  # noqa: E402
+from browser_kit import page_at
+from mcp_kit import served
+from pipeline_kit import Project
 
 LATER = 32503680000.0  # the year 3000: the backlog waits, no agent starts
 

@@ -3,7 +3,8 @@
 // about to click does not vanish under the pointer while other cards update.
 
 import { actionButtons } from "./actions.js";
-import { clock, duration, h, fill, HOLD_LABELS, money, STAGE_LABELS, STAGES } from "./dom.js";
+import { activityLine } from "./activity.js";
+import { duration, fill, h, HOLD_LABELS, money, STAGE_LABELS, STAGES } from "./dom.js";
 import { watchItems } from "./feed.js";
 
 const ARCHIVED_SHOWN = 20;
@@ -114,7 +115,7 @@ function redraw(slot, item) {
       { class: "title", id: `card-title-${item.id}` },
       h("a", { href: `#/items/${item.id}` }, item.title),
     ),
-    activityLine(item),
+    activityLine(item.activity, { holds: false }),
     item.hold ? h("p", { class: `hold hold-${item.hold}` }, HOLD_LABELS[item.hold], item.hold_reason ? `: ${item.hold_reason}` : "") : null,
     facts(item),
     h("div", { class: "actions" }, actionButtons(item, "card")),
@@ -125,22 +126,6 @@ function redraw(slot, item) {
     (again || slot.querySelector("a")).focus();
   }
 }
-
-function activityLine(item) {
-  const a = item.activity;
-  const parts = [h("span", { class: `status status-${a.state}` }, STATUS[a.state] || a.state)];
-  if (a.profile) parts.push(" · ", h("span", { class: "agent" }, a.profile));
-  if (a.state === "running" && a.since) parts.push(" · ", h("span", { "data-since": a.since }, duration(Date.now() / 1000 - a.since)));
-  if (a.until) parts.push(" · until ", h("time", { datetime: new Date(a.until * 1000).toISOString() }, clock(a.until)));
-  if ((a.state === "throttled" || a.state === "working") && a.note) parts.push(" · ", a.note);
-  if (a.state === "blocked" || a.state === "review_hold" || a.state === "merge_failure") return null; // the hold line says it
-  return h("p", { class: "activity" }, parts);
-}
-
-const STATUS = {
-  running: "running", throttled: "throttled", working: "working", parked: "parked", frozen: "frozen", scheduled: "scheduled",
-  waiting: "waiting", idle: "idle",
-};
 
 function facts(item) {
   const out = [];

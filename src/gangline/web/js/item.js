@@ -4,17 +4,14 @@
 // open stream, an expanded gate output or a focused button survive the updates.
 
 import { actionButtons } from "./actions.js";
+import { activityLine } from "./activity.js";
 import { api } from "./api.js";
-import { clock, duration, fill, h, HOLD_LABELS, money, plain, STAGE_LABELS, tokens, when } from "./dom.js";
+import { duration, fill, h, HOLD_LABELS, money, plain, STAGE_LABELS, tokens, when } from "./dom.js";
 import { streamView } from "./stream.js";
 
 const REFRESH_DELAY_MS = 200; // a transition comes with a few events: one re-read for all of them
 const DIFF_OPEN_LINES = 400; // a longer diff starts folded
 const REASON_CHARS = 140;
-const ACTIVITY = {
-  running: "running", throttled: "throttled", parked: "parked", blocked: "blocked", review_hold: "in review hold",
-  merge_failure: "merge failed", frozen: "frozen", scheduled: "scheduled", waiting: "waiting", idle: "idle",
-};
 
 export function mountItem(main, id) {
   const root = h(
@@ -260,21 +257,6 @@ function head(item) {
     h("h1", {}, plain(item.title)),
     activityLine(item.activity),
   ];
-}
-
-function activityLine(a) {
-  if (!a) return null;
-  const parts = [h("span", { class: `status status-${a.state}` }, ACTIVITY[a.state] || a.state)];
-  if (a.profile) parts.push(" · ", h("span", { class: "agent" }, plain(a.profile)));
-  if (a.role && a.role !== a.profile) parts.push(` (${a.role})`);
-  if (a.since && (a.state === "running" || a.state === "throttled")) {
-    parts.push(" · ", h("span", { "data-since": a.since }, duration(Date.now() / 1000 - a.since)));
-  }
-  if (a.until) parts.push(" · until ", timeEl(a.until, clock(a.until)));
-  if (a.note && a.state !== "blocked" && a.state !== "review_hold" && a.state !== "merge_failure") {
-    parts.push(" · ", plain(a.note));
-  }
-  return h("p", { class: "activity" }, parts);
 }
 
 function notes(item) {
