@@ -297,7 +297,7 @@ async def test_the_demo_serves_the_board_prints_its_url_and_stays_up_until_inter
     env = {k: v for k, v in os.environ.items() if k not in ("GANGLINE_TOKEN", "FORCE_COLOR", "TTY_COMPATIBLE")}
     env |= {"COLUMNS": "200", "TMPDIR": str(tmp_path)}
     demo = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gangline", "demo", "--agent", "fake", "--pace", "0.2",
+        sys.executable, "-m", "gangline", "demo", "--agent", "fake", "--pace", "0.2", "--keep-serving",
         cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert demo.stdout is not None

@@ -206,9 +206,13 @@ def demo(
     pace: Annotated[
         float, typer.Option(help="Seconds the fake agents pause before each step, so the board can be watched.", min=0)
     ] = 1.0,
-    exit_when_done: Annotated[
-        bool, typer.Option("--exit-when-done", help="Stop when the backlog is done instead of keeping the board up.")
-    ] = False,
+    keep_serving: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-serving/--exit-when-done",
+            help="Keep the board up after the backlog is done, until Ctrl-C (default: when run in a terminal).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the board and take a small backlog through the whole pipeline on a throwaway git repository, live."""
     env = dict(os.environ)
@@ -216,7 +220,9 @@ def demo(
         kind = CliKind.CLAUDE if claude_is_configured(env) else CliKind.FAKE
     else:
         kind = choice(CliKind, agent, "--agent")
-    options = DemoOptions(kind, model, port, pace, exit_when_done)
+    if keep_serving is None:  # a person at a terminal wants to look around; a script wants it to end
+        keep_serving = sys.stdin.isatty() and sys.stdout.isatty()
+    options = DemoOptions(kind, model, port, pace, exit_when_done=not keep_serving)
     result = DemoResult()
     try:
         asyncio.run(run_demo(console, options, env, result))
