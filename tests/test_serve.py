@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -205,3 +206,14 @@ async def test_serve_prints_its_url_serves_and_stops_on_sigterm_within_its_bound
     assert code in (-signal.SIGTERM, 128 + signal.SIGTERM) and "Traceback" not in err, err
     [item] = project.store.list_items()
     assert item.title == "From outside"
+
+
+async def test_serve_on_a_port_in_use_says_so_and_exits_2_without_a_traceback(project: Project) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await _gangline("serve", "--port", str(port), cwd=project.root, env=_env())
+        code, _out, err = await _finished(proc)
+    assert code == 2 and f"--port: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert not (project.root / ".gangline" / "server.json").exists()  # nobody is told of a server that is not there

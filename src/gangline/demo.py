@@ -171,7 +171,9 @@ async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str
         async with asyncio.TaskGroup() as tg:
             serving = tg.create_task(server.serve())
             url = await _first(listening.get(), serving)
-            if url is None:  # the server could not start (the port is taken); uvicorn said why
+            if url is None:
+                if server.bind_error is not None:  # the port is taken
+                    raise server.bind_error
                 return
             console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
             orch: Orchestrator = app.state.orchestrator

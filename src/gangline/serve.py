@@ -54,12 +54,23 @@ class Server(uvicorn.Server):
         on_closing: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(config)
+        self.bind_error: ConfigError | None = None
         self.serving = serving
         self.on_ready = on_ready
         self.on_closing = on_closing
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind (it has logged why); say it as an error
+            # of ours instead, so the caller ends with a clear message and cleans up.
+            host, port = self.config.host, self.config.port
+            self.bind_error = ConfigError(
+                "--port", f"cannot listen on {host}:{port}: the address is in use or not available here"
+            )
+            self.should_exit = True
+            return
         if self.started and not self.should_exit:
             self.on_ready(self.url())
 
@@ -112,7 +123,10 @@ async def serve_app(
     on_closing: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve until SIGINT / SIGTERM (uvicorn's handlers) or the orchestrator stops; raise what stopped it."""
-    await build_server(app, host, port, on_ready, on_closing).serve()
+    server = build_server(app, host, port, on_ready, on_closing)
+    await server.serve()
+    if server.bind_error is not None:
+        raise server.bind_error
     error = app.state.serving.error
     if error is not None:
         raise error
