@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from browser_kit import DESKTOP, PHONE, overflows_horizontally, page_at, shoot
 from mcp_kit import TOKEN, served
@@ -41,7 +41,7 @@ def go(tmp_path: Path, item_id: int) -> None:
     (tmp_path / f"go-{item_id}").touch()
 
 
-def card(page: Page, item_id: int, stage: str | None = None):  # type: ignore[no-untyped-def]
+def card(page: Page, item_id: int, stage: str | None = None) -> Locator:
     column = f'.column[data-stage="{stage}"] ' if stage else ""
     return page.locator(f'{column}article.card[data-item="{item_id}"]')
 
