@@ -57,22 +57,31 @@ class Served:
 
 
 @asynccontextmanager
-async def served(project: Project, token: str | None = None) -> AsyncIterator[Served]:
-    """The app (orchestrator, REST, MCP) on a real uvicorn on 127.0.0.1, any free port; stopped, bounded, after."""
-    app = make_app(project, token)
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """A real uvicorn serving ``app`` on 127.0.0.1, any free port; yields its URL, then stops it, bounded.
+
+    build_server gives the orchestrator its MCP URL once the port is known, as ``gangline serve`` does.
+    """
     ready: asyncio.Queue[str] = asyncio.Queue()
     server = build_server(app, "127.0.0.1", 0, ready.put_nowait)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(server.serve())
         async with asyncio.timeout(30):
             url = await ready.get()
-        app.state.orchestrator.agents.mcp_url = agent_mcp_url(url)  # what serve.py does once it listens
         try:
-            yield Served(app, url)
+            yield url
         finally:
             server.should_exit = True
             async with asyncio.timeout(shutdown_bound(FAST) + 10):
                 await task
+
+
+@asynccontextmanager
+async def served(project: Project, token: str | None = None) -> AsyncIterator[Served]:
+    """The app (orchestrator, REST, MCP) of ``project`` on a real uvicorn: see serving()."""
+    app = make_app(project, token)
+    async with serving(app) as url:
+        yield Served(app, url)
 
 
 @asynccontextmanager

@@ -7,8 +7,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ from fastapi import FastAPI
 from gangline.api import create_app, is_loopback, shutdown_bound
 from gangline.errors import ConfigError, ServerLockedError
 from gangline.serve import GRACEFUL_S, build_server, check_bind, read_token, serve_app
+from mcp_kit import serving
 from pipeline_kit import FAST, Project, commit_file
 
 TOKEN = "a-token-long-enough-for-serve-0123"
@@ -77,21 +76,6 @@ def test_the_token_comes_from_the_environment_and_must_not_be_short() -> None:
 
 
 # --- a real uvicorn, in this process -----------------------------------------------------------
-
-
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """A real uvicorn serving ``app`` on 127.0.0.1, any free port; yields its URL, then stops it, bounded."""
-    ready: asyncio.Queue[str] = asyncio.Queue()
-    server = build_server(app, "127.0.0.1", 0, ready.put_nowait)
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(server.serve())
-        async with asyncio.timeout(30):
-            url = await ready.get()
-        yield url
-        server.should_exit = True
-        async with asyncio.timeout(shutdown_bound(FAST) + 10):
-            await task
 
 
 async def test_a_real_uvicorn_on_loopback_serves_the_api_and_runs_the_pipeline(project: Project) -> None:
