@@ -36,7 +36,7 @@ def test_agent_with_a_missing_cli_binary_names_it_and_exits_non_zero(tmp_path: P
 def test_agent_with_an_unknown_agent_kind_says_what_is_expected(tmp_path: Path) -> None:
     out = gangline("agent", "hi", "--cwd", str(tmp_path), "--agent", "gpt")
     assert out.returncode == 2
-    assert "--agent: expected one of claude, fake, got 'gpt'" in out.stderr
+    assert "--agent: expected one of claude, codex, gemini, fake, got 'gpt'" in out.stderr
 
 
 def test_agent_with_an_invalid_setting_names_the_field(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gangline.adapters import with_mcp
-from gangline.budget import BudgetMeter
+from gangline.adapters import ADAPTERS, McpAccess
+from gangline.budget import BudgetMeter, Price
 from gangline.bus import Bus, follow
-from gangline.config import AgentProfile, Role
+from gangline.config import AgentProfile, CliKind, Role
 from gangline.errors import GanglineError, RunnerError
 from gangline.events import (
     ApiRetry,
@@ -79,8 +79,11 @@ class AgentResult:
 class AgentRuns:
     """Starts the agent runs the pipeline asks for and keeps their buses for live viewers."""
 
-    def __init__(self, store: Store, runner: Runner, project_root: Path, actor: str) -> None:
+    def __init__(
+        self, store: Store, runner: Runner, project_root: Path, actor: str, prices: dict[str, Price] | None = None
+    ) -> None:
         self.store = store
+        self.prices = prices or {}  # [price."<model>"] tables: what a token-only CLI's run cost
         self.runner = runner
         self.project_root = project_root
         self.actor = actor
@@ -113,7 +116,7 @@ class AgentRuns:
         log_path = self.runner.log_path(run_id)
         new = NewRun(run_id, item.id, profile.role, profile.name, attempt, str(cwd), str(log_path), resume)
         self.store.start_run(new, item.state, self.actor)
-        meter = BudgetMeter(profile.max_budget_usd)
+        meter = BudgetMeter(profile.max_budget_usd, self.prices)
         bus = Bus(self.runner.settings.subscriber_queue)
         self.buses[run_id] = bus
         watched = _Watched(run_id, item.id)
@@ -130,6 +133,7 @@ class AgentRuns:
                         resume_session_id=resume,
                         env=self.env_for(item, profile.role, run_id),
                         on_started=lambda rec: self._started(run_id, rec),
+                        price=self.prices.get(profile.model) if profile.model else None,
                     )
                     summary = await self.runner.run(request, bus)
                 except GanglineError as err:  # nothing was spawned; the bus is closed
@@ -140,6 +144,7 @@ class AgentRuns:
             self.throttled.pop(run_id, None)
             self.grants.revoke(run_id)
             remove_mcp_config(cwd)
+            self._private_settings(run_id).unlink(missing_ok=True)
         qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
         if not_started is not None:
             # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
@@ -160,13 +165,20 @@ class AgentRuns:
             return profile
         token = self.grants.issue(run_id, item.id, profile.role, cwd)
         try:
-            config = await write_mcp_config(cwd, self.mcp_url, token)
+            # Claude Code's config file in the worktree (the fake CLI reads the same one).
+            in_file = profile.cli in (CliKind.CLAUDE, CliKind.FAKE)
+            config = await write_mcp_config(cwd, self.mcp_url, token) if in_file else None
+            access = McpAccess(self.mcp_url, token, self._private_settings(run_id), config, PERMISSION_TOOL)
+            return ADAPTERS[profile.cli].with_mcp(profile, access)
         except (OSError, GanglineError) as err:
             bus.close()  # the runner never saw this bus: close it, or the budget watcher waits forever
             if isinstance(err, GanglineError):
                 raise
-            raise RunnerError(run_id, f"cannot write the MCP configuration into {cwd}: {err}") from err
-        return with_mcp(profile, config, PERMISSION_TOOL)
+            raise RunnerError(run_id, f"cannot write the MCP configuration for {cwd}: {err}") from err
+
+    def _private_settings(self, run_id: str) -> Path:
+        """A file for the run's MCP settings outside its worktree (Gemini's), removed when it ends."""
+        return self.runner.log_dir / f"{run_id}.settings.json"
 
     def _started(self, run_id: str, rec: ProcessRecord) -> None:
         self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks)

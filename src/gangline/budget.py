@@ -7,6 +7,7 @@ estimate from each message's usage and stops the run when the estimate passes th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gangline.events import Event, MessageDelta, MessageStarted, Result, Usage
@@ -39,7 +40,10 @@ _FAMILIES = {
 }
 
 
-def price_for(model: str | None) -> Price:
+def price_for(model: str | None, table: Mapping[str, Price] | None = None) -> Price:
+    """The project's ``[price."<model>"]`` if it has one, else the list price of the model's family."""
+    if table and model is not None and model in table:
+        return table[model]
     name = (model or "").lower()
     for family, price in _FAMILIES.items():
         if family in name:
@@ -50,8 +54,9 @@ def price_for(model: str | None) -> Price:
 class BudgetMeter:
     """Feeds on a run's events; ``exceeded`` says so once the spend passes the limit."""
 
-    def __init__(self, limit_usd: float | None) -> None:
+    def __init__(self, limit_usd: float | None, prices: Mapping[str, Price] | None = None) -> None:
         self.limit_usd = limit_usd
+        self.prices = prices
         self.spent_usd = 0.0
         self._model: str | None = None
         self._final = False
@@ -60,7 +65,7 @@ class BudgetMeter:
         if isinstance(event, MessageStarted) and event.model:
             self._model = event.model
         elif isinstance(event, MessageDelta) and event.usage is not None and not self._final:
-            self.spent_usd += price_for(self._model).cost(event.usage)
+            self.spent_usd += price_for(self._model, self.prices).cost(event.usage)
         elif isinstance(event, Result) and event.cost_usd is not None:
             self.spent_usd = event.cost_usd  # the CLI's own figure replaces the estimate
             self._final = True

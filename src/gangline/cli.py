@@ -237,7 +237,7 @@ def demo(
 def agent(
     prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
     cwd: Annotated[Path, typer.Option(help="Working directory for the agent.")] = Path("."),
-    agent: Annotated[str, typer.Option(help="claude or fake.")] = "claude",
+    agent: Annotated[str, typer.Option(help="claude, codex, gemini or fake.")] = "claude",
     binary: Annotated[str | None, typer.Option(help="Path of the agent CLI.")] = None,
     model: Annotated[str | None, typer.Option()] = None,
     resume: Annotated[str | None, typer.Option(help="Session id to resume.")] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gangline.errors import ConfigError
 
@@ -17,7 +17,27 @@ class Role(enum.StrEnum):
 
 class CliKind(enum.StrEnum):
     CLAUDE = "claude"
+    CODEX = "codex"
+    GEMINI = "gemini"
     FAKE = "fake"
+
+
+class Sandbox(enum.StrEnum):
+    """Codex's sandbox for the commands its agent runs."""
+
+    READ_ONLY = "read-only"
+    WORKSPACE_WRITE = "workspace-write"  # the worktree (and /tmp) only, no network
+    FULL_ACCESS = "danger-full-access"
+
+
+# What each CLI calls its approval setting's values; the first is gangline's default for it.
+# Nobody answers a prompt in a headless run, so the defaults never ask: Codex's "never" runs
+# what its sandbox allows; Gemini's "yolo" is the only mode in which it may run shell commands
+# (and so git) without a terminal.
+APPROVAL_MODES: dict[CliKind, tuple[str, ...]] = {
+    CliKind.CODEX: ("never", "on-request", "on-failure", "untrusted"),
+    CliKind.GEMINI: ("yolo", "auto_edit", "default", "plan"),
+}
 
 
 class QaMode(enum.StrEnum):
@@ -37,8 +57,33 @@ class PermissionMode(enum.StrEnum):
     BYPASS = "bypassPermissions"
 
 
+# Settings only Claude Code has: the other CLIs have no such flag, and a setting that would be
+# silently ignored is an error instead.
+_CLAUDE_ONLY = (
+    "permission_mode",
+    "permission_prompt_tool",
+    "allowed_tools",
+    "disallowed_tools",
+    "max_turns",
+    "system_prompt",
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provider(_Strict):
+    """Where the CLI sends its model requests instead of its vendor's default API.
+
+    ``key_env`` names the environment variable that holds the API key (never the key itself).
+    ``wire_api`` is Codex's: which OpenAI API the endpoint speaks.
+    """
+
+    base_url: str = Field(min_length=1, pattern=r"^https?://")
+    key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    name: str = Field(default="gangline", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    wire_api: str = Field(default="responses", pattern=r"^(responses|chat)$")
 
 
 class AgentProfile(_Strict):
@@ -66,6 +111,34 @@ class AgentProfile(_Strict):
     prompt_template: str | None = None
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict, repr=False)
+    sandbox: Sandbox | None = None  # codex only; None: workspace-write
+    approval_mode: str | None = None  # codex and gemini: one of APPROVAL_MODES[cli]
+    provider: Provider | None = None
+    fallback: str | None = Field(default=None, min_length=1, max_length=64)  # a profile to use while rate-limited
+
+    @model_validator(mode="after")
+    def _settings_fit_the_cli(self) -> AgentProfile:
+        modes = APPROVAL_MODES.get(self.cli)
+        if self.approval_mode is not None:
+            if modes is None:
+                raise ValueError(f'approval_mode is for cli = "codex" or "gemini", not {self.cli.value!r}')
+            if self.approval_mode not in modes:
+                raise ValueError(f"expected approval_mode to be one of {', '.join(modes)} for {self.cli.value}")
+        if modes is not None:
+            for field in _CLAUDE_ONLY:
+                if getattr(self, field) != type(self).model_fields[field].default:
+                    other = "approval_mode and sandbox" if self.cli is CliKind.CODEX else "approval_mode"
+                    raise ValueError(f"{field} is a Claude Code setting; a {self.cli.value} profile has {other}")
+        if self.sandbox is not None and self.cli is not CliKind.CODEX:
+            raise ValueError(f'sandbox is for cli = "codex", not {self.cli.value!r}')
+        if self.fallback == self.name:
+            raise ValueError("fallback names the profile itself")
+        return self
+
+    @property
+    def approval(self) -> str:
+        """The approval mode the CLI is launched with (codex and gemini)."""
+        return self.approval_mode or APPROVAL_MODES[self.cli][0]
 
 
 class RunnerSettings(_Strict):

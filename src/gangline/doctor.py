@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gangline.adapters import resolve_binary
+from gangline.adapters import ADAPTERS, resolve_binary
 from gangline.config import AgentProfile, CliKind
 from gangline.errors import GanglineError
 from gangline.project import ProjectPaths, find_root, load_project
@@ -18,26 +18,6 @@ from gangline.project import ProjectPaths, find_root, load_project
 MIN_GIT = (2, 36)  # `git worktree list --porcelain` parsing and `merge --no-autostash`
 MIN_FREE_BYTES = 1 << 30
 _CLI_TIMEOUT_S = 30
-
-# Flags gangline passes to every Claude Code run, then those a profile's settings add.
-_CLAUDE_ALWAYS = (
-    "--print",
-    "--output-format",
-    "--verbose",
-    "--include-partial-messages",
-    "--permission-mode",
-    "--resume",
-    "--mcp-config",  # these three under `gangline serve`
-    "--strict-mcp-config",
-    "--permission-prompt-tool",
-)
-_CLAUDE_BY_FIELD = {
-    "model": "--model",
-    "max_budget_usd": "--max-budget-usd",
-    "allowed_tools": "--allowedTools",
-    "disallowed_tools": "--disallowedTools",
-    "system_prompt": "--append-system-prompt",
-}
 
 
 @dataclass(frozen=True)
@@ -81,30 +61,27 @@ def check_git(env: Mapping[str, str]) -> Check:
 
 
 def check_agent(profile: AgentProfile, env: Mapping[str, str]) -> Check:
+    """The profile's CLI: found, its version, and every flag gangline will pass listed in its help."""
     name = f"agent {profile.name}"
     if profile.cli is CliKind.FAKE:
         return Check(name, True, "the fake agent shipped with gangline")
+    adapter = ADAPTERS[profile.cli]
     try:
-        binary = resolve_binary(profile, profile.command or "claude")
+        binary = resolve_binary(profile, profile.command or adapter.binary)
     except GanglineError as err:
-        fix = "npm install -g @anthropic-ai/claude-code, or set command = <path> in its [[agent]] table"
-        return Check(name, False, str(err), fix)
+        return Check(name, False, str(err), f"{adapter.install}, or set command = <path> in its [[agent]] table")
     version = (_output([binary, "--version"], env) or "").strip().splitlines()
-    help_text = _output([binary, "--help"], env) or ""
-    missing = [flag for flag in needed_flags(profile) if flag not in help_text]
-    detail = f"{binary}, {version[0] if version else 'version unknown'}"
+    detail = f"{profile.cli.value} at {binary}, {version[0] if version else 'version unknown'}"
+    helps: dict[tuple[str, ...], str] = {}
+    missing: list[str] = []
+    for check in adapter.flags(profile):
+        if check.help_args not in helps:
+            helps[check.help_args] = _output([binary, *check.help_args], env) or ""
+        if not re.search(rf"(?<![\w-]){re.escape(check.flag)}(?![\w-])", helps[check.help_args]):
+            missing.append(" ".join((*check.help_args[:-1], check.flag)))
     if missing:
         return Check(name, False, f"{detail}; its --help lacks {', '.join(missing)}", "upgrade the agent CLI")
     return Check(name, True, detail)
-
-
-def needed_flags(profile: AgentProfile) -> list[str]:
-    """The flags gangline will pass for this profile (``--max-turns`` is accepted but not in --help)."""
-    wanted = list(_CLAUDE_ALWAYS)
-    for field, flag in _CLAUDE_BY_FIELD.items():
-        if getattr(profile, field):
-            wanted.append(flag)
-    return wanted
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> Check:

@@ -30,10 +30,27 @@ class _Event(msgspec.Struct, tag_field="kind", omit_defaults=True, gc=False):
 
 
 class Usage(msgspec.Struct, omit_defaults=True, gc=False):
+    """Tokens, the same for every CLI (SPEC.md "One event model").
+
+    ``input_tokens`` excludes the cached ones (``cache_read_input_tokens``, and the cache writes
+    ``cache_creation_input_tokens``); ``output_tokens`` includes the reasoning ones, which
+    ``reasoning_output_tokens`` counts again on their own.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    reasoning_output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.reasoning_output_tokens + other.reasoning_output_tokens,
+        )
 
 
 class McpServer(msgspec.Struct, gc=False):
@@ -160,6 +177,49 @@ class ToolResult(_Event, tag="tool_result"):
     parent_tool_use_id: str | None = None
 
 
+class CommandExecution(_Event, tag="command"):
+    """A shell command the agent ran and how it ended; ``tool_use_id`` is the call it answers.
+
+    ``exit_code`` is None when the CLI did not say (Claude Code reports only success or error).
+    """
+
+    tool_use_id: str
+    command: str
+    exit_code: int | None = None
+    status: str = "completed"  # completed | failed | declined (the CLI's word)
+
+
+class FileEdit(msgspec.Struct, gc=False):
+    path: str
+    kind: str  # add | update | delete
+
+
+class FileChange(_Event, tag="file_change"):
+    """Files the agent changed through its own tool; ``tool_use_id`` is the call it answers."""
+
+    tool_use_id: str
+    changes: list[FileEdit]
+    status: str = "completed"
+
+
+class TodoItem(msgspec.Struct, gc=False):
+    text: str
+    completed: bool
+
+
+class TodoList(_Event, tag="todo_list"):
+    """The agent's own plan, as it stands now (each event replaces the last)."""
+
+    items: list[TodoItem]
+
+
+class AgentError(_Event, tag="agent_error"):
+    """An error the CLI reported outside a result: a warning it goes on after, or a fatal one."""
+
+    message: str
+    fatal: bool = False
+
+
 class UserText(_Event, tag="user_text"):
     text: str
     parent_tool_use_id: str | None = None
@@ -251,6 +311,10 @@ Event = (
     | ToolUse
     | ToolResult
     | UserText
+    | CommandExecution
+    | FileChange
+    | TodoList
+    | AgentError
     | ApiRetry
     | RateLimit
     | Result

@@ -225,6 +225,7 @@ _TELLERS: dict[str, Callable[[Narrator, EventRow], str]] = {
     "gates_failed": _gates,
     "merge_ready": _merge_ready,
     "parked": _parked,
+    "agent_fallback": _note("⇄", "fallback agent"),
     "scheduled": _scheduled,
     "retry": _note("↻", "retry"),
     "interrupted": _note("↻", "interrupted; the session resumes"),

@@ -61,7 +61,7 @@ class Orchestrator:
         settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
         self.runner = Runner(settings, paths.runs_dir, env)
         worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
-        self.agents = AgentRuns(store, self.runner, paths.root, SERVER)
+        self.agents = AgentRuns(store, self.runner, paths.root, SERVER, config.price_table())
         self.pipeline = Pipeline(
             config,
             store,

@@ -7,7 +7,7 @@ because the CLI adds keys and reorders them between versions.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -59,11 +59,19 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+Handler = Callable[[dict[str, Any], float], tuple[Event, ...]]
+
+
 def parse_line(line: bytes, now: float) -> Parsed:
     """Events for one line, plus the raw JSON to store beside them.
 
     ``now`` (epoch seconds) dates a hard rate limit that gives no reset time.
     """
+    return parse_json_line(line, now, _HANDLERS)
+
+
+def parse_json_line(line: bytes, now: float, handlers: Mapping[str, Handler]) -> Parsed:
+    """The rules every CLI's JSON lines share: a handler per ``type``; anything else is kept, never lost."""
     try:
         obj = _decode(line)
     except msgspec.DecodeError:
@@ -72,7 +80,7 @@ def parse_line(line: bytes, now: float) -> Parsed:
     if type(obj) is not dict:
         return (NonObjectJson(json_type=type(obj).__name__),), raw
     kind = obj.get("type")
-    handler = _HANDLERS.get(kind) if type(kind) is str else None
+    handler = handlers.get(kind) if type(kind) is str else None
     if handler is None:
         return (UnknownEvent(type=kind if type(kind) is str else None),), raw
     try:
@@ -280,7 +288,7 @@ def _flatten(content: Any) -> str:
     return "\n".join(parts)
 
 
-_HANDLERS: dict[str, Callable[[dict[str, Any], float], tuple[Event, ...]]] = {
+_HANDLERS: dict[str, Handler] = {
     "system": _system,
     "stream_event": _stream_event,
     "assistant": _assistant,

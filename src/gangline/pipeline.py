@@ -32,6 +32,10 @@ SERVER = "gangline"  # the actor name on the server's own transitions
 
 RESTARTED = "gangline restarted while you were working. Check `git status` and `git log`, finish the item, and commit."
 PAUSED = "A person paused you and has now let you continue. Check `git status`, finish the item, and commit."
+SWITCHED = (
+    "Another agent started this item and was stopped by a rate limit; you take over in its worktree. "
+    "Check `git status` and `git log`, finish the item, and commit."
+)
 RATE_LIMITED = "You were paused by a rate limit, which has now reset. Continue the item where you left off and commit."
 
 
@@ -56,15 +60,49 @@ class Pipeline:
     async def code(self, item: Item) -> None:
         profile = self._profile(item, Role.CODER)
         path = await self.worktrees.ensure(item.id, item.slug)
+        result = await self._code_once(item, profile, path, item.feedback)
+        tried = {profile.name}
+        while (fallback := self._fallback(item, Stage.CODING, result, profile, tried)) is not None:
+            profile = fallback
+            tried.add(profile.name)
+            item = self.store.get_item(item.id)
+            result = await self._code_once(item, profile, path, SWITCHED)
+        await self._after_coder(result, profile)
+
+    async def _code_once(self, item: Item, profile: AgentProfile, path: Path, feedback: str | None) -> AgentResult:
         attempt = item.retries + 1
-        resume = item.session_id
-        if resume and item.feedback:
-            prompt = item.feedback  # a retry: the failure, in the same session, is the new prompt
+        # A session is resumed only by the profile that made it: another CLI cannot read it.
+        resume = (
+            item.session_id if self.store.session_profile(item.id, item.session_id) in (None, profile.name) else None
+        )
+        if resume and feedback:
+            prompt = feedback  # a retry: the failure, in the same session, is the new prompt
         else:
             resume = None
-            prompt = self._render(profile, item, Role.CODER, attempt, path, item.feedback, None)
-        result = await self.agents.run(item, profile, prompt, path, resume, attempt)
-        await self._after_coder(result, profile)
+            prompt = self._render(profile, item, Role.CODER, attempt, path, feedback, None)
+        return await self.agents.run(item, profile, prompt, path, resume, attempt)
+
+    def _fallback(
+        self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile, tried: set[str]
+    ) -> AgentProfile | None:
+        """The profile to run now instead of parking, when a rate-limited profile names one not tried yet."""
+        if profile.fallback is None or profile.fallback in tried:
+            return None
+        current = self.store.get_item(item.id)
+        if self._decide(current, stage, result, profile).verdict is not Verdict.PARK:
+            return None
+        fallback = self.config.profile(profile.fallback)
+        if fallback is None:  # checked when the configuration loads; a profile removed since is no fallback
+            return None
+        self.store.record_event(
+            "agent_fallback",
+            SERVER,
+            item_id=item.id,
+            run_id=result.run_id,
+            reason=f"{profile.name} is {result.ending.reason}; {fallback.name} takes over",
+            data={"from": profile.name, "to": fallback.name, "resets_at": result.ending.resets_at},
+        )
+        return fallback
 
     async def _after_coder(self, result: AgentResult, profile: AgentProfile) -> None:
         item = self.store.get_item(_item_id(result.run_id))
@@ -147,8 +185,15 @@ class Pipeline:
         path = await self.worktrees.ensure(item.id, item.slug)
         tip = await self.worktrees.branch_tip(item.id, item.slug)
         diff = await self.worktrees.diff_against_base(item.id, item.slug)
-        prompt = self._render(profile, item, Role.QA, item.retries + 1, path, item.feedback, diff)
-        result = await self.agents.run(item, profile, prompt, path, None, item.retries + 1)
+        tried: set[str] = set()
+        while True:
+            tried.add(profile.name)
+            prompt = self._render(profile, item, Role.QA, item.retries + 1, path, item.feedback, diff)
+            result = await self.agents.run(item, profile, prompt, path, None, item.retries + 1)
+            fallback = self._fallback(item, Stage.QA, result, profile, tried)
+            if fallback is None:
+                break
+            profile = fallback
         item = self.store.get_item(item.id)
         decision = self._decide(item, Stage.QA, result, profile)
         if decision.verdict is not Verdict.CHECK:

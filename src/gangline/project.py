@@ -16,7 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from gangline.config import AgentProfile, QaMode, Role
+from gangline.budget import Price
+from gangline.config import AgentProfile, CliKind, QaMode, Role
 from gangline.errors import ConfigError
 from gangline.permissions import parse_rule
 from gangline.prompts import validate_template
@@ -89,6 +90,27 @@ class RateLimitPolicy(_Strict):
     margin_s: float = Field(default=5.0, ge=0)  # added to the reset time
 
 
+class ModelPrice(_Strict):
+    """A ``[price."<model>"]`` table: US dollars per million tokens, for CLIs that report only tokens.
+
+    Cached input defaults to the full input price, so an estimate errs towards stopping early.
+    """
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+    def price(self) -> Price:
+        cache_read = self.input if self.cache_read is None else self.cache_read
+        cache_write = self.input if self.cache_write is None else self.cache_write
+        return Price(self.input, self.output, cache_write, cache_read)
+
+
+# The CLIs whose output carries tokens but no cost: gangline prices them from [price."<model>"].
+TOKEN_ONLY = (CliKind.CODEX, CliKind.GEMINI)
+
+
 def _check_rule(text: str) -> str:
     parse_rule(text)  # its ValueError says what is wrong
     return text
@@ -154,12 +176,16 @@ class ProjectConfig(_Strict):
     rate_limit: RateLimitPolicy = Field(default_factory=RateLimitPolicy)
     permissions: PermissionSettings = Field(default_factory=PermissionSettings)
     agents: tuple[AgentProfile, ...] = Field(default=(), alias="agent")
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, alias="price")
 
     def profile(self, name: str) -> AgentProfile | None:
         return next((a for a in self.agents if a.name == name), None)
 
     def profiles_for(self, role: Role) -> list[AgentProfile]:
         return [a for a in self.agents if a.role is role]
+
+    def price_table(self) -> dict[str, Price]:
+        return {model: entry.price() for model, entry in self.prices.items()}
 
     @field_validator("base_branch")
     @classmethod
@@ -176,7 +202,35 @@ class ProjectConfig(_Strict):
             raise _KeyedError("qa_mode", 'expected an [[agent]] with role = "qa" for qa_mode = "agent", got none')
         for index, agent in enumerate(self.agents, 1):
             _check_template(index, agent)
+            self._check_fallback(index, agent)
+            self._check_priced(index, agent)
         return self
+
+    def _check_fallback(self, index: int, agent: AgentProfile) -> None:
+        if agent.fallback is None:
+            return
+        other = self.profile(agent.fallback)
+        key = f"agent[{index}].fallback"
+        if other is None:
+            names = ", ".join(a.name for a in self.agents if a.name != agent.name) or "none"
+            message = f"expected the name of another [[agent]] ({names}), got {json.dumps(agent.fallback)}"
+            raise _KeyedError(key, message)
+        if other.role is not agent.role:
+            message = f"expected a {agent.role.value} profile, got {other.name!r}, whose role is {other.role.value!r}"
+            raise _KeyedError(key, message)
+
+    def _check_priced(self, index: int, agent: AgentProfile) -> None:
+        # A budget the server cannot price is a budget it cannot keep: refuse it up front.
+        if agent.max_budget_usd is None or agent.cli not in TOKEN_ONLY:
+            return
+        key = f"agent[{index}].max_budget_usd"
+        if agent.model is None:
+            message = f'{agent.cli.value} reports only tokens: set model, and a [price."<model>"] table for it'
+            raise _KeyedError(key, message)
+        if agent.model not in self.prices:
+            table = f"[price.{json.dumps(agent.model)}]"
+            message = f"{agent.cli.value} reports only tokens: add a {table} table (input, output)"
+            raise _KeyedError(key, message)
 
 
 def _check_unique(table: str, names: list[str]) -> None:

@@ -9,8 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from gangline.events import (
+    AgentError,
     ApiRetry,
     AssistantText,
+    CommandExecution,
+    FileChange,
     Gap,
     Malformed,
     MessageStarted,
@@ -25,6 +28,7 @@ from gangline.events import (
     SessionStarted,
     TextDelta,
     ThinkingDelta,
+    TodoList,
     ToolResult,
     ToolUse,
     UnknownEvent,
@@ -92,6 +96,18 @@ class Renderer:
         if isinstance(ev, ToolResult):
             style = "red" if ev.is_error else "dim"
             return f"[{style}]  ↳ {escape(_short(ev.content) or '(no output)')}[/]"
+        if isinstance(ev, CommandExecution):
+            code = f"exit {ev.exit_code}" if ev.exit_code is not None else ev.status
+            return f"[{'red' if ev.exit_code else 'dim'}]  ↳ $ {escape(_short(ev.command, 80))} ({code})[/]"
+        if isinstance(ev, FileChange):
+            files = ", ".join(f"{c.kind} {c.path}" for c in ev.changes)
+            return f"[{'dim' if ev.status == 'completed' else 'red'}]  ✎ {escape(_short(files, 120))}[/]"
+        if isinstance(ev, TodoList):
+            return (
+                "[dim]☐ plan: " + escape(" · ".join(("✓ " if t.completed else "○ ") + t.text for t in ev.items)) + "[/]"
+            )
+        if isinstance(ev, AgentError):
+            return f"[{'red' if ev.fatal else 'yellow'}]⚠ {escape(ev.message)}[/]"
         if isinstance(ev, ApiRetry):
             return f"[yellow]↻ API {ev.error or 'error'} ({ev.error_status}); retry {ev.attempt}/{ev.max_retries}[/]"
         if isinstance(ev, RateLimit):

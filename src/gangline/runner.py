@@ -16,8 +16,10 @@ from typing import Any
 import msgspec
 
 from gangline.adapters import ADAPTERS, AgentAdapter
+from gangline.budget import Price
 from gangline.bus import Bus
 from gangline.config import AgentProfile, RunnerSettings
+from gangline.decode import priced
 from gangline.errors import GanglineError, RunLogError, RunnerError
 from gangline.events import (
     Event,
@@ -62,6 +64,8 @@ class RunRequest:
     # Called with the process's identity after it is logged and before its first byte is read,
     # so a caller can store it durably too (DESIGN invariant 4).
     on_started: Callable[[ProcessRecord], None] | None = None
+    # Prices the run's result when its CLI reports tokens but no cost (Codex, Gemini).
+    price: Price | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ class _Run:
         self.request = request
         self.settings = settings
         self.adapter = adapter
+        self._decode = priced(adapter.decoder(request.profile), request.price)
         self.log = runlog
         self.bus = bus
         self.finished = asyncio.Event()
@@ -320,7 +325,7 @@ class _Run:
         if not lines:
             return
         now = time.time()
-        parse = self.adapter.parse_line
+        parse = self._decode
         items: list[tuple[Event, msgspec.Raw | None]] = []
         append = items.append
         for line in lines:

@@ -472,6 +472,20 @@ class Store:
         with self.engine.connect() as conn:
             return [_run_row(row) for row in conn.execute(query)]
 
+    def session_profile(self, item_id: int, session_id: str | None) -> str | None:
+        """The profile of the item's latest run in that session (None: no run of the item had it)."""
+        if session_id is None:
+            return None
+        runs = t.runs.c
+        query = (
+            select(runs.profile)
+            .where(runs.item_id == item_id, runs.session_id == session_id)
+            .order_by(runs.started_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
     def count_runs(self, item_id: int) -> int:
         with self.engine.connect() as conn:
             return int(

@@ -14,7 +14,10 @@ const LONG_USER_TEXT = 300;
 const NEAR_BOTTOM_PX = 32;
 const KEPT_MESSAGES = 50; // messages whose streamed blocks still await their complete event
 const KEPT_TOOLS = 2000; // calls whose result may still come; an older one's result stands alone
-const PATH_TOOLS = new Set(["Write", "Edit", "MultiEdit", "Read", "NotebookEdit"]);
+// Tools whose input names a file, by CLI: Claude Code's, then Gemini CLI's.
+const PATH_TOOLS = new Set(["Write", "Edit", "MultiEdit", "Read", "NotebookEdit", "write_file", "replace", "read_file"]);
+// Tools whose input is a shell command: Claude Code's, Codex's (as gangline names it) and Gemini CLI's.
+const COMMAND_TOOLS = new Set(["Bash", "shell", "run_shell_command"]);
 // Only bookkeeping for the readable view: the complete events that follow carry what they say.
 const QUIET = new Set([
   "message_started", "message_delta", "stream_marker", "block_started", "tool_input_delta", "gap",
@@ -256,6 +259,25 @@ function readableView(body) {
     if (e.is_error) tool.row.classList.add("error");
   }
 
+  /** A command's exit status on its tool row (or a row of its own when its call is not shown). */
+  function command(e) {
+    const tool = tools.get(e.tool_use_id);
+    const status = known(e.exit_code) ? `exit ${e.exit_code}` : plain(e.status ?? "done");
+    if (!tool) return row("meta command", `$ ${plain(e.command)} (${status})`);
+    tool.state.textContent = status;
+    if (e.exit_code) tool.row.classList.add("error");
+  }
+
+  function fileChange(e) {
+    const files = (Array.isArray(e.changes) ? e.changes : []).map((c) => `${plain(c.kind)} ${plain(c.path)}`);
+    row(`meta file-change${e.status === "completed" ? "" : " error"}`, `Files changed: ${files.join(", ") || "none"}`);
+  }
+
+  function todoList(e) {
+    const items = Array.isArray(e.items) ? e.items : [];
+    row("meta todo", `Plan: ${items.map((t) => `${t.completed ? "✓" : "○"} ${plain(t.text)}`).join(" · ")}`);
+  }
+
   function row(cls, ...children) {
     body.append(h("div", { class: cls }, ...children));
   }
@@ -271,6 +293,10 @@ function readableView(body) {
     assistant_thinking: (e) => complete("thinking", e),
     tool_use: toolUse,
     tool_result: toolResult,
+    command,
+    file_change: fileChange,
+    todo_list: todoList,
+    agent_error: (e) => row(e.fatal ? "warn-row error" : "warn-row", `agent error: ${plain(e.message)}`),
     user_text: (e) => body.append(userText(plain(e.text), nestedClass(e))),
     session_started: (e) =>
       row(
@@ -334,7 +360,7 @@ function nestedClass(e) {
 /** What a tool call does, in one line: the command, the file, or its input as JSON. */
 function summarize(name, input) {
   let text;
-  if (name === "Bash" && input && typeof input.command === "string") text = input.command;
+  if (COMMAND_TOOLS.has(name) && input && typeof input.command === "string") text = input.command;
   else if (PATH_TOOLS.has(name) && input && typeof (input.file_path ?? input.notebook_path) === "string") {
     text = input.file_path ?? input.notebook_path;
   } else text = JSON.stringify(input ?? null);
