@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from gangline.budget import Price
 from gangline.bus import Bus
 from gangline.config import AgentProfile, CliKind, RunnerSettings
-from gangline.events import Record
+from gangline.events import Record, Usage
 from gangline.items import Item, Kind
 from gangline.runlog import replay
 from gangline.runner import Runner, RunRequest, RunSummary
@@ -62,9 +63,13 @@ def run_agent(tmp_path: Path) -> RunFn:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         resume: str | None = None,
+        price: Price | None = None,
+        session_usage: Usage | None = None,
     ) -> RunSummary:
         runner = Runner(settings, tmp_path / "runs", env if env is not None else dict(os.environ))
-        request = RunRequest(f"run-{next(counter)}", profile, prompt, cwd or tmp_path, resume)
+        request = RunRequest(
+            f"run-{next(counter)}", profile, prompt, cwd or tmp_path, resume, price=price, session_usage=session_usage
+        )
         return await runner.run(request, bus)
 
     return go

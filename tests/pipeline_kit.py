@@ -52,14 +52,15 @@ class Project:
     def add_agent(self, table: dict[str, Any]) -> None:
         self.agents.append("[[agent]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()))
 
-    def configure(self, gates: Sequence[tuple[str, str]] = (), **settings: Any) -> ProjectConfig:
+    def configure(self, gates: Sequence[tuple[str, str]] = (), tables: str = "", **settings: Any) -> ProjectConfig:
+        """Write project.toml: ``settings`` as keys (a dict is a table), the gates, ``tables`` (TOML), the agents."""
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if not isinstance(v, dict)]
         for key, table in settings.items():
             if isinstance(table, dict):
                 lines.append(f"[{key}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
         for name, command in gates:
             lines.append(f"[[gate]]\nname = {json.dumps(name)}\ncommand = {json.dumps(command)}\ntimeout_s = 60\n")
-        text = "\n".join(lines) + "\n" + "\n".join(self.agents)
+        text = "\n".join(lines) + "\n" + tables + "\n" + "\n".join(self.agents)
         self.paths.state_dir.mkdir(exist_ok=True)
         self.paths.config_file.write_text(text)
         self.config = load_project_text(text, str(self.paths.config_file), os.environ)

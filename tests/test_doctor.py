@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent_clis import CODEX_PINNED, GEMINI_PINNED, require_codex, require_gemini
 from claude_cli import require_claude
 from gangline.doctor import Check, run_checks
 from pipeline_kit import Project
@@ -36,6 +37,33 @@ def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(t
     assert all(c.ok for c in checks.values()), checks
     assert "2.1.330 (Claude Code)" in checks["agent claude"].detail
     assert set(checks) == {"git", "repository", "configuration", "agent claude", "agent fake", "port", "disk"}
+
+
+def test_codex_and_gemini_profiles_report_their_pinned_versions_and_every_flag_gangline_passes(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.add_agent({"name": "codex", "cli": "codex", "command": require_codex(), "model": "gpt-5.5"})
+    project.add_agent({"name": "gemini", "cli": "gemini", "command": require_gemini(), "model": "gemini-2.5-flash"})
+    project.configure()
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+    (home / ".codex").mkdir(parents=True)
+    checks = by_name(run_checks(project.root, env, port=0))
+    assert checks["agent codex"].ok and checks["agent gemini"].ok, checks
+    assert f"codex-cli {CODEX_PINNED}" in checks["agent codex"].detail
+    assert GEMINI_PINNED in checks["agent gemini"].detail
+
+
+def test_a_cli_whose_help_lacks_a_flag_gangline_passes_is_named(tmp_path: Path) -> None:
+    # An older Gemini CLI without --skip-trust: a script answering --version and --help as it would.
+    old = tmp_path / "gemini"
+    old.write_text("#!/bin/sh\ncase $1 in --version) echo 0.1.0;; *) echo '  -p, --prompt  --output-format';; esac\n")
+    old.chmod(0o755)
+    project = Project(tmp_path)
+    project.add_agent({"name": "gem", "cli": "gemini", "command": str(old)})
+    project.configure()
+    check = by_name(run_checks(project.root, os.environ, port=0))["agent gem"]
+    assert not check.ok and "--skip-trust" in check.detail and "--approval-mode" in check.detail
+    assert check.fix == "upgrade the agent CLI"
 
 
 def test_a_missing_agent_cli_is_named_with_how_to_install_it(tmp_path: Path) -> None:

@@ -92,6 +92,55 @@ async def test_a_hard_rate_limit_parks_the_item_and_resumes_the_session_without_
     assert len(parked) == 1 and parked[0].data["until"] >= first.ended_at  # type: ignore[operator]
 
 
+async def test_a_rate_limited_coder_hands_the_item_to_its_fallback_profile_at_once(project: Project) -> None:
+    project.agent("primary", [[{"say": "starting"}, {"rate_limit": {"resets_in_s": 3600}}]], fallback="backup")
+    project.agent("backup", [WRITE])
+    project.configure(gates=[GATE_HAS_WORK], max_retries=0)
+    item = project.add("Switch agents")
+    await project.run_until_idle()
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.retries == 0
+    first, second = project.store.runs(item.id)
+    assert (first.profile, first.outcome) == ("primary", RunOutcome.RATE_LIMITED)
+    assert (second.profile, second.outcome, second.resumed_session) == ("backup", RunOutcome.SUCCEEDED, None)
+    kinds = [e.kind for e in project.store.events_after(0)]
+    assert "parked" not in kinds  # nobody waited an hour for the reset
+    [switch] = [e for e in project.store.events_after(0) if e.kind == "agent_fallback"]
+    assert switch.data == {"from": "primary", "to": "backup", "resets_at": pytest.approx(first.ended_at + 3600, abs=5)}
+    assert "Another agent started this item" in project.prompts(item.id)[1]
+
+
+async def test_a_session_is_never_resumed_by_another_profile_than_the_one_that_made_it(project: Project) -> None:
+    # The backup does nothing; the retry goes back to the first coder, which starts a new session.
+    project.agent("primary", [[{"rate_limit": {"resets_in_s": 3600}}], WRITE], fallback="backup")
+    project.agent("backup", [[{"say": "I will not commit"}]])
+    project.configure(gates=[GATE_HAS_WORK], max_retries=1)
+    item = project.add("Handover")
+    await project.run_until_idle()
+    assert project.item(item.id).stage is Stage.DONE
+    runs = project.store.runs(item.id)
+    assert [(r.profile, r.outcome) for r in runs] == [
+        ("primary", RunOutcome.RATE_LIMITED),
+        ("backup", RunOutcome.SUCCEEDED),
+        ("primary", RunOutcome.SUCCEEDED),
+    ]
+    assert runs[1].session_id and runs[2].resumed_session is None
+    assert "You exited without committing" in project.prompts(item.id)[2]  # the feedback, in a full prompt
+
+
+async def test_when_the_fallback_is_rate_limited_too_the_item_parks(project: Project) -> None:
+    limited = [{"rate_limit": {"resets_in_s": 1}}]
+    project.agent("primary", [limited, WRITE], fallback="backup")
+    project.agent("backup", [limited], fallback="primary")
+    project.configure(gates=[GATE_HAS_WORK], max_retries=0, rate_limit={"margin_s": 0})
+    item = project.add("Both limited")
+    await project.run_until_idle()
+    assert project.item(item.id).stage is Stage.DONE
+    assert [r.profile for r in project.store.runs(item.id)] == ["primary", "backup", "primary"]
+    kinds = [e.kind for e in project.store.events_after(0)]
+    assert kinds.count("agent_fallback") == 1 and kinds.count("parked") == 1
+
+
 async def test_a_run_past_its_budget_is_stopped_and_the_item_blocked_with_the_amount(project: Project) -> None:
     # One message worth $15 at list price, then the agent would go on forever.
     usage = {"usage": {"input_tokens": 0, "output_tokens": 1_000_000}, "model": "claude-sonnet-4-5"}

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gangline.config import AgentProfile, CliKind, Sandbox
+from gangline.config import AgentProfile, CliKind, Role, Sandbox
 from gangline.decode import ClaudeDecoder, LineDecoder
 from gangline.errors import AgentNotFoundError, ConfigError
+from gangline.events import Usage
 from gangline.parse_codex import CodexDecoder
 from gangline.parse_gemini import GeminiDecoder
 
@@ -56,8 +57,8 @@ class AgentAdapter(Protocol):
         """Raises ConfigError when the profile names a key variable that is not set."""
         ...
 
-    def decoder(self, profile: AgentProfile) -> LineDecoder:
-        """A new decoder for one run's lines."""
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
+        """A new decoder for one run's lines; ``session_usage`` is what the resumed session already counted."""
         ...
 
     def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
@@ -182,7 +183,7 @@ class ClaudeAdapter:
     def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
         return clean_environment(profile, base_env, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
 
-    def decoder(self, profile: AgentProfile) -> LineDecoder:
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
         return ClaudeDecoder()
 
     def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
@@ -224,6 +225,16 @@ class FakeAdapter(ClaudeAdapter):
         return argv + list(profile.extra_args)
 
 
+def default_sandbox(role: Role) -> Sandbox:
+    """Codex's sandbox when the profile names none: QA only reads; coders and mergemasters must commit.
+
+    Every gangline run is in a linked worktree, whose git data lives in the main repository's
+    .git; Codex's Linux sandbox mounts that read-only under workspace-write even when it is named
+    a writable root (openai/codex#19786, still so in 0.169.0), so a coder there could not commit.
+    """
+    return Sandbox.READ_ONLY if role is Role.QA else Sandbox.FULL_ACCESS
+
+
 class CodexAdapter:
     """The Codex CLI, one ``codex exec --json`` process per run; a follow-up is ``codex exec resume <thread>``.
 
@@ -241,7 +252,7 @@ class CodexAdapter:
             argv += ["resume", resume_session_id]
         argv += ["--json", "--skip-git-repo-check"]
         # `exec resume` has no --sandbox flag; the config key works for both.
-        sandbox = profile.sandbox or Sandbox.WORKSPACE_WRITE
+        sandbox = profile.sandbox or default_sandbox(profile.role)
         argv += ["-c", f"sandbox_mode={_toml(sandbox.value)}", "-c", f"approval_policy={_toml(profile.approval)}"]
         if profile.model:
             argv += ["-c", f"model={_toml(profile.model)}"]
@@ -259,8 +270,8 @@ class CodexAdapter:
     def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
         return clean_environment(profile, base_env)  # Codex reads the key from provider.key_env itself
 
-    def decoder(self, profile: AgentProfile) -> LineDecoder:
-        return CodexDecoder(profile.model)
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
+        return CodexDecoder(profile.model, session_usage)
 
     def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
         server = "mcp_servers.gangline"
@@ -296,7 +307,7 @@ class GeminiAdapter:
     def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
         return clean_environment(profile, base_env, "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY")
 
-    def decoder(self, profile: AgentProfile) -> LineDecoder:
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
         return GeminiDecoder()
 
     def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:

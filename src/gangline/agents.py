@@ -134,6 +134,7 @@ class AgentRuns:
                         env=self.env_for(item, profile.role, run_id),
                         on_started=lambda rec: self._started(run_id, rec),
                         price=self.prices.get(profile.model) if profile.model else None,
+                        session_usage=self.store.session_usage(item.id, resume) if resume else None,
                     )
                     summary = await self.runner.run(request, bus)
                 except GanglineError as err:  # nothing was spawned; the bus is closed

@@ -111,7 +111,7 @@ class AgentProfile(_Strict):
     prompt_template: str | None = None
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict, repr=False)
-    sandbox: Sandbox | None = None  # codex only; None: workspace-write
+    sandbox: Sandbox | None = None  # codex only; None: read-only for QA, else danger-full-access
     approval_mode: str | None = None  # codex and gemini: one of APPROVAL_MODES[cli]
     provider: Provider | None = None
     fallback: str | None = Field(default=None, min_length=1, max_length=64)  # a profile to use while rate-limited

@@ -43,15 +43,6 @@ class Usage(msgspec.Struct, omit_defaults=True, gc=False):
     cache_read_input_tokens: int = 0
     reasoning_output_tokens: int = 0
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
-            self.cache_read_input_tokens + other.cache_read_input_tokens,
-            self.reasoning_output_tokens + other.reasoning_output_tokens,
-        )
-
 
 class McpServer(msgspec.Struct, gc=False):
     name: str

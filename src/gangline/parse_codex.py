@@ -41,8 +41,11 @@ SHELL_TOOL = "shell"  # the tool name a command execution is shown under
 class CodexDecoder:
     """Stateful for one run: the thread id (the session), and the last agent message (the result text)."""
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, session_usage: Usage | None = None) -> None:
         self.model = model
+        # Codex's turn.completed counts the whole thread, earlier `exec` processes included; a
+        # resumed run's own usage is that minus what its earlier runs were already counted for.
+        self.session_usage = session_usage
         self.thread_id: str | None = None
         self.last_text: str | None = None
         self.handlers: dict[str, Handler] = {
@@ -70,7 +73,7 @@ class CodexDecoder:
                 subtype="success",
                 is_error=False,
                 result=self.last_text,
-                usage=codex_usage(usage) if isinstance(usage, dict) else None,
+                usage=codex_usage(usage, self.session_usage) if isinstance(usage, dict) else None,
                 session_id=self.thread_id,
             ),
         )
@@ -180,14 +183,18 @@ def _mcp_call(item: dict[str, Any], iid: str, phase: str) -> tuple[Event, ...]:
     return (ToolResult(tool_use_id=iid, content="\n".join(texts) if texts else str(content or ""), is_error=failed),)
 
 
-def codex_usage(u: dict[str, Any]) -> Usage:
-    """Codex counts cached tokens inside ``input_tokens`` and reasoning inside ``output_tokens``."""
+def codex_usage(u: dict[str, Any], counted: Usage | None = None) -> Usage:
+    """Codex counts cached tokens inside ``input_tokens`` and reasoning inside ``output_tokens``.
+
+    ``counted`` is subtracted (never below zero): the part of the thread's total already counted.
+    """
     cached = int(u.get("cached_input_tokens") or 0)
     written = int(u.get("cache_write_input_tokens") or 0)
+    before = counted or Usage()
     return Usage(
-        input_tokens=max(0, int(u.get("input_tokens") or 0) - cached - written),
-        output_tokens=int(u.get("output_tokens") or 0),
-        cache_creation_input_tokens=written,
-        cache_read_input_tokens=cached,
-        reasoning_output_tokens=int(u.get("reasoning_output_tokens") or 0),
+        input_tokens=max(0, int(u.get("input_tokens") or 0) - cached - written - before.input_tokens),
+        output_tokens=max(0, int(u.get("output_tokens") or 0) - before.output_tokens),
+        cache_creation_input_tokens=max(0, written - before.cache_creation_input_tokens),
+        cache_read_input_tokens=max(0, cached - before.cache_read_input_tokens),
+        reasoning_output_tokens=max(0, int(u.get("reasoning_output_tokens") or 0) - before.reasoning_output_tokens),
     )

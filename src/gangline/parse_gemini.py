@@ -136,10 +136,9 @@ def _table(value: Any) -> dict[str, Any]:
 def _effect(result: ToolResult, name: str, args: dict[str, Any]) -> list[Event]:
     status = "failed" if result.is_error else "completed"
     if name in _COMMAND_TOOLS and isinstance(args.get("command"), str):
-        code = exit_code_in(result.content)
-        if code is None and not result.is_error:
-            code = 0  # Gemini states the exit code only when it is not 0
-        return [CommandExecution(result.tool_use_id, args["command"], code, status)]
+        # Gemini CLI's stream-json reports no exit status (0.61.0: "success" even for `exit 3`);
+        # only an output that states one gives it.
+        return [CommandExecution(result.tool_use_id, args["command"], exit_code_in(result.content), status)]
     kind = _FILE_TOOLS.get(name)
     path = args.get("file_path")
     if kind and isinstance(path, str) and not result.is_error:

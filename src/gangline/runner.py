@@ -66,6 +66,8 @@ class RunRequest:
     on_started: Callable[[ProcessRecord], None] | None = None
     # Prices the run's result when its CLI reports tokens but no cost (Codex, Gemini).
     price: Price | None = None
+    # What earlier runs in the resumed session were already counted for (Codex reports a thread's total).
+    session_usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class _Run:
         self.request = request
         self.settings = settings
         self.adapter = adapter
-        self._decode = priced(adapter.decoder(request.profile), request.price)
+        self._decode = priced(adapter.decoder(request.profile, request.session_usage), request.price)
         self.log = runlog
         self.bus = bus
         self.finished = asyncio.Event()

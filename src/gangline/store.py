@@ -486,6 +486,17 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def session_usage(self, item_id: int, session_id: str) -> Usage:
+        """The tokens the item's finished runs in that session were counted for."""
+        runs = t.runs.c
+        columns = (runs.input_tokens, runs.output_tokens, runs.cache_write_tokens, runs.cache_read_tokens)
+        query = select(*(func.coalesce(func.sum(c), 0) for c in columns)).where(
+            runs.item_id == item_id, runs.session_id == session_id, runs.ended_at.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one()
+        return Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
     def count_runs(self, item_id: int) -> int:
         with self.engine.connect() as conn:
             return int(
