@@ -199,3 +199,49 @@ def test_find_root_outside_a_repository_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not inside a git repository") as caught:
         find_root(tmp_path)
     assert caught.value.field == str(tmp_path)
+
+
+CODEX = '[[agent]]\nname = "codex"\ncli = "codex"\nmodel = "gpt-5.5"\n'
+
+
+def test_codex_and_gemini_profiles_take_their_own_settings_and_a_price_table() -> None:
+    text = (
+        '[price."gpt-5.5"]\ninput = 1.25\noutput = 10\ncache_read = 0.125\n\n'
+        + CODEX
+        + 'sandbox = "workspace-write"\napproval_mode = "on-request"\nmax_budget_usd = 2.0\nfallback = "gem"\n'
+        + 'provider = { base_url = "https://llm.example.com/v1", key_env = "LLM_KEY", name = "corp" }\n\n'
+        + '[[agent]]\nname = "gem"\ncli = "gemini"\napproval_mode = "auto_edit"\n'
+    )
+    config = load_project_text(text, WHERE, {})
+    codex, gem = config.agents
+    assert (codex.sandbox, codex.approval, codex.fallback) == ("workspace-write", "on-request", "gem")
+    assert codex.provider is not None and (codex.provider.key_env, codex.provider.wire_api) == ("LLM_KEY", "responses")
+    assert gem.approval == "auto_edit"
+    price = config.price_table()["gpt-5.5"]
+    assert (price.input, price.output, price.cache_read, price.cache_write) == (1.25, 10, 0.125, 1.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            CODEX + "max_budget_usd = 1.0\n",
+            'agent[1].max_budget_usd: codex reports only tokens: add a [price."gpt-5.5"]',
+        ),
+        (
+            CODEX + 'fallback = "nobody"\n',
+            'agent[1].fallback: expected the name of another [[agent]] (none), got "nobody"',
+        ),
+        (
+            CODEX + 'fallback = "qa"\n\n[[agent]]\nname = "qa"\nrole = "qa"\n',
+            "agent[1].fallback: expected a coder profile, got 'qa', whose role is 'qa'",
+        ),
+        (CODEX + 'approval_mode = "yolo"\n', "expected approval_mode to be one of never, on-request, on-failure"),
+        (CODEX + 'allowed_tools = ["Bash"]\n', "allowed_tools is a Claude Code setting; a codex profile has"),
+        (CODER + 'sandbox = "read-only"\n', "sandbox is for cli = \"codex\", not 'claude'"),
+        (CODEX + 'provider = { base_url = "llm.example.com" }\n', "agent[1].provider.base_url: expected text matching"),
+        ('[price."m"]\ninput = -1\noutput = 1\n\n' + CODER, "price.m.input: expected a number of at least 0, got -1"),
+    ],
+)
+def test_agent_settings_that_cannot_work_are_refused_naming_the_key(text: str, message: str) -> None:
+    assert message in str(error_of(text))

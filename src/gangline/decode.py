@@ -23,8 +23,10 @@ LineDecoder = Callable[[bytes, float], Parsed]
 
 _KEPT_CALLS = 256  # tool calls remembered until their result; a CLI that never answers cannot grow this
 # How Codex and Gemini word a request refused for a rate or usage limit, once their own retries gave up.
+# Not "quota" alone: Codex's "Quota exceeded. Check your plan and billing details." will not pass
+# by waiting, so it fails the run (and retries end in a block) instead of parking it forever.
 _RATE_LIMITED = re.compile(
-    r"\b429\b|too many requests|rate[ _-]?limit|usage limit|quota|resource[ _]exhausted", re.IGNORECASE
+    r"\b429\b|too many requests|rate[ _-]?limit|usage limit|resource[ _]exhausted", re.IGNORECASE
 )
 _EXIT_CODE = re.compile(r"\bexit(?:ed with)? code:? *(-?\d+)", re.IGNORECASE)
 

@@ -423,6 +423,9 @@ def _resolve(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, Any]:
     model: type[BaseModel] | None = ProjectConfig
     annotation: Any = None
     for part in (p for p in loc if isinstance(p, str)):
+        if get_origin(annotation) is dict:  # this part is a key of a table of tables ([price."<model>"])
+            annotation = get_args(annotation)[1]
+            continue
         if annotation is not None:
             model = _model_in(annotation)
         field = _fields(model).get(part) if model else None
