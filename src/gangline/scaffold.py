@@ -112,13 +112,19 @@ unattended = false  # true: deny at once whatever no rule allows (nobody is watc
 # on the merge; exit status 0 passes. None yet. An example:
 @GATE_EXAMPLE@
 # Agent profiles: how each agent is launched. Keys an [[agent]] table may have:
-#   name, role ("coder", "qa", "mergemaster"), cli ("claude", "fake"),
-#   command          the CLI binary (default: "claude" on PATH)
+#   name, role ("coder", "qa", "mergemaster"), cli ("claude", "codex", "gemini", "fake"),
+#   command          the CLI binary (default: "claude", "codex" or "gemini" on PATH)
+#   fallback         another profile of the same role to use at once while this one is rate-limited
+#   provider         { base_url = "...", key_env = "NAME_OF_KEY_VARIABLE" }: another model endpoint
+#   sandbox, approval_mode   codex's sandbox and approval policy; gemini's approval mode
+#                    (Claude Code's permission settings below are not theirs)
 #   model, max_turns, max_budget_usd (also enforced by the server)
 #   permission_mode  "default", "acceptEdits", "auto", "dontAsk", "plan" or "bypassPermissions"
 #   permission_prompt_tool, allowed_tools, disallowed_tools, extra_args
 #   system_prompt    text appended to the CLI's system prompt
 #   prompt_template  Jinja2 source; default: the built-in template for the role
+# Codex and Gemini report tokens, not dollars: a [price."<model>"] table (input, output,
+# cache_read, cache_write: dollars per million tokens) prices their runs and lets a budget hold.
 #   env              extra variables for the CLI; a value "${NAME}" is read from gangline's
 #                    environment, e.g. env = { ANTHROPIC_API_KEY = "${ANTHROPIC_API_KEY}" }
 [[agent]]
