@@ -96,9 +96,13 @@ class ClaudeDecoder:
         self.calls = ToolCalls()
 
     def __call__(self, line: bytes, now: float) -> Parsed:
-        events, raw = parse_line(line, now)
-        if not any(isinstance(e, ToolUse | ToolResult) for e in events):
-            return events, raw
+        parsed = parse_line(line, now)
+        events, raw = parsed
+        # The hot path: almost every line is one delta. Type checks by identity, no generator.
+        if len(events) == 1 and type(events[0]) is not ToolUse and type(events[0]) is not ToolResult:
+            return parsed
+        if not any(type(e) is ToolUse or type(e) is ToolResult for e in events):
+            return parsed
         out: list[Event] = []
         for event in events:
             out.append(event)
