@@ -15,6 +15,7 @@ from gangline.config import AgentProfile, CliKind, Role, Sandbox
 from gangline.decode import ClaudeDecoder, LineDecoder
 from gangline.errors import AgentNotFoundError, ConfigError
 from gangline.events import Usage
+from gangline.grants import write_private
 from gangline.parse_codex import CodexDecoder
 from gangline.parse_gemini import GeminiDecoder
 
@@ -323,14 +324,6 @@ class GeminiAdapter:
         wanted = ["--prompt", "--output-format", "--approval-mode", "--skip-trust", "--resume"]
         wanted += ["--allowed-mcp-server-names"] + (["--model"] if profile.model else [])
         return [FlagCheck(("--help",), flag) for flag in wanted]
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file only its owner can read (it holds a token)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 ADAPTERS: dict[CliKind, AgentAdapter] = {

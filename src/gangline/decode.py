@@ -52,6 +52,15 @@ def exit_code_in(text: str) -> int | None:
     return int(found[1]) if found else None
 
 
+_HTTP_STATUS = re.compile(r"\b([45]\d\d)\b")
+
+
+def http_status_in(message: str) -> int | None:
+    """The HTTP error status a CLI's error message names ("last status: 429 Too Many Requests")."""
+    found = _HTTP_STATUS.search(message)
+    return int(found[1]) if found else None
+
+
 def rate_limit_in(message: str, now: float) -> RateLimit | None:
     """A hard block, if the CLI's final error says its API refused for a limit.
 

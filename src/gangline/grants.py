@@ -101,16 +101,22 @@ async def write_mcp_config(worktree: Path, url: str, token: str) -> Path:
     """
     await exclude_from_git(worktree, CONFIG_NAME)
     path = worktree / CONFIG_NAME
-    temp = worktree / f"{CONFIG_NAME}.{os.getpid()}.tmp"
+    write_private(path, json.dumps(mcp_config(url, token)))
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a file only its owner can read (it holds a token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(mcp_config(url, token), out)
+            out.write(text)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def remove_mcp_config(worktree: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gangline.decode import rate_limit_in
+from gangline.decode import http_status_in, rate_limit_in
 from gangline.events import (
     AgentError,
     ApiRetry,
@@ -34,7 +34,6 @@ from gangline.parse import Handler, Parsed, parse_json_line
 
 # "Reconnecting... 2/5 (stream disconnected before completion: ...)": Codex retrying its API.
 _RECONNECTING = re.compile(r"^Reconnecting\.*\s*(\d+)/(\d+)")
-_STATUS = re.compile(r"\b([45]\d\d)\b")
 SHELL_TOOL = "shell"  # the tool name a command execution is shown under
 
 
@@ -81,12 +80,11 @@ class CodexDecoder:
     def _turn_failed(self, o: dict[str, Any], now: float) -> tuple[Event, ...]:
         error = o.get("error")
         message = str(error.get("message") if isinstance(error, dict) else error or "the turn failed")
-        status = _STATUS.search(message)
         result = Result(
             subtype="error_turn_failed",
             is_error=True,
             result=self.last_text,
-            api_error_status=int(status[1]) if status else None,
+            api_error_status=http_status_in(message),
             errors=[message],
             session_id=self.thread_id,
         )
@@ -97,12 +95,11 @@ class CodexDecoder:
         message = str(o.get("message") or "")
         retrying = _RECONNECTING.match(message)
         if retrying:
-            status = _STATUS.search(message[retrying.end() :])
             return (
                 ApiRetry(
                     attempt=int(retrying[1]),
                     max_retries=int(retrying[2]),
-                    error_status=int(status[1]) if status else None,
+                    error_status=http_status_in(message[retrying.end() :]),
                     error=message,
                 ),
             )

@@ -8,10 +8,9 @@ last stretch as the run's result text. The mapping table is in SPEC.md ("One eve
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from gangline.decode import ToolCalls, exit_code_in, rate_limit_in
+from gangline.decode import ToolCalls, exit_code_in, http_status_in, rate_limit_in
 from gangline.events import (
     AgentError,
     AssistantText,
@@ -32,7 +31,6 @@ from gangline.parse import Handler, Parsed, parse_json_line
 
 _COMMAND_TOOLS = frozenset({"run_shell_command"})
 _FILE_TOOLS = {"write_file": "write", "replace": "update"}
-_STATUS = re.compile(r"\b([45]\d\d)\b")
 
 
 class GeminiDecoder:
@@ -101,14 +99,13 @@ class GeminiDecoder:
         error = _table(o.get("error"))
         message = str(error.get("message") or "") if not ok else ""
         stats = _table(o.get("stats"))
-        status = _STATUS.search(message)
         result = Result(
             subtype="success" if ok else f"error_{error.get('type') or 'unknown'}",
             is_error=not ok,
             result=self.last_text,
             duration_ms=stats.get("duration_ms"),
             usage=gemini_usage(stats) if stats else None,
-            api_error_status=int(status[1]) if status else None,
+            api_error_status=http_status_in(message),
             errors=[message] if message else [],
             session_id=self.session_id,
         )
