@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
+import types
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from gangline.errors import ConfigError
 
@@ -69,11 +72,41 @@ _CLAUDE_ONLY = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def exact_scalar(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse what pydantic would quietly convert: ``"3"`` or ``true`` for a number, ``1`` or ``"yes"`` for a flag.
+
+    A setting written with the wrong type is a mistake in the file; guessing hides it.
+    """
+    field = model.model_fields.get(info.field_name or "")
+    if field is None:
+        return value
+    kinds = set(get_args(field.annotation)) if get_origin(field.annotation) in (Union, types.UnionType) else set()
+    kinds = kinds or {field.annotation}
+    if bool in kinds:
+        ok = isinstance(value, bool)
+    elif int in kinds:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif float in kinds:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        return value
+    if not ok and not (value is None and type(None) in kinds):
+        noun = "true or false" if bool in kinds else "an integer" if int in kinds else "a number"
+        raise ValueError(f"expected {noun}, got {json.dumps(value, default=str)}")
+    return value
 
 
-class Provider(_Strict):
+class StrictModel(BaseModel):
+    # No inf or nan: a timeout or a price must be a real number (TOML can spell both).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact(cls, value: Any, info: ValidationInfo) -> Any:
+        return exact_scalar(cls, value, info)
+
+
+class Provider(StrictModel):
     """Where the CLI sends its model requests instead of its vendor's default API.
 
     ``key_env`` names the environment variable that holds the API key (never the key itself).
@@ -86,7 +119,7 @@ class Provider(_Strict):
     wire_api: str = Field(default="responses", pattern=r"^(responses|chat)$")
 
 
-class AgentProfile(_Strict):
+class AgentProfile(StrictModel):
     """How to launch one kind of agent (an ``[[agent]]`` table of ``.gangline/project.toml``).
 
     ``command`` is the CLI binary (a name on PATH or a path); ``None`` means the CLI's usual name.
@@ -141,7 +174,7 @@ class AgentProfile(_Strict):
         return self.approval_mode or APPROVAL_MODES[self.cli][0]
 
 
-class RunnerSettings(_Strict):
+class RunnerSettings(StrictModel):
     """Limits every run is held to."""
 
     inactivity_timeout_s: float = Field(default=300.0, gt=0)

@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 
 from gangline.budget import Price
 from gangline.config import AgentProfile, CliKind, QaMode, Role
+from gangline.config import StrictModel as _Strict
 from gangline.errors import ConfigError
 from gangline.permissions import parse_rule
 from gangline.prompts import validate_template
@@ -60,10 +61,6 @@ class ProjectPaths:
     @property
     def gates_dir(self) -> Path:
         return self.state_dir / "gates"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GateSpec(_Strict):
@@ -164,7 +161,9 @@ def _check_branch(name: str) -> str:
 class ProjectConfig(_Strict):
     """Everything ``.gangline/project.toml`` says. Build it with ``load_project``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True, validate_by_alias=True
+    )
 
     base_branch: str = "main"
     gates: tuple[GateSpec, ...] = Field(default=(), alias="gate")
@@ -385,6 +384,8 @@ def _message(error: ErrorDetails) -> str:
         return f"expected [[{error['loc'][0]}]] tables, got {got}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
+    if kind == "finite_number":
+        return f"expected a finite number, got {got}"
     if kind in _BOUNDS:
         words, name = _BOUNDS[kind]
         return f"expected {_noun(_resolve(error['loc'])[1])} {words} {_show(ctx[name])}, got {got}"
