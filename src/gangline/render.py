@@ -1,4 +1,8 @@
-"""Render run records readably in a terminal, as they arrive."""
+"""Render run records readably in a terminal, as they arrive.
+
+Everything an agent wrote goes through ``inert``: its output must not drive the terminal
+(clipboard writes, links, cursor moves, a forged "run succeeded" line).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import json
 import time
 
 from rich.console import Console
-from rich.markup import escape
 
 from gangline.events import (
     AgentError,
@@ -33,13 +36,9 @@ from gangline.events import (
     ToolUse,
     UnknownEvent,
 )
+from gangline.narrate import inert
 
 _OUTCOME_STYLE = {RunOutcome.SUCCEEDED: "bold green", RunOutcome.RATE_LIMITED: "bold yellow"}
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Renderer:
@@ -73,7 +72,9 @@ class Renderer:
             self._inline = kind
         if kind == "text" and self._message_id:
             self._streamed.add(self._message_id)
-        self.console.print(escape(ev.text), end="", style=None if kind == "text" else "dim italic", highlight=False)
+        self.console.print(
+            inert(ev.text, multiline=True), end="", style=None if kind == "text" else "dim italic", highlight=False
+        )
 
     def _close_inline(self) -> None:
         if self._inline is not None:
@@ -82,54 +83,54 @@ class Renderer:
 
     def _line(self, ev: object) -> str | None:
         if isinstance(ev, ProcessStarted):
-            return f"[dim]▶ started {escape(ev.argv[0].rsplit('/', 1)[-1])} (pid {ev.pid}) in {escape(ev.cwd)}[/]"
+            return f"[dim]▶ started {inert(ev.argv[0].rsplit('/', 1)[-1])} (pid {ev.pid}) in {inert(ev.cwd)}[/]"
         if isinstance(ev, SessionStarted):
-            about = f"model {ev.model} · CLI {ev.cli_version} · {len(ev.tools)} tools"
-            return f"[cyan]● session {ev.session_id}[/] [dim]{about}[/]"
+            about = inert(f"model {ev.model} · CLI {ev.cli_version} · {len(ev.tools)} tools")
+            return f"[cyan]● session {inert(ev.session_id)}[/] [dim]{about}[/]"
         if isinstance(ev, AssistantText):
             if ev.error:
-                return f"[red]● {escape(ev.text)}[/]"
-            return None if ev.message_id in self._streamed else f"[bold]●[/] {escape(ev.text)}"
+                return f"[red]● {inert(ev.text, multiline=True)}[/]"
+            return None if ev.message_id in self._streamed else f"[bold]●[/] {inert(ev.text, multiline=True)}"
         if isinstance(ev, ToolUse):
-            args = _short(json.dumps(ev.input, ensure_ascii=False), 120)
-            return f"[magenta]⚙ {escape(ev.name)}[/] [dim]{escape(args)}[/]"
+            args = inert(json.dumps(ev.input, ensure_ascii=False), limit=120)
+            return f"[magenta]⚙ {inert(ev.name)}[/] [dim]{args}[/]"
         if isinstance(ev, ToolResult):
             style = "red" if ev.is_error else "dim"
-            return f"[{style}]  ↳ {escape(_short(ev.content) or '(no output)')}[/]"
+            return f"[{style}]  ↳ {inert(ev.content, limit=160) or '(no output)'}[/]"
         if isinstance(ev, CommandExecution):
-            code = f"exit {ev.exit_code}" if ev.exit_code is not None else ev.status
-            return f"[{'red' if ev.exit_code else 'dim'}]  ↳ $ {escape(_short(ev.command, 80))} ({code})[/]"
+            code = f"exit {ev.exit_code}" if ev.exit_code is not None else inert(ev.status)
+            return f"[{'red' if ev.exit_code else 'dim'}]  ↳ $ {inert(ev.command, limit=80)} ({code})[/]"
         if isinstance(ev, FileChange):
             files = ", ".join(f"{c.kind} {c.path}" for c in ev.changes)
-            return f"[{'dim' if ev.status == 'completed' else 'red'}]  ✎ {escape(_short(files, 120))}[/]"
+            return f"[{'dim' if ev.status == 'completed' else 'red'}]  ✎ {inert(files, limit=120)}[/]"
         if isinstance(ev, TodoList):
             return (
-                "[dim]☐ plan: " + escape(" · ".join(("✓ " if t.completed else "○ ") + t.text for t in ev.items)) + "[/]"
+                "[dim]☐ plan: " + inert(" · ".join(("✓ " if t.completed else "○ ") + t.text for t in ev.items)) + "[/]"
             )
         if isinstance(ev, AgentError):
-            return f"[{'red' if ev.fatal else 'yellow'}]⚠ {escape(ev.message)}[/]"
+            return f"[{'red' if ev.fatal else 'yellow'}]⚠ {inert(ev.message, multiline=True)}[/]"
         if isinstance(ev, ApiRetry):
-            return f"[yellow]↻ API {ev.error or 'error'} ({ev.error_status}); retry {ev.attempt}/{ev.max_retries}[/]"
+            error = inert(ev.error) or "error"
+            return f"[yellow]↻ API {error} ({ev.error_status}); retry {ev.attempt}/{ev.max_retries}[/]"
         if isinstance(ev, RateLimit):
             when = time.strftime("%H:%M:%S", time.localtime(ev.resets_at)) if ev.resets_at else "unknown"
             kind = "hard block" if ev.hard_block else "warning"
-            return f"[yellow]⚠ rate limit {kind} ({ev.status}); resets at {when}[/]"
+            return f"[yellow]⚠ rate limit {kind} ({inert(ev.status)}); resets at {when}[/]"
         if isinstance(ev, Result):
             cost = f"${ev.cost_usd:.4f}" if ev.cost_usd is not None else "$?"
             usage = ev.usage
             tokens = f"{usage.input_tokens} in / {usage.output_tokens} out" if usage else "? tokens"
-            return (
-                f"[bold]■ result {ev.subtype}[/] [dim]{ev.num_turns} turns · {tokens} · {cost} · {ev.duration_ms} ms[/]"
-            )
+            about = f"{ev.num_turns} turns · {tokens} · {cost} · {ev.duration_ms} ms"
+            return f"[bold]■ result {inert(ev.subtype)}[/] [dim]{about}[/]"
         if isinstance(ev, RawOutput):
-            return f"[dim]│ {escape(ev.text)}[/]" if ev.text.strip() else None
+            return f"[dim]│ {inert(ev.text, multiline=True)}[/]" if ev.text.strip() else None
         if isinstance(ev, Malformed):
-            return f"[yellow]⚠ malformed line ({ev.size} bytes): {escape(ev.reason)}[/]"
+            return f"[yellow]⚠ malformed line ({ev.size} bytes): {inert(ev.reason)}[/]"
         if isinstance(ev, (UnknownEvent, NonObjectJson)):
-            return f"[yellow]? kept an event this version does not know: {escape(str(ev))}[/]"
+            return f"[yellow]? kept an event this version does not know: {inert(str(ev), limit=400)}[/]"
         if isinstance(ev, Gap):
             return f"[yellow]… fell behind after event {ev.after_id}; replaying from the log[/]"
         if isinstance(ev, RunFinished):
             style = _OUTCOME_STYLE.get(ev.outcome, "bold red")
-            return f"[{style}]■ run {ev.outcome.value}[/]: {escape(ev.reason)}"
+            return f"[{style}]■ run {ev.outcome.value}[/]: {inert(ev.reason, multiline=True)}"
         return None
