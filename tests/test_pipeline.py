@@ -351,3 +351,26 @@ async def test_a_person_who_stops_a_coder_keeps_its_session_for_when_they_unbloc
     await project.run_until_idle()
     assert project.stage(item.id) is Stage.DONE
     assert project.store.runs(item.id)[1].resumed_session == run.session_id
+
+
+async def test_a_person_committing_on_the_base_during_the_merge_keeps_their_commit_and_the_item_lands_once(
+    project: Project,
+) -> None:
+    # The second run of the gate is the merge workspace's: it is then that a person commits on main.
+    person = (
+        'n=$(cat "$COUNT" 2>/dev/null || echo 0); echo $((n + 1)) > "$COUNT"; '
+        'if [ "$n" = 1 ]; then printf "mine\\n" > "$ROOT/person.txt" && git -C "$ROOT" add person.txt && '
+        'git -C "$ROOT" -c user.name=Ann -c user.email=ann@example.invalid commit --quiet -m "by a person"; fi'
+    )
+    project.agent("coder", [WRITE])
+    project.configure(gates=[("person", person)])
+    count = project.root.parent / "gate-runs"
+    item = project.add("Merge while a person commits")
+    with pytest.MonkeyPatch.context() as env:  # the gate's shell reads these two
+        env.setenv("COUNT", str(count))
+        env.setenv("ROOT", str(project.root))
+        await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert project.base_log() == ["Merge while a person commits (#1)", "by a person", "initial"]
+    assert project.base_file("person.txt") == "mine" and project.base_file(f"work/{item.slug}.txt") == "done by 1"
+    assert int(count.read_text()) >= 3  # squashed again onto the person's commit and gated again
