@@ -374,3 +374,18 @@ async def test_a_person_committing_on_the_base_during_the_merge_keeps_their_comm
     assert project.base_log() == ["Merge while a person commits (#1)", "by a person", "initial"]
     assert project.base_file("person.txt") == "mine" and project.base_file(f"work/{item.slug}.txt") == "done by 1"
     assert int(count.read_text()) >= 3  # squashed again onto the person's commit and gated again
+
+
+async def test_a_worktree_deleted_by_hand_after_a_commit_is_recreated_from_its_branch_and_the_work_lands(
+    project: Project,
+) -> None:
+    gone = [*WRITE, {"run": 'touch scratch; here="$PWD"; cd / && rm -rf "$here"'}, {"crash": "SIGKILL"}]
+    project.agent("coder", [gone, [{"say": "picking up where I was"}]])
+    project.configure(gates=[GATE_HAS_WORK])
+    item = project.add("Lose my checkout")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert project.base_file(f"work/{item.slug}.txt") == "done by 1"
+    tree = project.paths.worktrees_dir / item.name
+    assert tree.is_dir() and not (tree / "scratch").exists()  # really gone, then put back from the branch
+    assert project.store.runs(item.id)[0].outcome is RunOutcome.CRASHED
