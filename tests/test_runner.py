@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import threading
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from conftest import FAST, TRANSCRIPTS, RunFn, events_of, fake_profile, records
+from gangline import runlog
 from gangline.bus import Bus
 from gangline.config import AgentProfile, CliKind, RunnerSettings
 from gangline.errors import AgentNotFoundError, RunLogError, RunnerError
@@ -255,3 +257,35 @@ async def test_result_cost_and_usage_reach_the_summary(run_agent: RunFn) -> None
     (result,) = events_of(summary, Result)
     assert summary.cost_usd == result.cost_usd and summary.cost_usd is not None and summary.cost_usd > 0
     assert summary.usage == result.usage
+
+
+class _DiskFillsUp:
+    """``os`` for the run log whose ``write`` fails with ENOSPC from the ``after``-th call on.
+
+    A real full disk needs a mount this test cannot make, so this one seam is replaced: only the run
+    log's module sees it; the agent, its PTY and everything else are real.
+    """
+
+    def __init__(self, after: int) -> None:
+        self.after, self.calls = after, 0
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        self.calls += 1
+        if self.calls >= self.after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+
+async def test_a_run_log_that_cannot_be_written_mid_run_fails_the_run_and_kills_its_group(
+    run_agent: RunFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = _DiskFillsUp(after=3)
+    monkeypatch.setattr(runlog, "os", full)
+    summary = await run_agent(fake_profile("--transcript", str(TEXT), "--hang-after", "4", "--grandchild"))
+    assert summary.outcome is RunOutcome.FAILED
+    assert "No space left on device" in (summary.reason or "")
+    assert summary.process is not None and group_members(summary.process.pgid) == []
+    assert full.calls >= 3  # the failure came mid-run, after the log had taken records
