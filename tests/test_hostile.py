@@ -282,9 +282,6 @@ async def test_every_tool_that_names_an_item_refuses_another_runs_item_and_leave
 # --- 6. an item body that tells the agent to move the base branch -------------------------------------
 
 
-UNGUARDED = pytest.mark.xfail(
-    strict=True, reason="nothing stops an agent with a shell from moving the base branch itself (see the #7 report)"
-)
 MOVE_THE_BASE = {
     # git itself refuses to push onto the branch the main checkout has out (receive.denyCurrentBranch)
     "push": "git push --quiet . HEAD:main",
@@ -294,7 +291,7 @@ MOVE_THE_BASE = {
 }
 
 
-@pytest.mark.parametrize("how", [pytest.param(how, marks=() if how == "push" else UNGUARDED) for how in MOVE_THE_BASE])
+@pytest.mark.parametrize("how", MOVE_THE_BASE)
 async def test_an_agent_told_to_move_the_base_branch_itself_leaves_it_where_it_was(tmp_path: Path, how: str) -> None:
     project = Project(tmp_path)
     project.agent("coder", [[*commit_file("sneaky.txt", "straight to main\n"), {"run": MOVE_THE_BASE[how]}]])
@@ -305,6 +302,21 @@ async def test_an_agent_told_to_move_the_base_branch_itself_leaves_it_where_it_w
     landed = git(project.root, "log", "--format=%s%n%b%x00", f"{before}..main").split("\0")
     by_hand = [c.strip() for c in landed if c.strip() and "by gangline" not in c]
     assert by_hand == [], f"the base moved outside gangline's merge: {by_hand}; item {project.item(item.id).state}"
+
+
+async def test_the_projects_own_hooks_still_run_on_an_agents_commits(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    hooks = project.root / ".git" / "hooks"
+    (hooks / "pre-commit").write_text(
+        '#!/bin/sh\necho "$GANGLINE_ITEM_ID" >> "$(git rev-parse --git-common-dir)/ran"\n'
+    )
+    (hooks / "pre-commit").chmod(0o755)
+    project.agent("coder", [commit_file("hooked.txt", "checked\n")])
+    project.configure()
+    item = project.add("Commit through the hooks")
+    await project.run_until_idle()
+    assert project.stage(item.id).value == "done"
+    assert (project.root / ".git" / "ran").read_text() == f"{item.id}\n"  # the agent's commit, and only it
 
 
 # --- 5. REST off loopback -------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class AgentRuns:
         self.qa_verdicts: dict[str, QaVerdict] = {}
         self.merge_failures: dict[str, str] = {}
         self.throttled: dict[str, Throttle] = {}  # live runs held back by their model API, for the board
+        self.guard_env: dict[str, str] = {}  # baseguard.agent_env(): every agent's git refuses to move the base
 
     def env_for(self, item: Item, role: Role, run_id: str) -> dict[str, str]:
         """Variables every process started for the item carries (agents, gates, and their children)."""
@@ -131,7 +132,7 @@ class AgentRuns:
                         prompt,
                         cwd,
                         resume_session_id=resume,
-                        env=self.env_for(item, profile.role, run_id),
+                        env=self.env_for(item, profile.role, run_id) | self.guard_env,
                         on_started=lambda rec: self._started(run_id, rec),
                         price=self.prices.get(profile.model) if profile.model else None,
                         session_usage=self.store.session_usage(item.id, resume) if resume else None,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from gangline import baseguard
 from gangline.agents import AgentRuns
 from gangline.config import Role, RunnerSettings
 from gangline.errors import ConfigError, GanglineError, ServerLockedError, StateConflict
@@ -62,6 +63,9 @@ class Orchestrator:
         self.runner = Runner(settings, paths.runs_dir, env)
         worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
         self.agents = AgentRuns(store, self.runner, paths.root, SERVER, config.price_table())
+        hooks = paths.state_dir / "hooks"
+        baseguard.install(hooks, config.base_branch, baseguard.repository_hooks(paths.root, env))
+        self.agents.guard_env = baseguard.agent_env(hooks)
         self.pipeline = Pipeline(
             config,
             store,
