@@ -9,16 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
 
+from gangline import store as store_module
 from gangline.config import Role
 from gangline.events import RunOutcome
+from gangline.items import ItemDraft
 from gangline.processes import ProcessRecord, spawn_in_pty
 from gangline.recovery import PROJECT_VAR, kill_groups, leftover_groups
 from gangline.stages import Stage, Trigger
-from gangline.store import NewRun, Store
+from gangline.store import NewRun, Store, open_sqlite
 from pipeline_kit import Project, commit_file, git
 
 ITEMS = 3
@@ -141,3 +147,55 @@ def test_a_second_server_on_the_same_project_is_refused(tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)
         first.communicate()
         kill_groups(leftover_groups(project.root))  # its agent, orphaned by the kill
+
+
+# A newer gangline opening the database, SIGKILLed right after its migration's first DDL statement:
+# the worst instant, a table created and the new revision not yet recorded.
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from pathlib import Path
+from sqlalchemy import event
+import gangline.store as store
+
+real_migrate = store.migrate
+
+def migrate(engine):
+    @event.listens_for(engine, "after_cursor_execute")
+    def _die(conn, cursor, statement, *rest):
+        if statement.lstrip().upper().startswith("CREATE TABLE"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_migrate(engine)
+
+store.migrate = migrate
+store.open_sqlite(Path(sys.argv[1]))
+"""
+
+
+def _migrate_to(revision: str) -> Callable[[Engine], None]:
+    def migrate(engine: Engine) -> None:
+        config = Config()
+        config.set_main_option("script_location", "gangline:migrations")
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+    return migrate
+
+
+def test_a_server_killed_in_the_middle_of_a_migration_leaves_the_database_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "state.db"
+    with monkeypatch.context() as older:  # the database of an older gangline (first revision), holding an item
+        older.setattr(store_module, "migrate", _migrate_to("0001"))
+        old = open_sqlite(db)
+        old.create_item(ItemDraft(title="Keep me", body="all of it"), "ann")
+        old.close()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_MIGRATION, str(db)], capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    store = open_sqlite(db)  # the next start migrates from the last commit, which was the old schema
+    try:
+        assert [(i.title, i.body) for i in store.list_items()] == [("Keep me", "all of it")]
+        assert store.permission_rules() == []  # the table the interrupted migration adds is there and works
+    finally:
+        store.close()
