@@ -30,11 +30,12 @@ from pipeline_kit import Project, commit_file, git
 ITEMS = 3
 
 
-def serve(project: Project) -> subprocess.Popen[bytes]:
+def serve(project: Project, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``gangline run --until-idle`` as its own process: the server a person would run."""
     return subprocess.Popen(
         [sys.executable, "-m", "gangline", "run", "--until-idle", "--quiet"],
         cwd=project.root,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -49,10 +50,10 @@ def wait_for_events(store: Store, count: int, server: subprocess.Popen[bytes], b
         time.sleep(0.01)  # polling a condition with a bound, not waiting on the clock
 
 
-def check_invariants(project: Project, finished: bool) -> None:
+def check_invariants(project: Project, finished: bool, count: int = ITEMS) -> None:
     store = project.store
     items = store.list_items()
-    assert len(items) == ITEMS, "an item was lost"
+    assert len(items) == count, "an item was lost"
     for item in items:
         chain = [e for e in store.events_after(0, limit=100_000, item_id=item.id) if e.kind == "transition"]
         stage = "backlog"
@@ -109,6 +110,57 @@ def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_pa
     assert all(i.stage is Stage.DONE for i in project.store.list_items())
     crashed = [r for r in project.store.runs() if r.outcome is RunOutcome.CRASHED]
     assert all("gangline stopped" in (r.reason or "") for r in crashed)
+
+
+# Each stage's instant, told by what the store or the gate itself shows (never by a timer).
+STAGES: dict[str, Callable[[Store, Path], bool]] = {
+    "coding": lambda store, marks: any(r.live and r.pid for r in store.runs()),
+    "parked for a rate limit": lambda store, marks: any(e.kind == "parked" for e in store.events_after(0)),
+    "gates": lambda store, marks: (marks / "gate").exists(),
+    "merge": lambda store, marks: (marks / "merge-gate").exists(),
+}
+MARKING_GATE = (
+    'case "$PWD" in */.gangline/merge*) touch "$MARKS/merge-gate";; *) touch "$MARKS/gate";; esac; '
+    'sleep 0.5; test -n "$(git ls-files work)"'
+)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once(tmp_path: Path, stage: str) -> None:
+    project = Project(tmp_path)
+    limited = [{"say": "starting"}, {"sleep": 0.5}, {"rate_limit": {"resets_in_s": 1}}]
+    project.agent("coder", [limited, [{"sleep": 0.3}, *commit_file("work/{item_slug}.txt", "{item_id}\n")]])
+    project.configure(gates=[("work", MARKING_GATE)], rate_limit={"margin_s": 0})
+    item = project.add("Survive a kill")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    server = serve(project, {"MARKS": str(marks)})
+    deadline = time.monotonic() + 60
+    while not STAGES[stage](project.store, marks):
+        assert server.poll() is None, f"the server ended before reaching {stage}: {server.communicate()[1]!r}"
+        assert time.monotonic() < deadline, f"never reached {stage}"
+        time.sleep(0.01)  # polling a condition with a bound, not waiting on the clock
+    server.send_signal(signal.SIGKILL)
+    server.communicate()
+    check_invariants(project, finished=False, count=1)
+    parked_before = [e.data for e in project.store.events_after(0) if e.kind == "parked"]
+    server = serve(project, {"MARKS": str(marks)})
+    _, err = server.communicate(timeout=120)
+    assert server.returncode == 0, err.decode()
+    check_invariants(project, finished=True, count=1)
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.retries == 0, done.state  # a crash costs no retry
+    assert project.base_file(f"work/{item.slug}.txt") == str(item.id)
+    coder = [r for r in project.store.runs(item.id) if r.role is Role.CODER]
+    for earlier, later in itertools.pairwise(coder):  # a killed or parked run's session goes on, not a new one
+        if earlier.outcome in (RunOutcome.CRASHED, RunOutcome.RATE_LIMITED) and earlier.session_id:
+            assert later.resumed_session == earlier.session_id, (earlier, later)
+    if stage == "coding":
+        assert any(r.outcome is RunOutcome.CRASHED for r in coder), "the kill did not land in a run"
+    if stage == "parked for a rate limit":  # the park, and its reset time, outlived the server
+        assert [e.data for e in project.store.events_after(0) if e.kind == "parked"][: len(parked_before)] == (
+            parked_before
+        )
 
 
 async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_their_items(tmp_path: Path) -> None:
