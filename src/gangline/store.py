@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, create_engine, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError
 
 from gangline import schema as t
 from gangline.config import QaMode, Role
-from gangline.errors import ConfigError, NotFoundError, StateConflict
+from gangline.errors import ConfigError, GanglineError, NotFoundError, StateConflict
 from gangline.events import RunOutcome, Usage
 from gangline.items import Criterion, Item, ItemDraft, ItemPatch, Kind, slugify
 from gangline.scheduler import FINISHED, Candidate
@@ -30,6 +32,9 @@ from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Tr
 Clock = Callable[[], float]
 REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
 LedgerKey = Literal["run", "item", "profile", "day"]
+# How long a write waits for another process's write lock (a `gangline add` beside the server)
+# before it gives up with a clear error. Read when a database is opened.
+BUSY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -781,21 +786,39 @@ def _event(
 # --- the SQLite edge ---------------------------------------------------------------------------
 
 
-def open_sqlite(path: Path, clock: Clock = time.time) -> Store:
-    """Open (creating and migrating) the embedded database at ``path``."""
+def open_sqlite(path: Path, clock: Clock = time.time, busy_timeout_s: float | None = None) -> Store:
+    """Open (creating and migrating) the embedded database at ``path``.
+
+    A write waits up to ``busy_timeout_s`` (default ``BUSY_TIMEOUT_S``) for another process's
+    lock; past that it fails with a GanglineError naming the database, having written nothing.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}")
+    wait_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+    # The driver's own timeout covers the connect-time pragmas too (journal_mode reads the file).
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": wait_s})
+
+    @event.listens_for(engine, "handle_error")
+    def _locked(context: ExceptionContext) -> None:
+        # SQLITE_BUSY after the busy timeout: say what happened instead of a driver traceback.
+        # The transaction is rolled back by the caller's ``begin()``, so nothing is half written.
+        if isinstance(context.original_exception, sqlite3.OperationalError) and "database is locked" in str(
+            context.original_exception
+        ):
+            raise GanglineError(
+                f"database {str(path)!r} is locked by another process (waited {wait_s:g} s); "
+                "try again once it has finished"
+            ) from context.original_exception
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         # Our own BEGIN (below) instead of the driver's implicit one, so DDL is transactional.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
         cur.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed transition survives power loss, not just a killed process.
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
 
     @event.listens_for(engine, "begin")
