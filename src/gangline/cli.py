@@ -19,6 +19,7 @@ from typer.exceptions import TyperException
 from gangline import cli_actions, cli_doctor, cli_items, cli_logs, logs
 from gangline.bench import ingest, pipeline
 from gangline.bench_fanout import fanout
+from gangline.bench_soak import soak
 from gangline.bus import Bus
 from gangline.cli_common import app, bench_app, choice, console, err_console, initialised, item_costs, opened
 from gangline.config import AgentProfile, CliKind, RunnerSettings, parse_model
@@ -328,6 +329,22 @@ def bench_fanout(
     """Fake agents -> the real server -> SSE subscribers on loopback: end-to-end latency, emitted vs delivered."""
     figures = asyncio.run(fanout(agents, rate, subscribers, seconds, os.environ))
     print(json.dumps(figures.as_dict()))
+
+
+@bench_app.command("soak")
+def bench_soak(
+    agents: Annotated[int, typer.Option(min=1, max=64, help="Fake coders streaming at once.")] = 64,
+    minutes: Annotated[float, typer.Option(min=0.01, help="How long items flow.")] = 10.0,
+    backlog: Annotated[int, typer.Option(min=1, help="Items kept waiting in the backlog all along.")] = 1000,
+    sample_s: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 10.0,
+) -> None:
+    """Agents streaming and items flowing for minutes: events emitted vs delivered, RSS, fds, CPU sampled."""
+    figures = asyncio.run(soak(agents, minutes, backlog, sample_s, os.environ))
+    print(json.dumps(figures.as_dict()))
+    if figures.lost or not figures.fds_flat:
+        fds = f"{figures.fds_first_quarter:g} -> {figures.fds_last_quarter:g}"
+        err_console.print(f"[red]error:[/] {figures.lost} events lost; open fds {fds}")
+        raise typer.Exit(1)
 
 
 # --- shared ------------------------------------------------------------------------------------
