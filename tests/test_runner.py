@@ -289,3 +289,13 @@ async def test_a_run_log_that_cannot_be_written_mid_run_fails_the_run_and_kills_
     assert "No space left on device" in (summary.reason or "")
     assert summary.process is not None and group_members(summary.process.pgid) == []
     assert full.calls >= 3  # the failure came mid-run, after the log had taken records
+
+
+async def test_a_run_whose_log_passes_its_bound_is_failed_before_it_fills_the_disk(run_agent: RunFn) -> None:
+    settings = RunnerSettings(max_log_bytes=1024 * 1024, kill_grace_s=0.5, drain_timeout_s=1)
+    endless = fake_profile("--transcript", str(TEXT), "--repeat-to", "10000000")  # far more than a MiB of output
+    summary = await run_agent(endless, settings=settings)
+    assert summary.outcome is RunOutcome.FAILED
+    assert summary.reason == "run log passed 1048576 bytes (max_log_bytes)"
+    assert summary.log_path.stat().st_size < 4 * 1024 * 1024  # stopped near the bound, not at the end of its output
+    assert summary.process is not None and group_members(summary.process.pgid) == []

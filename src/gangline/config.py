@@ -180,6 +180,7 @@ class RunnerSettings(StrictModel):
     inactivity_timeout_s: float = Field(default=300.0, gt=0)
     max_run_s: float | None = Field(default=None, gt=0)
     max_line_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_log_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)  # one run's log; past it the run fails
     kill_grace_s: float = Field(default=5.0, ge=0)
     drain_timeout_s: float = Field(default=5.0, gt=0)
     subscriber_queue: int = Field(default=10_000, ge=1)

@@ -33,6 +33,7 @@ class RunLog:
             raise RunLogError(path, f"cannot open for writing: {err.strerror}") from None
         try:
             self.last_id = self._recover()
+            self.size = os.fstat(self._fd).st_size  # bytes in the file, kept up to date by append()
         except Exception:
             os.close(self._fd)
             raise
@@ -69,6 +70,7 @@ class RunLog:
         except OSError as err:
             raise RunLogError(self.path, f"write failed: {err.strerror}") from None
         self.last_id = records[-1].id
+        self.size += len(data)
         return records
 
     def sync(self) -> None:

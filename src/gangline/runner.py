@@ -365,6 +365,8 @@ class _Run:
             # Without the log nothing is durable: stop the agent rather than lose its work silently.
             self.request_kill(RunOutcome.FAILED, str(err))
             return []
+        if self.log.size > self.settings.max_log_bytes:  # an agent in a loop must not fill the disk
+            self.request_kill(RunOutcome.FAILED, f"run log passed {self.settings.max_log_bytes} bytes (max_log_bytes)")
         self.bus.publish_nowait(records)
         return records
 
