@@ -140,3 +140,12 @@ def initialised_repo(path: Path) -> Path:
     new_repo(path, ("README.md", "# project\n", "initial"))
     ok(gangline("init", cwd=path))
     return path
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"

@@ -57,13 +57,13 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """A real uvicorn serving ``app`` on 127.0.0.1, any free port; yields its URL, then stops it, bounded.
+async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """A real uvicorn serving ``app`` on ``host``, any free port; yields its URL, then stops it, bounded.
 
     build_server gives the orchestrator its MCP URL once the port is known, as ``gangline serve`` does.
     """
     ready: asyncio.Queue[str] = asyncio.Queue()
-    server = build_server(app, "127.0.0.1", 0, ready.put_nowait)
+    server = build_server(app, host, 0, ready.put_nowait)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(server.serve())
         async with asyncio.timeout(30):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, gangline, initialised_repo, ok
+from conftest import alive, cli_env, gangline, initialised_repo, ok
 from gangline.events import RunOutcome
 from gangline.orchestrator import Orchestrator
 from gangline.project import ProjectPaths
@@ -133,14 +133,6 @@ def test_a_write_waits_out_a_short_lock_and_succeeds(project: Path, lock: subpro
 
 
 # --- a gate that never ends --------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 async def test_a_gate_that_never_ends_is_killed_with_its_children_and_blocks_the_item(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import alive
 from gangline.gates import GateResult, GatesReport, run_gates
 
 ENV = {"PATH": os.environ["PATH"]}
@@ -18,14 +19,6 @@ class Gate:
     name: str
     command: str
     timeout_s: float = 30.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 async def wait_for_file(path: Path) -> str:

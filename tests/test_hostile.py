@@ -6,30 +6,25 @@ nothing escapes its directory or branch namespace, and nothing is lost on the wa
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from mcp.shared.exceptions import MCPError
 
 from conftest import cli_env, git, initialised_repo, ok
 from conftest import gangline as _gangline
-from gangline.api import shutdown_bound
 from gangline.cli import main
-from gangline.serve import build_server
 from gangline.worktrees import branch_name, worktree_path
-from mcp_kit import TOKEN, make_app, mcp_client, served, text_of
-from pipeline_kit import FAST, Project, commit_file
+from mcp_kit import TOKEN, make_app, mcp_client, served, serving, text_of
+from pipeline_kit import Project, commit_file
 
 BOUND_S = 60
 MIB = 1024 * 1024
@@ -333,23 +328,6 @@ def public_address() -> str | None:
     return None if ipaddress.ip_address(address).is_loopback else address
 
 
-@asynccontextmanager
-async def serving_on(app: FastAPI, host: str) -> AsyncIterator[str]:
-    """Like mcp_kit.serving, on ``host`` instead of 127.0.0.1."""
-    ready: asyncio.Queue[str] = asyncio.Queue()
-    server = build_server(app, host, 0, ready.put_nowait)
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(server.serve())
-        async with asyncio.timeout(30):
-            url = await ready.get()
-        try:
-            yield url
-        finally:
-            server.should_exit = True
-            async with asyncio.timeout(shutdown_bound(FAST) + 10):
-                await task
-
-
 async def test_a_server_on_a_public_address_answers_nothing_without_its_token_over_real_http(tmp_path: Path) -> None:
     host = public_address()
     if host is None:
@@ -358,7 +336,7 @@ async def test_a_server_on_a_public_address_answers_nothing_without_its_token_ov
     project.agent("coder", [[{"hang": True}]])
     project.configure()
     routes = [("GET", "/api/items"), ("POST", "/api/items"), ("GET", "/api/events"), ("GET", "/api/permissions")]
-    async with serving_on(make_app(project, TOKEN), host) as url:
+    async with serving(make_app(project, TOKEN), host) as url:
         assert url.startswith(f"http://{host}:")
         async with httpx.AsyncClient(base_url=url, timeout=BOUND_S) as http:
             for method, path in routes:
@@ -371,7 +349,7 @@ async def test_a_server_on_a_public_address_answers_nothing_without_its_token_ov
             assert (await http.get("/api/items", headers=auth)).json() == []
     assert project.store.list_items() == []
     # A tokenless app that somebody bound off loopback anyway (serve refuses to) still answers no one there.
-    async with serving_on(make_app(project), host) as url, httpx.AsyncClient(base_url=url, timeout=BOUND_S) as http:
+    async with serving(make_app(project), host) as url, httpx.AsyncClient(base_url=url, timeout=BOUND_S) as http:
         for method, path in routes:
             answer = await http.request(method, path, json={"title": "x"})
             assert answer.status_code == 403 and "not a loopback name" in answer.json()["error"]["message"]
