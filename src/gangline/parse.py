@@ -76,6 +76,8 @@ def parse_json_line(line: bytes, now: float, handlers: Mapping[str, Handler]) ->
         obj = _decode(line)
     except msgspec.DecodeError:
         return _not_json(line)
+    except RecursionError:  # msgspec's nesting limit; the line is kept, not the run's reader lost
+        return _not_json(line, reason="line is JSON nested too deeply to read")
     raw = msgspec.Raw(line)
     if type(obj) is not dict:
         return (NonObjectJson(json_type=type(obj).__name__),), raw
@@ -90,12 +92,12 @@ def parse_json_line(line: bytes, now: float, handlers: Mapping[str, Handler]) ->
         return (UnknownEvent(type=kind, reason=f"unexpected shape: {err!r}"),), raw
 
 
-def _not_json(line: bytes) -> Parsed:
+def _not_json(line: bytes, reason: str = "line looks like JSON but does not parse") -> Parsed:
     text = line.decode("utf-8", "replace").rstrip("\r")
     raw = msgspec.Raw(_encode(text))
     if text.lstrip().startswith(("{", "[")):
         head = text[:HEAD_BYTES]
-        return (Malformed(reason="line looks like JSON but does not parse", size=len(line), head=head),), raw
+        return (Malformed(reason=reason, size=len(line), head=head),), raw
     return (RawOutput(text=strip_ansi(text)),), raw
 
 
