@@ -164,9 +164,10 @@ def _require_stage(state: ItemState, stages: tuple[Stage, ...], illegal: _Illega
 
 def _check_guard(trigger: Trigger, facts: Facts, illegal: _Illegal) -> None:
     # DESIGN invariant 1: merge needs work to merge, done needs a merge that changed files.
-    if trigger in (Trigger.CODED, Trigger.QA_PASSED) and not facts.commits_ahead:
+    # A count below zero (a caller's bug or a bad parse) is not work: the guard is "> 0", not truthy.
+    if trigger in (Trigger.CODED, Trigger.QA_PASSED) and (facts.commits_ahead or 0) <= 0:
         raise illegal("the feature branch has no commits ahead of the base branch")
-    if trigger is Trigger.MERGED and not facts.files_changed:
+    if trigger is Trigger.MERGED and (facts.files_changed or 0) <= 0:
         raise illegal("the merge changed no files")
 
 
