@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from gangline.bench import ACTOR, bench_repo
-from gangline.bench_fanout import MAX_AGENTS
+from gangline.bench_fanout import MAX_AGENTS, _cpu_s
 from gangline.errors import ConfigError
 from gangline.items import ItemDraft
 from gangline.orchestrator import Orchestrator
@@ -147,7 +146,7 @@ def _top_up(orch: Orchestrator, backlog: int) -> None:
 
 
 async def _follow(url: str, after: int, seen: list[int]) -> None:
-    """Follow ``/api/events`` from ``after``, appending each event's id to ``seen`` (ids only rise)."""
+    """Follow ``/api/events`` from ``after``, keeping the last id received in ``seen[-1]`` (a one-slot cell)."""
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client,
         client.stream("GET", f"{url}/api/events", params={"after": after}) as response,
@@ -157,8 +156,7 @@ async def _follow(url: str, after: int, seen: list[int]) -> None:
                 event_id = int(line[4:])
                 if event_id != seen[-1] + 1:
                     raise RuntimeError(f"the stream skipped from event {seen[-1]} to {event_id}")
-                seen.append(event_id)
-                del seen[:-1]  # only the last one matters; keep the list from growing
+                seen[-1] = event_id
 
 
 async def _caught_up(store: Store, seen: list[int], bound_s: float) -> int:
@@ -231,8 +229,3 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
