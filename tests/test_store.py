@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from gangline.config import Role
 from gangline.errors import ConfigError, NotFoundError, StateConflict
@@ -172,3 +172,31 @@ def test_only_items_that_could_move_are_candidates_for_scheduling(store: Store) 
     for trigger in (Trigger.START, Trigger.CODED, Trigger.QA_PASSED, Trigger.MERGED, Trigger.ARCHIVE):
         store.transition(first.id, trigger, "gangline", facts=Facts(commits_ahead=1, files_changed=1))
     assert [c.id for c in store.candidates(Stage)] == [first.id, waiting.id]  # an archived dependency counts as done
+
+
+def test_listing_more_items_than_sqlite_takes_variables_keeps_every_criterion_and_dependency(
+    tmp_path: Path, store: Store
+) -> None:
+    # A listing that named every item's id in its SQL would fail past SQLite's bound on variables
+    # in one statement (and, below it, prepare a new statement for every count of items). The
+    # bound depends on how SQLite was built (999 before 3.32, 32,766 upstream since, 250,000 in
+    # Debian's build): it is set to 999 on the store's connections so 1,200 items cross it.
+    @event.listens_for(store.engine, "connect")
+    def _low_bound(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    store.engine.dispose()
+    first = store.create_item(draft("first", criteria=[{"text": "a"}, {"text": "b", "checked": True}]), "ann")
+    second = store.create_item(draft("second", depends_on=[first.id]), "ann")
+    columns = ", ".join(c.name for c in metadata.tables["items"].columns if c.name != "id")
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        raw.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) "
+            f"INSERT INTO items ({columns}) SELECT {columns} FROM n, items WHERE items.id = ?",
+            (second.id,),
+        )
+    for listing in (store.list_items(), store.list_items([Stage.BACKLOG])):
+        assert len(listing) == 1202
+        assert listing[0].criteria == (Criterion(text="a"), Criterion(text="b", checked=True))
+        assert listing[1].depends_on == (first.id,) and listing[-1].depends_on == ()
+    assert store.get_item(first.id).criteria == listing[0].criteria

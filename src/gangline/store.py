@@ -17,7 +17,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, create_engine, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError
 
@@ -232,12 +246,10 @@ class Store:
             return self._item(conn, item_id)
 
     def list_items(self, stages: Iterable[Stage] | None = None) -> list[Item]:
-        query = select(t.items).order_by(t.items.c.id)
-        if stages is not None:
-            query = query.where(t.items.c.stage.in_([s.value for s in stages]))
+        where = () if stages is None else (t.items.c.stage.in_([s.value for s in stages]),)
         with self.engine.connect() as conn:
-            rows = list(conn.execute(query))
-            return self._items(conn, rows)
+            rows = list(conn.execute(select(t.items).where(*where).order_by(t.items.c.id)))
+            return self._items(conn, rows, where)
 
     def candidates(self, stages: Iterable[Stage]) -> list[Candidate]:
         """What the scheduler needs of the items in ``stages`` it might move: no text columns.
@@ -642,23 +654,32 @@ class Store:
             conn.execute(insert(t.dependencies), [{"item_id": item_id, "depends_on": d} for d in draft.depends_on])
 
     def _item(self, conn: Connection, item_id: int) -> Item:
-        row = conn.execute(select(t.items).where(t.items.c.id == item_id)).first()
+        where = (t.items.c.id == item_id,)
+        row = conn.execute(select(t.items).where(*where)).first()
         if row is None:
             raise NotFoundError("item", item_id)
-        return self._items(conn, [row])[0]
+        return self._items(conn, [row], where)[0]
 
-    def _items(self, conn: Connection, rows: list[Row[Any]]) -> list[Item]:
-        ids = [row.id for row in rows]
+    def _items(self, conn: Connection, rows: list[Row[Any]], where: Sequence[ColumnElement[bool]]) -> list[Item]:
+        """The items of ``rows`` with their criteria and dependencies, read by ``where`` (the filter that chose them).
+
+        The children are selected by the same filter as a subquery, never by a list of the ids:
+        a list makes a new statement for every number of items (each one prepared and cached by
+        the driver, hundreds of kilobytes at a thousand items) and past SQLite's bound on
+        variables it would fail outright.
+        """
         crit: dict[int, list[Criterion]] = {}
         deps: dict[int, list[int]] = {}
-        if ids:
-            for c in conn.execute(
-                select(t.criteria).where(t.criteria.c.item_id.in_(ids)).order_by(t.criteria.c.position)
-            ):
+        if rows:
+            chosen = select(t.items.c.id).where(*where) if where else None
+            criteria = select(t.criteria).order_by(t.criteria.c.item_id, t.criteria.c.position)
+            dependencies = select(t.dependencies).order_by(t.dependencies.c.item_id, t.dependencies.c.depends_on)
+            if chosen is not None:
+                criteria = criteria.where(t.criteria.c.item_id.in_(chosen))
+                dependencies = dependencies.where(t.dependencies.c.item_id.in_(chosen))
+            for c in conn.execute(criteria):
                 crit.setdefault(c.item_id, []).append(Criterion(text=c.text, checked=c.checked))
-            for d in conn.execute(
-                select(t.dependencies).where(t.dependencies.c.item_id.in_(ids)).order_by(t.dependencies.c.depends_on)
-            ):
+            for d in conn.execute(dependencies):
                 deps.setdefault(d.item_id, []).append(d.depends_on)
         return [_item_from(row, crit.get(row.id, []), deps.get(row.id, [])) for row in rows]
 
