@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,13 +49,18 @@ def lock(project: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holds the project's database write lock until ``release(lock)``."""
     db = ProjectPaths(project).db_file
     open_sqlite(db).close()  # the database as any earlier gangline command left it (WAL mode)
+    holder = hold_lock(db)
+    yield holder
+    release(holder)
+
+
+def hold_lock(db: Path) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None
     assert holder.stdout.readline() == "locked\n"
-    yield holder
-    release(holder)
+    return holder
 
 
 def release(holder: subprocess.Popen[str]) -> None:
@@ -96,7 +103,7 @@ def test_a_write_while_another_process_holds_the_lock_fails_clearly_and_writes_n
         timeout=BOUND_S,
         stdin=subprocess.DEVNULL,
     )
-    assert out.returncode != 0
+    assert out.returncode == 10  # DatabaseBusyError
     assert "Traceback" not in out.stderr
     assert "error:" in out.stderr
     assert "is locked by another process" in out.stderr
@@ -268,3 +275,58 @@ async def test_a_parked_item_survives_a_jump_back_and_a_jump_forward_releases_it
     # One pass a tick, plus one per wake-up (a job ending); a loop spinning on a past due time does thousands.
     passes = ticks.count - before
     assert passes <= 2 * took / TICK_S + 20, f"{passes} passes in {took:.1f}s: a busy loop"
+
+
+# --- a lock held past the wait while the pipeline runs -----------------------------------------
+
+
+class BusyWarnings(logging.Handler):
+    """Counts the store's "still waiting" warnings; set ``seen`` after ``enough`` of them.
+
+    While the store waits for the lock the event loop is blocked (the store is synchronous), so
+    only another thread can notice the wait and end it.
+    """
+
+    def __init__(self, enough: int) -> None:
+        super().__init__(logging.WARNING)
+        self.count, self.enough, self.seen = 0, enough, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "action", None) == "database_busy":
+            self.count += 1
+            if self.count >= self.enough:
+                self.seen.set()
+
+
+async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_and_the_item_lands(
+    tmp_path: Path,
+) -> None:
+    project = Project(tmp_path)
+    project.store.close()
+    # The orchestrator's store, as `serve` and `run` open it, with the 10 s wait shortened.
+    project.store = open_sqlite(project.paths.db_file, busy_timeout_s=0.2, patient=True)
+    go = tmp_path / "go"
+    project.agent("coder", [[{"say": "working"}, {"wait_for_file": str(go), "timeout_s": 60}, *WRITE]])
+    project.configure(gates=[GATE_HAS_WORK])
+    item = project.add("Finishes while locked out")
+    warnings = BusyWarnings(enough=3)  # three waits of 0.2 s: the lock outlasted one wait by far
+    logging.getLogger("gangline.store").addHandler(warnings)
+    serving = asyncio.create_task(project.orchestrator(tick_s=TICK_S).serve(until_idle=True))
+    try:
+        await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
+        holder = hold_lock(project.paths.db_file)
+        releaser = threading.Thread(target=lambda: (warnings.seen.wait(BOUND_S), release(holder)))
+        releaser.start()
+        go.write_text("go\n")  # the agent commits and exits while nothing can be written
+        await asyncio.wait_for(serving, BOUND_S)
+        releaser.join(BOUND_S)
+    finally:
+        logging.getLogger("gangline.store").removeHandler(warnings)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    assert warnings.seen.is_set(), "the store never met the lock"
+    done = project.item(item.id)
+    assert (done.stage, done.state.hold) == (Stage.DONE, None), done.state
+    assert project.base_file(f"work/{done.slug}.txt") == f"done by {item.id}"
+    [run] = project.store.runs(item.id)
+    assert run.outcome is RunOutcome.SUCCEEDED and not run.live

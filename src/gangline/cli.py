@@ -100,7 +100,7 @@ def run(
 
 
 async def _serve(paths: ProjectPaths, config: ProjectConfig, env: dict[str, str], until_idle: bool, quiet: bool) -> int:
-    with opened(paths) as store:
+    with opened(paths, patient=True) as store:
         orch = Orchestrator(paths, config, store, env, guide=_guide(paths))
         stopped_by = await _serve_narrated(orch, store.last_event_id(), until_idle, quiet)
         items = [i for i in store.list_items() if i.stage is not Stage.ARCHIVED]

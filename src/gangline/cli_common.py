@@ -48,9 +48,12 @@ def initialised() -> ProjectPaths:
 
 
 @contextmanager
-def opened(paths: ProjectPaths) -> Iterator[Store]:
-    # No server owns the database yet: the CLI writes it directly, each change in its own transaction.
-    store = open_sqlite(paths.db_file)
+def opened(paths: ProjectPaths, patient: bool = False) -> Iterator[Store]:
+    """The project's database for a command; ``patient`` for one that drives the pipeline (see open_sqlite).
+
+    No server owns the database then: the CLI writes it directly, each change in its own transaction.
+    """
+    store = open_sqlite(paths.db_file, patient=patient)
     try:
         yield store
     finally:

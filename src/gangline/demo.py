@@ -162,7 +162,7 @@ async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str
     paths.config_file.write_text(text, encoding="utf-8")
     config = load_project_text(text, str(paths.config_file), env)
     console.print(f"[bold]gangline demo[/] · agent [cyan]{options.agent.value}[/] · repository {inert(str(repo))}")
-    store = open_sqlite(paths.db_file)
+    store = open_sqlite(paths.db_file, patient=True)
     try:
         demo_backlog(store)
         app = create_app(paths, config, store, env, guide=GUIDE)

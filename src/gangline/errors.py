@@ -12,6 +12,8 @@
     │                             ``returncode``, ``stderr``); exit 6
     ├── NotFoundError             no such item, run or profile (``what``, ``key``); exit 7
     ├── ServerLockedError         another server drives this project; exit 8
+    ├── DatabaseBusyError         another process held the database's write lock past the
+    │                             wait (``path``, ``waited_s``); exit 10
     └── VerdictError              a QA or mergemaster agent's final message is not a valid report
                                   (``role``, ``reason``); exit 9
 
@@ -140,3 +142,17 @@ class ServerLockedError(GanglineError):
     """Another gangline server already drives this project."""
 
     exit_code = 8
+
+
+class DatabaseBusyError(GanglineError):
+    """Another process held the database's write lock for longer than this process would wait."""
+
+    exit_code = 10
+
+    def __init__(self, path: Path, waited_s: float) -> None:
+        super().__init__(
+            f"database {str(path)!r} is locked by another process (waited {waited_s:g} s); "
+            "try again once it has finished"
+        )
+        self.path = path
+        self.waited_s = waited_s

@@ -142,7 +142,7 @@ def run_server(
     guide: str,
     on_ready: Callable[[str], None],
 ) -> None:
-    store = open_sqlite(paths.db_file)
+    store = open_sqlite(paths.db_file, patient=True)
 
     def ready(url: str) -> None:
         announce_server(paths, url)  # .gangline/server.json: how the CLI on this machine finds us

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,11 +38,13 @@ from sqlalchemy.exc import IntegrityError
 
 from gangline import schema as t
 from gangline.config import QaMode, Role
-from gangline.errors import ConfigError, GanglineError, NotFoundError, StateConflict
+from gangline.errors import ConfigError, DatabaseBusyError, NotFoundError, StateConflict
 from gangline.events import RunOutcome, Usage
 from gangline.items import Criterion, Item, ItemDraft, ItemPatch, Kind, slugify
 from gangline.scheduler import FINISHED, Candidate
 from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
@@ -807,11 +810,15 @@ def _event(
 # --- the SQLite edge ---------------------------------------------------------------------------
 
 
-def open_sqlite(path: Path, clock: Clock = time.time, busy_timeout_s: float | None = None) -> Store:
+def open_sqlite(
+    path: Path, clock: Clock = time.time, busy_timeout_s: float | None = None, *, patient: bool = False
+) -> Store:
     """Open (creating and migrating) the embedded database at ``path``.
 
     A write waits up to ``busy_timeout_s`` (default ``BUSY_TIMEOUT_S``) for another process's
-    lock; past that it fails with a GanglineError naming the database, having written nothing.
+    lock; past that it raises DatabaseBusyError, having written nothing. A ``patient`` store (a
+    long-lived orchestrator's: its work must not fail because someone held the lock a while)
+    waits as long as the lock is held instead, logging a warning after each wait.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     wait_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
@@ -822,13 +829,8 @@ def open_sqlite(path: Path, clock: Clock = time.time, busy_timeout_s: float | No
     def _locked(context: ExceptionContext) -> None:
         # SQLITE_BUSY after the busy timeout: say what happened instead of a driver traceback.
         # The transaction is rolled back by the caller's ``begin()``, so nothing is half written.
-        if isinstance(context.original_exception, sqlite3.OperationalError) and "database is locked" in str(
-            context.original_exception
-        ):
-            raise GanglineError(
-                f"database {str(path)!r} is locked by another process (waited {wait_s:g} s); "
-                "try again once it has finished"
-            ) from context.original_exception
+        if _is_busy(context.original_exception):
+            raise DatabaseBusyError(path, wait_s) from context.original_exception
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -846,10 +848,31 @@ def open_sqlite(path: Path, clock: Clock = time.time, busy_timeout_s: float | No
     def _begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a read-then-write transaction can then never
         # fail half way with SQLITE_BUSY because another process (say `gangline add`) wrote.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Waiting happens here, before the transaction's body has run, so retrying is safe.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        waited = 0.0
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+                waited += wait_s
+                if not patient:
+                    raise DatabaseBusyError(path, waited) from err
+                log.warning(
+                    "database locked by another process; still waiting",
+                    extra={"action": "database_busy", "path": str(path), "waited_s": round(waited, 1)},
+                )
 
     migrate(engine)
     return Store(engine, clock)
+
+
+def _is_busy(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "database is locked" in str(err)
 
 
 def migrate(engine: Engine) -> None:
