@@ -62,7 +62,7 @@ class GatesReport:
         if failed is None:
             return f"All {len(self.results)} gate(s) passed."
         if failed.timed_out:
-            how = f"timed out after {failed.duration_s:.0f} s and was killed"
+            how = f"timed out after {_seconds(failed.duration_s)} s and was killed"
         elif failed.exit_code is None:
             how = "could not be started"
         else:
@@ -206,3 +206,8 @@ async def _drain_then_kill(pgid: int, reader: asyncio.Task[None], kill_grace_s: 
     # A process that left the group (setsid) may still hold the pipe: stop reading after a bound.
     await asyncio.wait({reader}, timeout=DRAIN_S)
     reader.cancel()
+
+
+def _seconds(duration_s: float) -> str:
+    """A duration for a person: tenths below 10 s (a 0.5 s timeout is not "0 s"), whole seconds above."""
+    return f"{duration_s:.1f}" if duration_s < 10 else f"{duration_s:.0f}"
