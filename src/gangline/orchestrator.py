@@ -59,13 +59,11 @@ class Orchestrator:
         self.working: dict[int, Step] = {}  # item id -> the job the orchestrator is doing on it
         self.idle = False  # after the last tick: nothing ran, nothing could start, nothing waited on a timer
         self.tick_s = tick_s
+        self._env = env
         settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
         self.runner = Runner(settings, paths.runs_dir, env)
         worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
         self.agents = AgentRuns(store, self.runner, paths.root, SERVER, config.price_table())
-        hooks = paths.state_dir / "hooks"
-        baseguard.install(hooks, config.base_branch, baseguard.repository_hooks(paths.root, env))
-        self.agents.guard_env = baseguard.agent_env(hooks)
         self.pipeline = Pipeline(
             config,
             store,
@@ -91,6 +89,7 @@ class Orchestrator:
         """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
         self._acquire_lock()
         try:
+            self._guard_base()
             await self.recover()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -101,6 +100,13 @@ class Orchestrator:
         finally:
             self._tg = None
             self._release_lock()
+
+    def _guard_base(self) -> None:
+        """Install the hooks that make every agent's git refuse to move the base (see baseguard)."""
+        hooks = self.paths.state_dir / "hooks"
+        own = baseguard.repository_hooks(self.paths.root, self._env)
+        baseguard.install(hooks, self.config.base_branch, own)
+        self.agents.guard_env = baseguard.agent_env(hooks)
 
     async def _loop(self, until_idle: bool) -> None:
         while True:
