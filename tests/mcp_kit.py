@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,13 +14,13 @@ from fastapi import FastAPI
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from gangline.api import create_app, shutdown_bound
+from gangline.api import create_app
 from gangline.config import Role
 from gangline.grants import agent_mcp_url
 from gangline.items import Item
 from gangline.orchestrator import Orchestrator
 from gangline.permissions import Permissions
-from gangline.serve import build_server
+from gangline.serve import serving
 from pipeline_kit import FAST, Project
 
 TOKEN = "s3cret-server-token-0123456789"
@@ -57,28 +56,8 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """A real uvicorn serving ``app`` on ``host``, any free port; yields its URL, then stops it, bounded.
-
-    build_server gives the orchestrator its MCP URL once the port is known, as ``gangline serve`` does.
-    """
-    ready: asyncio.Queue[str] = asyncio.Queue()
-    server = build_server(app, host, 0, ready.put_nowait)
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(server.serve())
-        async with asyncio.timeout(30):
-            url = await ready.get()
-        try:
-            yield url
-        finally:
-            server.should_exit = True
-            async with asyncio.timeout(shutdown_bound(FAST) + 10):
-                await task
-
-
-@asynccontextmanager
 async def served(project: Project, token: str | None = None) -> AsyncIterator[Served]:
-    """The app (orchestrator, REST, MCP) of ``project`` on a real uvicorn: see serving()."""
+    """The app (orchestrator, REST, MCP) of ``project`` on a real uvicorn (gangline.serve.serving)."""
     app = make_app(project, token)
     async with serving(app) as url:
         yield Served(app, url)

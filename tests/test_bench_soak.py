@@ -13,7 +13,7 @@ from gangline.errors import ConfigError
 
 
 async def test_a_tiny_soak_delivers_every_event_and_samples_memory_fds_and_work_done(tmp_path: Path) -> None:
-    figures = await soak(agents=3, minutes=0.15, backlog=6, sample_s=1.5, env=dict(os.environ), workdir=tmp_path)
+    figures = await soak(3, 0.15, 6, 1.5, dict(os.environ), tmp_path, stream_s=2)
     shown = json.loads(json.dumps(figures.as_dict()))
     assert shown["lost"] == 0 and shown["delivered"] == shown["emitted"] > 0
     samples = shown["samples"]
@@ -26,7 +26,11 @@ async def test_a_tiny_soak_delivers_every_event_and_samples_memory_fds_and_work_
     assert shown["fds_flat"] is True
 
 
-@pytest.mark.parametrize("agents, minutes, backlog", [(0, 1, 10), (65, 1, 100), (4, 0, 10), (4, 1, 2)])
-async def test_soak_refuses_figures_it_cannot_run_naming_them(agents: int, minutes: float, backlog: int) -> None:
+@pytest.mark.parametrize(
+    "agents, minutes, backlog, stream_s", [(0, 1, 10, 4), (65, 1, 100, 4), (4, 0, 10, 4), (4, 1, 2, 4), (4, 1, 10, 0)]
+)
+async def test_soak_refuses_figures_it_cannot_run_naming_them(
+    agents: int, minutes: float, backlog: int, stream_s: float
+) -> None:
     with pytest.raises(ConfigError, match="bench soak"):
-        await soak(agents, minutes, backlog, 10, dict(os.environ))
+        await soak(agents, minutes, backlog, 10, dict(os.environ), stream_s=stream_s)

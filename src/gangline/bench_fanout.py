@@ -115,10 +115,10 @@ async def _fanout_in(
 
         app = create_app(paths, config, store, env)
         result = work / "subscribers.json"
-        started = _cpu_s()
+        started = cpu_s()
         await _serve(app, agents, subscribers, seconds, result, env)
         # Both before the report is read: its latencies are the benchmark's memory, not the server's.
-        server_cpu, peak_kb = _cpu_s() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        server_cpu, peak_kb = cpu_s() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         logged = {run.id: _logged(Path(run.log_path)) for run in store.runs()}
     finally:
         store.close()
@@ -166,18 +166,10 @@ async def _serve(
     app: FastAPI, agents: int, subscribers: int, seconds: float, result: Path, env: Mapping[str, str]
 ) -> None:
     """Serve ``app`` on loopback while the subscriber process follows ``agents`` items started meanwhile."""
-    from gangline.serve import build_server
+    from gangline.serve import serving
 
-    ready: asyncio.Queue[str] = asyncio.Queue()
-    server = build_server(app, "127.0.0.1", 0, ready.put_nowait)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(server.serve())
-        try:
-            async with asyncio.timeout(30):
-                url = await ready.get()
-            code = await _subscribe(app, url, agents, subscribers, seconds * 3 + 60, result, env)
-        finally:
-            server.should_exit = True
+    async with serving(app) as url:
+        code = await _subscribe(app, url, agents, subscribers, seconds * 3 + 60, result, env)
     if not result.exists():
         raise RuntimeError(f"the subscriber process exited with status {code} and no report")
 
@@ -206,7 +198,7 @@ async def _subscribe(
             await proc.wait()
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

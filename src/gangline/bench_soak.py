@@ -1,15 +1,15 @@
 """``gangline bench soak``: many fake agents streaming and items flowing for minutes, sampled.
 
 The real server (the ASGI app on uvicorn over loopback, the orchestrator in its lifespan) runs
-``agents`` coders at once on a backlog kept at ``backlog`` items; each fake coder streams for a
-few seconds, commits a file and exits; the gates pass and the merge lands it. One client follows
+``agents`` coders at once on a backlog kept at ``backlog`` items; each fake coder streams for
+``stream_s`` seconds, commits a file and exits; the gates pass and the merge lands it. One client follows
 the live pipeline stream (``/api/events``) over real HTTP and counts what it is delivered. Every
 ``sample_s`` the benchmark samples events emitted (the store's last id) and delivered, the
 process's RSS, open file descriptors and CPU, running agents and items done. At the end it
 stops adding work, waits (bounded) for the client to reach the last event, and counts as lost
 any it did not; the events of the shutdown that follows are not counted. It fails if an event
 was lost or the stream skipped one, and reports whether RSS and fds stayed flat (the first
-quarter of the samples against the last).
+quarter of the samples against the last, within RSS_GROWTH_BOUND and FD_GROWTH_BOUND).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from gangline.bench import ACTOR, bench_repo
-from gangline.bench_fanout import MAX_AGENTS, _cpu_s
+from gangline.bench_fanout import MAX_AGENTS, cpu_s
 from gangline.errors import ConfigError
 from gangline.items import ItemDraft
 from gangline.orchestrator import Orchestrator
@@ -36,7 +36,10 @@ from gangline.stages import Stage
 from gangline.store import Store, open_sqlite
 
 FD_GROWTH_BOUND = 1.25  # the last quarter's median fds over the first's, past which the run fails
-_STREAM_S = 4.0  # how long each fake coder streams before it commits
+RSS_GROWTH_BOUND = 1.10  # the same for RSS
+# How long each fake coder streams before it commits, by default: 64 of them then start and
+# finish about one a second, which two cores sustain (with 4 s, 64 would need 16 a second).
+STREAM_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class SoakFigures:
     agents: int
     minutes: float
     backlog: int
+    stream_s: float
     samples: tuple[Sample, ...]
     emitted: int
     delivered: int
@@ -71,66 +75,75 @@ class SoakFigures:
     def fds_flat(self) -> bool:
         return self.fds_last_quarter <= self.fds_first_quarter * FD_GROWTH_BOUND
 
+    @property
+    def rss_flat(self) -> bool:
+        return self.rss_mb_last_quarter <= self.rss_mb_first_quarter * RSS_GROWTH_BOUND
+
     def as_dict(self) -> dict[str, object]:
         figures = {k: v for k, v in asdict(self).items() if k != "samples"}
-        return figures | {"fds_flat": self.fds_flat, "samples": [asdict(s) for s in self.samples]}
+        flat = {"fds_flat": self.fds_flat, "rss_flat": self.rss_flat}
+        return figures | flat | {"samples": [asdict(s) for s in self.samples]}
 
 
 async def soak(
-    agents: int, minutes: float, backlog: int, sample_s: float, env: Mapping[str, str], workdir: Path | None = None
+    agents: int,
+    minutes: float,
+    backlog: int,
+    sample_s: float,
+    env: Mapping[str, str],
+    workdir: Path | None = None,
+    *,
+    stream_s: float = STREAM_S,
 ) -> SoakFigures:
-    if not 1 <= agents <= MAX_AGENTS or minutes <= 0 or backlog < agents or sample_s <= 0:
+    if not 1 <= agents <= MAX_AGENTS or minutes <= 0 or backlog < agents or sample_s <= 0 or stream_s <= 0:
         raise ConfigError(
             "bench soak",
-            f"expected 1 <= agents <= {MAX_AGENTS}, minutes > 0, backlog >= agents and sample_s > 0, "
-            f"got {agents}, {minutes:g}, {backlog} and {sample_s:g}",
+            f"expected 1 <= agents <= {MAX_AGENTS}, minutes > 0, backlog >= agents, sample_s > 0 and "
+            f"stream_s > 0, got {agents}, {minutes:g}, {backlog}, {sample_s:g} and {stream_s:g}",
         )
+    run = _Soak(agents, minutes, backlog, sample_s, stream_s)
     if workdir is not None:
-        return await _soak_in(workdir, agents, minutes, backlog, sample_s, env)
+        return await _soak_in(workdir, run, env)
     with tempfile.TemporaryDirectory(prefix="gangline-soak-") as tmp:
-        return await _soak_in(Path(tmp), agents, minutes, backlog, sample_s, env)
+        return await _soak_in(Path(tmp), run, env)
 
 
-async def _soak_in(
-    work: Path, agents: int, minutes: float, backlog: int, sample_s: float, env: Mapping[str, str]
-) -> SoakFigures:
+@dataclass(frozen=True)
+class _Soak:
+    agents: int
+    minutes: float
+    backlog: int
+    sample_s: float
+    stream_s: float
+
+
+async def _soak_in(work: Path, run: _Soak, env: Mapping[str, str]) -> SoakFigures:
     from gangline.api import create_app  # FastAPI and uvicorn load only for this benchmark, as for serve
-    from gangline.serve import build_server
+    from gangline.serve import serving
 
     paths = bench_repo(work / "repo", env)
-    config = _soak_config(paths, work, agents, env)
+    config = _soak_config(paths, work, run, env)
     store = open_sqlite(paths.db_file)
     try:
         app = create_app(paths, config, store, env)
-        ready: asyncio.Queue[str] = asyncio.Queue()
-        server = build_server(app, "127.0.0.1", 0, ready.put_nowait)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(server.serve())
-            try:
-                async with asyncio.timeout(30):
-                    url = await ready.get()
-                run = await _drive(app.state.orchestrator, url, minutes, backlog, sample_s, tg)
-                samples, emitted, delivered = run
-            finally:
-                server.should_exit = True
-        return _figures(store, agents, minutes, backlog, samples, emitted, delivered)
+        async with serving(app) as url, asyncio.TaskGroup() as tg:
+            samples, emitted, delivered = await _drive(app.state.orchestrator, url, run, tg)
+        return _figures(store, run, samples, emitted, delivered)
     finally:
         store.close()
 
 
-async def _drive(
-    orch: Orchestrator, url: str, minutes: float, backlog: int, sample_s: float, tg: asyncio.TaskGroup
-) -> tuple[list[Sample], int, int]:
+async def _drive(orch: Orchestrator, url: str, run: _Soak, tg: asyncio.TaskGroup) -> tuple[list[Sample], int, int]:
     seen = [orch.store.last_event_id()]
     follower = tg.create_task(_follow(url, seen[0], seen))
     samples: list[Sample] = []
-    start, cpu = time.monotonic(), _cpu_s()
-    end = start + minutes * 60
+    start, cpu = time.monotonic(), cpu_s()
+    end = start + run.minutes * 60
     try:
         while (now := time.monotonic()) < end:
-            _top_up(orch, backlog)
-            await asyncio.sleep(min(sample_s, max(0.0, end - now)))
-            cpu_now, wall = _cpu_s(), time.monotonic()
+            _top_up(orch, run.backlog)
+            await asyncio.sleep(min(run.sample_s, max(0.0, end - now)))
+            cpu_now, wall = cpu_s(), time.monotonic()
             samples.append(_sample(orch.store, wall - start, seen[-1], (cpu_now - cpu) / max(wall - now, 1e-9)))
             cpu = cpu_now
         emitted = await _caught_up(orch.store, seen, bound_s=60)
@@ -181,17 +194,16 @@ def _sample(store: Store, at_s: float, delivered: int, cpu_share: float) -> Samp
     )
 
 
-def _figures(
-    store: Store, agents: int, minutes: float, backlog: int, samples: Sequence[Sample], emitted: int, delivered: int
-) -> SoakFigures:
+def _figures(store: Store, run: _Soak, samples: Sequence[Sample], emitted: int, delivered: int) -> SoakFigures:
     if not samples:
         raise RuntimeError("no sample was taken: minutes must cover at least one sample_s")
     quarter = max(1, len(samples) // 4)
     first, last = samples[:quarter], samples[-quarter:]
     return SoakFigures(
-        agents=agents,
-        minutes=minutes,
-        backlog=backlog,
+        agents=run.agents,
+        minutes=run.minutes,
+        backlog=run.backlog,
+        stream_s=run.stream_s,
         samples=tuple(samples),
         emitted=emitted,
         delivered=delivered,
@@ -205,9 +217,9 @@ def _figures(
     )
 
 
-def _soak_config(paths: ProjectPaths, work: Path, agents: int, env: Mapping[str, str]) -> ProjectConfig:
+def _soak_config(paths: ProjectPaths, work: Path, run: _Soak, env: Mapping[str, str]) -> ProjectConfig:
     steps: list[dict[str, object]] = []
-    for n in range(int(_STREAM_S / 0.25)):
+    for n in range(max(1, round(run.stream_s / 0.25))):
         steps += [{"say": f"step {n} of item {{item_id}}: reading, thinking, editing"}, {"sleep": 0.25}]
         if n % 4 == 0:
             steps.append({"run": "git status --short | head -3"})
@@ -216,7 +228,7 @@ def _soak_config(paths: ProjectPaths, work: Path, agents: int, env: Mapping[str,
     scenario.write_text(json.dumps({"attempts": [steps]}))
     args = ["--scenario", str(scenario), "--scenario-state", str(work / "coder.state")]
     text = (
-        f'max_retries = 0\nqa_mode = "server"\n\n[concurrency]\ncoder = {agents}\n\n'
+        f'max_retries = 0\nqa_mode = "server"\n\n[concurrency]\ncoder = {run.agents}\n\n'
         '[[gate]]\nname = "ok"\ncommand = "true"\n\n'
         f'[[agent]]\nname = "coder"\nrole = "coder"\ncli = "fake"\nextra_args = {json.dumps(args)}\n'
     )

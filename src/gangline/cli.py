@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 from gangline import cli_actions, cli_doctor, cli_items, cli_logs, logs
 from gangline.bench import ingest, pipeline
 from gangline.bench_fanout import fanout
-from gangline.bench_soak import soak
+from gangline.bench_soak import STREAM_S, soak
 from gangline.bus import Bus
 from gangline.cli_common import app, bench_app, choice, console, err_console, initialised, item_costs, opened
 from gangline.config import AgentProfile, CliKind, RunnerSettings, parse_model
@@ -337,13 +337,17 @@ def bench_soak(
     minutes: Annotated[float, typer.Option(min=0.01, help="How long items flow.")] = 10.0,
     backlog: Annotated[int, typer.Option(min=1, help="Items kept waiting in the backlog all along.")] = 1000,
     sample_s: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 10.0,
+    stream_s: Annotated[float, typer.Option(min=0.25, help="Seconds each fake coder streams before it commits.")] = (
+        STREAM_S
+    ),
 ) -> None:
     """Agents streaming and items flowing for minutes: events emitted vs delivered, RSS, fds, CPU sampled."""
-    figures = asyncio.run(soak(agents, minutes, backlog, sample_s, os.environ))
+    figures = asyncio.run(soak(agents, minutes, backlog, sample_s, os.environ, stream_s=stream_s))
     print(json.dumps(figures.as_dict()))
-    if figures.lost or not figures.fds_flat:
+    if figures.lost or not figures.fds_flat or not figures.rss_flat:
         fds = f"{figures.fds_first_quarter:g} -> {figures.fds_last_quarter:g}"
-        err_console.print(f"[red]error:[/] {figures.lost} events lost; open fds {fds}")
+        rss = f"{figures.rss_mb_first_quarter:g} -> {figures.rss_mb_last_quarter:g} MB"
+        err_console.print(f"[red]error:[/] {figures.lost} events lost; open fds {fds}; RSS {rss}")
         raise typer.Exit(1)
 
 

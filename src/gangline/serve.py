@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from gangline.store import open_sqlite
 
 MIN_TOKEN_CHARS = 16
 GRACEFUL_S = 5  # open connections (event streams never end by themselves) get this long to finish
+START_BOUND_S = 30  # serving(): how long the server may take to listen
 _MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -130,6 +132,28 @@ async def serve_app(
     error = app.state.serving.error
     if error is not None:
         raise error
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """``app`` on a real uvicorn at a free port of ``host``, for benchmarks and tests: yields its URL, then stops it.
+
+    Both ends are bounded: listening by START_BOUND_S, stopping by the graceful timeout plus the
+    orchestrator's own shutdown bound.
+    """
+    ready: asyncio.Queue[str] = asyncio.Queue()
+    server = build_server(app, host, 0, ready.put_nowait)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(server.serve())
+        try:
+            async with asyncio.timeout(START_BOUND_S):
+                url = await ready.get()
+            yield url
+        finally:
+            server.should_exit = True
+            serving_state: Serving = app.state.serving
+            async with asyncio.timeout(GRACEFUL_S + serving_state.shutdown_s + 10):
+                await task
 
 
 def run_server(
