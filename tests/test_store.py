@@ -200,3 +200,9 @@ def test_listing_more_items_than_sqlite_takes_variables_keeps_every_criterion_an
         assert listing[0].criteria == (Criterion(text="a"), Criterion(text="b", checked=True))
         assert listing[1].depends_on == (first.id,) and listing[-1].depends_on == ()
     assert store.get_item(first.id).criteria == listing[0].criteria
+
+
+def test_a_patient_store_refuses_a_zero_wait_that_would_spin(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="spin"):
+        open_sqlite(tmp_path / "state.db", busy_timeout_s=0, patient=True)
+    assert not (tmp_path / "state.db").exists()

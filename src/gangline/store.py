@@ -820,8 +820,10 @@ def open_sqlite(
     long-lived orchestrator's: its work must not fail because someone held the lock a while)
     waits as long as the lock is held instead, logging a warning after each wait.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     wait_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+    if patient and wait_s <= 0:
+        raise ValueError("a patient store needs a busy timeout above 0 s, or it would spin while waiting")
+    path.parent.mkdir(parents=True, exist_ok=True)
     # The driver's own timeout covers the connect-time pragmas too (journal_mode reads the file).
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": wait_s})
 
