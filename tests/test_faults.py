@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,17 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+@asynccontextmanager
+async def serving(orch: Orchestrator) -> AsyncIterator[asyncio.Task[None]]:
+    """``orch.serve(until_idle=True)`` as a task; cancelled and awaited on the way out, however the test ends."""
+    task = asyncio.create_task(orch.serve(until_idle=True))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_wall_clock_jump_either_way_does_not_kill_a_healthy_agent(tmp_path: Path) -> None:
     project = Project(tmp_path)
     go = tmp_path / "go"
@@ -222,8 +234,7 @@ async def test_a_wall_clock_jump_either_way_does_not_kill_a_healthy_agent(tmp_pa
     clock = JumpingClock()
     orch = project.orchestrator(clock=clock, tick_s=TICK_S)
     ticks = Ticks(orch)
-    serving = asyncio.create_task(orch.serve(until_idle=True))
-    try:
+    async with serving(orch) as task:
         await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
         clock.offset = DAY_S  # a day forward: far past the 30 s inactivity timeout, were it on this clock
         await ticks.wait(3)
@@ -231,10 +242,7 @@ async def test_a_wall_clock_jump_either_way_does_not_kill_a_healthy_agent(tmp_pa
         await ticks.wait(3)
         assert [run.live for run in project.store.runs(item.id)] == [True]
         go.write_text("go\n")
-        await asyncio.wait_for(serving, BOUND_S)
-    finally:
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
+        await asyncio.wait_for(task, BOUND_S)
     assert project.stage(item.id) is Stage.DONE
     [run] = project.store.runs(item.id)
     assert run.outcome is RunOutcome.SUCCEEDED
@@ -250,8 +258,7 @@ async def test_a_parked_item_survives_a_jump_back_and_a_jump_forward_releases_it
     clock = JumpingClock()
     orch = project.orchestrator(clock=clock, tick_s=TICK_S)
     ticks = Ticks(orch)
-    serving = asyncio.create_task(orch.serve(until_idle=True))
-    try:
+    async with serving(orch) as task:
         await until(lambda: project.item(item.id).parked_until is not None and not orch.working, "the item parked")
         parked = project.item(item.id)
         assert parked.parked_until is not None and parked.parked_until > time.time() + 3000
@@ -261,14 +268,11 @@ async def test_a_parked_item_survives_a_jump_back_and_a_jump_forward_releases_it
         assert await ticks.wait(5) >= 4 * TICK_S
         still = project.item(item.id)
         assert (still.stage, still.state.hold, still.parked_until) == (Stage.CODING, None, parked.parked_until)
-        assert len(project.store.runs(item.id)) == 1 and not serving.done()
+        assert len(project.store.runs(item.id)) == 1 and not task.done()
         before, jumped = ticks.count, asyncio.get_running_loop().time()
         clock.offset = 3600 + 60  # past the reset: the next pass releases it
-        await asyncio.wait_for(serving, BOUND_S)
+        await asyncio.wait_for(task, BOUND_S)
         took = asyncio.get_running_loop().time() - jumped
-    finally:
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
     done = project.item(item.id)
     assert done.stage is Stage.DONE and done.retries == 0
     first, second = project.store.runs(item.id)
@@ -312,19 +316,17 @@ async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_a
     item = project.add("Finishes while locked out")
     warnings = BusyWarnings(enough=3)  # three waits of 0.2 s: the lock outlasted one wait by far
     logging.getLogger("gangline.store").addHandler(warnings)
-    serving = asyncio.create_task(project.orchestrator(tick_s=TICK_S).serve(until_idle=True))
     try:
-        await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
-        holder = hold_lock(project.paths.db_file)
-        releaser = threading.Thread(target=lambda: (warnings.seen.wait(BOUND_S), release(holder)))
-        releaser.start()
-        go.write_text("go\n")  # the agent commits and exits while nothing can be written
-        await asyncio.wait_for(serving, BOUND_S)
-        releaser.join(BOUND_S)
+        async with serving(project.orchestrator(tick_s=TICK_S)) as task:
+            await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
+            holder = hold_lock(project.paths.db_file)
+            releaser = threading.Thread(target=lambda: (warnings.seen.wait(BOUND_S), release(holder)))
+            releaser.start()
+            go.write_text("go\n")  # the agent commits and exits while nothing can be written
+            await asyncio.wait_for(task, BOUND_S)
+            releaser.join(BOUND_S)
     finally:
         logging.getLogger("gangline.store").removeHandler(warnings)
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
     assert warnings.seen.is_set(), "the store never met the lock"
     done = project.item(item.id)
     assert (done.stage, done.state.hold) == (Stage.DONE, None), done.state

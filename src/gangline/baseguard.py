@@ -19,12 +19,10 @@ this; the guard is for the agent that does what an item (or its own idea) told i
 from __future__ import annotations
 
 import shlex
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from gangline.errors import GitError
-from gangline.git import git_env
+from gangline.git import git
 
 # Every hook git knows (githooks(5)), so none of the repository's own is skipped for an agent.
 HOOKS = (
@@ -72,12 +70,9 @@ done || exit 1
 _CHECKS = {"reference-transaction": _REF_CHECK, "pre-push": _PUSH_CHECK}
 
 
-def repository_hooks(root: Path, env: Mapping[str, str] | None = None) -> Path:
+async def repository_hooks(root: Path, env: Mapping[str, str] | None = None) -> Path:
     """Where the repository's own hooks are, as the person's git sees them (``core.hooksPath`` honoured)."""
-    args = ["rev-parse", "--path-format=absolute", "--git-path", "hooks"]
-    out = subprocess.run(["git", *args], cwd=root, env=git_env(env), capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise GitError(args, root, out.returncode, out.stderr)
+    out = await git(root, "rev-parse", "--path-format=absolute", "--git-path", "hooks", env=env)
     return Path(out.stdout.strip())
 
 

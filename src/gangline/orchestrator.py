@@ -89,7 +89,7 @@ class Orchestrator:
         """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
         self._acquire_lock()
         try:
-            self._guard_base()
+            await self._guard_base()
             await self.recover()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -101,10 +101,10 @@ class Orchestrator:
             self._tg = None
             self._release_lock()
 
-    def _guard_base(self) -> None:
+    async def _guard_base(self) -> None:
         """Install the hooks that make every agent's git refuse to move the base (see baseguard)."""
         hooks = self.paths.state_dir / "hooks"
-        own = baseguard.repository_hooks(self.paths.root, self._env)
+        own = await baseguard.repository_hooks(self.paths.root, self._env)
         baseguard.install(hooks, self.config.base_branch, own)
         self.agents.guard_env = baseguard.agent_env(hooks)
 

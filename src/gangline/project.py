@@ -161,9 +161,7 @@ def _check_branch(name: str) -> str:
 class ProjectConfig(_Strict):
     """Everything ``.gangline/project.toml`` says. Build it with ``load_project``."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True, validate_by_alias=True
-    )
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)  # merged with StrictModel's
 
     base_branch: str = "main"
     gates: tuple[GateSpec, ...] = Field(default=(), alias="gate")
