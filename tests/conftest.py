@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from gangline.budget import Price
-from gangline.bus import Bus
-from gangline.config import AgentProfile, CliKind, RunnerSettings
-from gangline.events import Record, Usage
-from gangline.items import Item, Kind
-from gangline.runlog import replay
-from gangline.runner import Runner, RunRequest, RunSummary
-from gangline.stages import ItemState, Stage
+from gangline.agents.bus import Bus
+from gangline.agents.runlog import replay
+from gangline.agents.runner import Runner, RunRequest, RunSummary
+from gangline.core.budget import Price
+from gangline.core.events import Record, Usage
+from gangline.core.items import Item, Kind
+from gangline.core.profiles import AgentProfile, CliKind, RunnerSettings
+from gangline.core.stages import ItemState, Stage
 
 TESTS = Path(__file__).resolve().parent
 TRANSCRIPTS = TESTS / "transcripts"

@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from gangline.api import create_app
-from gangline.config import Role
-from gangline.grants import agent_mcp_url
-from gangline.items import Item
-from gangline.orchestrator import Orchestrator
-from gangline.permissions import Permissions
-from gangline.serve import serving
+from gangline.core.items import Item
+from gangline.core.profiles import Role
+from gangline.pipeline.grants import agent_mcp_url
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.pipeline.permissions import Permissions
+from gangline.server.app import create_app
+from gangline.server.serving import serving
 from pipeline_kit import FAST, Project
 
 TOKEN = "s3cret-server-token-0123456789"

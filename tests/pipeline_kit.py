@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from conftest import git
-from gangline.config import RunnerSettings
-from gangline.items import Item, ItemDraft
-from gangline.orchestrator import Orchestrator
-from gangline.project import ProjectConfig, ProjectPaths, load_project_text
-from gangline.stages import Stage
-from gangline.store import Store, open_sqlite
+from gangline.core.items import Item, ItemDraft
+from gangline.core.profiles import RunnerSettings
+from gangline.core.stages import Stage
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
+from gangline.store.store import Store, open_sqlite
 
 FAST = RunnerSettings(inactivity_timeout_s=30, kill_grace_s=0.5, drain_timeout_s=2)
 Step = dict[str, Any]
@@ -92,8 +92,8 @@ class Project:
 
     def prompts(self, item_id: int) -> list[str]:
         """The prompt each of the item's runs was started with (from the durable run logs)."""
-        from gangline.events import ProcessStarted
-        from gangline.runlog import replay
+        from gangline.agents.runlog import replay
+        from gangline.core.events import ProcessStarted
 
         found = []
         for run in self.store.runs(item_id):

@@ -18,12 +18,12 @@ from fastapi import FastAPI
 from schemathesis import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
-from gangline import api
-from gangline.api import create_app
-from gangline.bus import Subscription
-from gangline.errors import ServerLockedError
-from gangline.events import RunOutcome, SessionStarted
-from gangline.stages import Hold, Stage
+from gangline.agents.bus import Subscription
+from gangline.core.errors import ServerLockedError
+from gangline.core.events import RunOutcome, SessionStarted
+from gangline.core.stages import Hold, Stage
+from gangline.server import app as api
+from gangline.server.app import create_app
 from pipeline_kit import FAST, Project, commit_file
 
 TOKEN = "s3cret-token-for-tests-0123456789"

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import commit_file, git
-from gangline import api_diff
-from gangline.api import create_app
-from gangline.stages import Stage
+from gangline.core.stages import Stage
+from gangline.server import diff as api_diff
+from gangline.server.app import create_app
 from pipeline_kit import FAST, Project
 
 LATER = "2999-01-01T00:00:00Z"  # keeps an item in the backlog, so no agent touches its branch

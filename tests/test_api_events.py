@@ -19,12 +19,12 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message
 
-from gangline import api_events
-from gangline.api import create_app
-from gangline.config import RunnerSettings
-from gangline.items import ItemDraft
-from gangline.orchestrator import Orchestrator
-from gangline.runlog import replay
+from gangline.agents.runlog import replay
+from gangline.core.items import ItemDraft
+from gangline.core.profiles import RunnerSettings
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.server import streams as api_events
+from gangline.server.app import create_app
 from pipeline_kit import FAST, Project, commit_file
 
 WRITE = [{"say": "working on it"}, *commit_file("work/{item_slug}.txt", "done by {item_id}\n")]

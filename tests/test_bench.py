@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gangline.bench import pipeline
-from gangline.errors import ConfigError
+from gangline.bench.ingest import pipeline
+from gangline.core.errors import ConfigError
 
 
 async def test_pipeline_benchmark_takes_every_item_to_done_and_reports_sane_figures(tmp_path: Path) -> None:

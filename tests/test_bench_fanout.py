@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gangline.bench_fanout import _check_fanout, _Logged, fanout
-from gangline.bench_subscribers import Report, Tally, _Events, _Response, stamp_of
-from gangline.errors import ConfigError
+from gangline.bench.fanout import _check_fanout, _Logged, fanout
+from gangline.bench.subscribers import Report, Tally, _Events, _Response, stamp_of
+from gangline.core.errors import ConfigError
 
 
 async def test_fanout_benchmark_delivers_every_line_to_every_subscriber_and_reports_sane_figures(
@@ -90,7 +90,7 @@ def test_a_tally_times_live_lines_and_counts_earlier_ones_as_catch_up() -> None:
 
 def test_the_fake_cli_stamps_each_line_with_its_write_time_as_the_first_key() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gangline.fake_cli", "--stamp", "--repeat-to", "5", "--rate", "1000"],
+        [sys.executable, "-m", "gangline.fake.cli", "--stamp", "--repeat-to", "5", "--rate", "1000"],
         capture_output=True,
         check=True,
     ).stdout

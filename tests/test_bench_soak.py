@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gangline.bench_soak import soak
-from gangline.errors import ConfigError
+from gangline.bench.soak import soak
+from gangline.core.errors import ConfigError
 
 
 async def test_a_tiny_soak_delivers_every_event_and_samples_memory_fds_and_work_done(tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gangline.bus import GAP_RECORD_ID, Bus, follow
-from gangline.events import Gap, Record, TextDelta
-from gangline.runlog import RunLog, replay
+from gangline.agents.bus import GAP_RECORD_ID, Bus, follow
+from gangline.agents.runlog import RunLog, replay
+from gangline.core.events import Gap, Record, TextDelta
 
 
 def deltas(n: int) -> list[tuple[TextDelta, None]]:

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import cli_env, initialised_repo, ok
 from conftest import gangline as _gangline
-from gangline.cli_client import error_from, parse_sse
+from gangline.cli.client import error_from, parse_sse
 
 BOUND_S = 60  # every wait on a process or a stream; a hang fails the test instead of the suite
 ACTOR = "tester"  # who the CLI says it is (getpass reads LOGNAME first)

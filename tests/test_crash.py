@@ -17,14 +17,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from gangline import store as store_module
-from gangline.config import Role
-from gangline.events import RunOutcome
-from gangline.items import ItemDraft
-from gangline.processes import ProcessRecord, spawn_in_pty
-from gangline.recovery import PROJECT_VAR, kill_groups, leftover_groups
-from gangline.stages import Stage, Trigger
-from gangline.store import NewRun, Store, open_sqlite
+from gangline.agents.processes import ProcessRecord, spawn_in_pty
+from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
+from gangline.core.events import RunOutcome
+from gangline.core.items import ItemDraft
+from gangline.core.profiles import Role
+from gangline.core.stages import Stage, Trigger
+from gangline.store import store as store_module
+from gangline.store.store import NewRun, Store, open_sqlite
 from pipeline_kit import Project, commit_file, git
 
 ITEMS = 3
@@ -207,7 +207,7 @@ _KILLED_MID_MIGRATION = """
 import os, signal, sys
 from pathlib import Path
 from sqlalchemy import event
-import gangline.store as store
+import gangline.store.store as store
 
 real_migrate = store.migrate
 
@@ -226,7 +226,7 @@ store.open_sqlite(Path(sys.argv[1]))
 def _migrate_to(revision: str) -> Callable[[Engine], None]:
     def migrate(engine: Engine) -> None:
         config = Config()
-        config.set_main_option("script_location", "gangline:migrations")
+        config.set_main_option("script_location", "gangline.store:migrations")
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, revision)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent_clis import CODEX_PINNED, GEMINI_PINNED, require_codex, require_gemini
 from claude_cli import require_claude
-from gangline.doctor import Check, run_checks
+from gangline.cli.doctor import Check, run_checks
 from pipeline_kit import Project
 
 

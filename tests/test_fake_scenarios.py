@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from conftest import FAST, RunFn, events_of, fake_profile
-from gangline.bus import Bus, Subscription
-from gangline.config import AgentProfile
-from gangline.errors import ConfigError
-from gangline.events import (
+from gangline.agents.bus import Bus, Subscription
+from gangline.agents.runner import Runner, RunRequest
+from gangline.core.errors import ConfigError
+from gangline.core.events import (
     AssistantText,
     Event,
     MessageDelta,
@@ -31,9 +31,9 @@ from gangline.events import (
     ToolUse,
     Usage,
 )
-from gangline.fake_cli import shipped_scenario
-from gangline.runner import Runner, RunRequest
-from gangline.scenario import load_scenario
+from gangline.core.profiles import AgentProfile
+from gangline.fake.cli import shipped_scenario
+from gangline.fake.scenario import load_scenario
 
 ITEM_ENV = {
     "GANGLINE_ITEM_ID": "7",

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import alive, cli_env, gangline, initialised_repo, ok
-from gangline.events import RunOutcome
-from gangline.orchestrator import Orchestrator
-from gangline.project import ProjectPaths
-from gangline.stages import Hold, Stage
-from gangline.store import open_sqlite
+from gangline.core.events import RunOutcome
+from gangline.core.stages import Hold, Stage
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.project.config import ProjectPaths
+from gangline.store.store import open_sqlite
 from pipeline_kit import Project, commit_file
 
 BOUND_S = 30.0
@@ -315,7 +315,7 @@ async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_a
     project.configure(gates=[GATE_HAS_WORK])
     item = project.add("Finishes while locked out")
     warnings = BusyWarnings(enough=3)  # three waits of 0.2 s: the lock outlasted one wait by far
-    logging.getLogger("gangline.store").addHandler(warnings)
+    logging.getLogger("gangline.store.store").addHandler(warnings)
     try:
         async with serving(project.orchestrator(tick_s=TICK_S)) as task:
             await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
@@ -326,7 +326,7 @@ async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_a
             await asyncio.wait_for(task, BOUND_S)
             releaser.join(BOUND_S)
     finally:
-        logging.getLogger("gangline.store").removeHandler(warnings)
+        logging.getLogger("gangline.store.store").removeHandler(warnings)
     assert warnings.seen.is_set(), "the store never met the lock"
     done = project.item(item.id)
     assert (done.stage, done.state.hold) == (Stage.DONE, None), done.state

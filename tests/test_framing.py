@@ -1,5 +1,5 @@
-from gangline.events import Malformed
-from gangline.framing import LineFramer
+from gangline.agents.framing import LineFramer
+from gangline.core.events import Malformed
 
 
 def test_complete_lines_come_out_and_a_partial_line_waits_for_its_newline() -> None:

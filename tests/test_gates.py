@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import alive
-from gangline.gates import GateResult, GatesReport, run_gates
+from gangline.repo.gates import GateResult, GatesReport, run_gates
 
 ENV = {"PATH": os.environ["PATH"]}
 BOUND_S = 10.0  # generous: every gate below that must be stopped is stopped in about a second

@@ -21,8 +21,8 @@ from mcp.shared.exceptions import MCPError
 
 from conftest import cli_env, git, initialised_repo, ok
 from conftest import gangline as _gangline
-from gangline.cli import main
-from gangline.worktrees import branch_name, worktree_path
+from gangline.cli.app import main
+from gangline.repo.worktrees import branch_name, worktree_path
 from mcp_kit import TOKEN, make_app, mcp_client, served, serving, text_of
 from pipeline_kit import Project, commit_file
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 import conftest
-from gangline.config import QaMode
-from gangline.errors import ConfigError
-from gangline.itemfile import (
+from gangline.core.errors import ConfigError
+from gangline.core.items import Criterion, Item, ItemDraft, Kind
+from gangline.core.profiles import QaMode
+from gangline.core.stages import ItemState, Stage
+from gangline.project.itemfile import (
     ItemFile,
     export_items,
     item_filename,
@@ -20,8 +22,6 @@ from gangline.itemfile import (
     read_item_file,
     render_item_markdown,
 )
-from gangline.items import Criterion, Item, ItemDraft, Kind
-from gangline.stages import ItemState, Stage
 
 EXAMPLE = """\
 ---

@@ -9,9 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 import conftest
-from gangline.config import QaMode
-from gangline.errors import ConfigError
-from gangline.items import (
+from gangline.core.errors import ConfigError
+from gangline.core.items import (
     MAX_BODY_BYTES,
     Criterion,
     Item,
@@ -23,7 +22,8 @@ from gangline.items import (
     slugify,
     template,
 )
-from gangline.stages import ItemState, Stage
+from gangline.core.profiles import QaMode
+from gangline.core.stages import ItemState, Stage
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 

@@ -12,12 +12,12 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from conftest import git
-from gangline.adapters import ClaudeAdapter, with_mcp
-from gangline.config import AgentProfile, CliKind, Role
-from gangline.events import RunOutcome
-from gangline.grants import CONFIG_NAME, PERMISSION_TOOL, write_mcp_config
-from gangline.items import Criterion, Item, ItemDraft
-from gangline.stages import Hold, Stage
+from gangline.agents.adapters import ClaudeAdapter, with_mcp
+from gangline.core.events import RunOutcome
+from gangline.core.items import Criterion, Item, ItemDraft
+from gangline.core.profiles import AgentProfile, CliKind, Role
+from gangline.core.stages import Hold, Stage
+from gangline.pipeline.grants import CONFIG_NAME, PERMISSION_TOOL, write_mcp_config
 from mcp_kit import TOKEN, Served, mcp_client, served, text_of
 from pipeline_kit import Project, commit_file
 

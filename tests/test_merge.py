@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git, new_repo
-from gangline.errors import ConfigError
-from gangline.merge import AdvanceStatus, SquashStatus, advance_base, inspect_resolution, prepare_squash
-from gangline.worktrees import Worktrees
+from gangline.core.errors import ConfigError
+from gangline.repo.squash import AdvanceStatus, SquashStatus, advance_base, inspect_resolution, prepare_squash
+from gangline.repo.worktrees import Worktrees
 
 MESSAGE = "Add login (#1)"
 

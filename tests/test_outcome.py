@@ -1,7 +1,7 @@
 import pytest
 
-from gangline.events import RateLimit, Result, RunOutcome
-from gangline.outcome import decide
+from gangline.core.events import RateLimit, Result, RunOutcome
+from gangline.core.outcome import decide
 
 OK = Result(subtype="success", is_error=False)
 ERR = Result(subtype="success", is_error=True, api_error_status=529, result="API Error: 529 Overloaded")

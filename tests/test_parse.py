@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from conftest import TRANSCRIPTS
-from gangline.events import (
+from gangline.agents.claude import parse_line
+from gangline.core.events import (
     ApiRetry,
     AssistantText,
     Malformed,
@@ -25,7 +26,6 @@ from gangline.events import (
     ToolUse,
     UnknownEvent,
 )
-from gangline.parse import parse_line
 
 NOW = 1_800_000_000.0
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-stream-json"

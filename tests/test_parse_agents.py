@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from gangline.budget import Price
-from gangline.decode import ClaudeDecoder, LineDecoder, priced
-from gangline.events import (
+from gangline.agents.claude import DEFAULT_RATE_LIMIT_BACKOFF_S
+from gangline.agents.codex import CodexDecoder
+from gangline.agents.decoding import ClaudeDecoder, LineDecoder, priced
+from gangline.agents.gemini import GeminiDecoder
+from gangline.core.budget import Price
+from gangline.core.events import (
     AgentError,
     ApiRetry,
     AssistantText,
@@ -32,9 +35,6 @@ from gangline.events import (
     Usage,
     UserText,
 )
-from gangline.parse import DEFAULT_RATE_LIMIT_BACKOFF_S
-from gangline.parse_codex import CodexDecoder
-from gangline.parse_gemini import GeminiDecoder
 
 NOW = 1_800_000_000.0
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gangline.errors import NotFoundError
-from gangline.permissions import Answer, Decision, Permissions, Rule, parse_rule, rule_decision, rule_for
-from gangline.store import Store, open_sqlite
+from gangline.core.errors import NotFoundError
+from gangline.pipeline.permissions import Answer, Decision, Permissions, Rule, parse_rule, rule_decision, rule_for
+from gangline.store.store import Store, open_sqlite
 
 CWD = Path("/work/tree")
 

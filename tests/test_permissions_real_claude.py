@@ -17,9 +17,9 @@ import pytest
 from claude_cli import offline_env, require_claude
 from conftest import events_of
 from fakeapi import FakeAnthropic, Turn, text_turn, tool_turn
-from gangline.agents import AgentResult
-from gangline.config import AgentProfile, CliKind, PermissionMode
-from gangline.events import Result, RunOutcome, SessionStarted, ToolResult, ToolUse
+from gangline.core.events import Result, RunOutcome, SessionStarted, ToolResult, ToolUse
+from gangline.core.profiles import AgentProfile, CliKind, PermissionMode
+from gangline.pipeline.runs import AgentResult
 from mcp_kit import Served, served
 from pipeline_kit import Project
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from gangline.config import Role
-from gangline.events import RunOutcome
-from gangline.items import ItemDraft
-from gangline.stages import Facts, Hold, Stage, Trigger
+from gangline.core.events import RunOutcome
+from gangline.core.items import ItemDraft
+from gangline.core.profiles import Role
+from gangline.core.stages import Facts, Hold, Stage, Trigger
 from pipeline_kit import Project, commit_file, git
 
 WRITE = [{"say": "working on it"}, *commit_file("work/{item_slug}.txt", "done by {item_id}\n")]

@@ -10,9 +10,9 @@ import pytest
 from agent_clis import CODEX_KEY_VAR, CODEX_MODEL, GEMINI_MODEL, codex_env, gemini_env, require_codex, require_gemini
 from fake_gemini import FakeGemini
 from fake_openai import FakeResponses, custom_tool_turn, text_turn, tool_turn
-from gangline.events import CommandExecution, RunOutcome
-from gangline.runlog import replay
-from gangline.stages import Stage
+from gangline.agents.runlog import replay
+from gangline.core.events import CommandExecution, RunOutcome
+from gangline.core.stages import Stage
 from pipeline_kit import Project
 
 pytestmark = pytest.mark.real_cli

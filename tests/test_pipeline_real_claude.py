@@ -8,8 +8,8 @@ import pytest
 
 from claude_cli import offline_env, require_claude
 from fakeapi import FakeAnthropic, text_turn, tool_turn
-from gangline.events import RunOutcome
-from gangline.stages import Stage
+from gangline.core.events import RunOutcome
+from gangline.core.stages import Stage
 from pipeline_kit import Project
 
 pytestmark = pytest.mark.real_cli

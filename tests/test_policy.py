@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gangline.events import RunOutcome
-from gangline.policy import Decision, RunEnding, Verdict, after_run, retry_or_block
+from gangline.core.events import RunOutcome
+from gangline.core.policy import Decision, RunEnding, Verdict, after_run, retry_or_block
 
 NOW = 10_000.0
 

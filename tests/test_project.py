@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gangline.config import AgentProfile, QaMode, Role
-from gangline.errors import ConfigError
-from gangline.project import GateSpec, ProjectConfig, ProjectPaths, find_root, load_project, load_project_text
+from gangline.core.errors import ConfigError
+from gangline.core.profiles import AgentProfile, QaMode, Role
+from gangline.project.config import GateSpec, ProjectConfig, ProjectPaths, find_root, load_project, load_project_text
 
 WHERE = ".gangline/project.toml"
 CODER = '[[agent]]\nname = "coder"\n'

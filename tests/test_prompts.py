@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 import conftest
-from gangline.config import Role
-from gangline.errors import ConfigError, VerdictError
-from gangline.items import Criterion, Item, Kind
-from gangline.prompts import (
+from gangline.core.errors import ConfigError, VerdictError
+from gangline.core.items import Criterion, Item, Kind
+from gangline.core.profiles import Role
+from gangline.core.prompts import (
     DEFAULT_TEMPLATES,
     GUIDE,
     PromptContext,
@@ -21,7 +21,7 @@ from gangline.prompts import (
     render_prompt,
     validate_template,
 )
-from gangline.stages import ItemState, Stage
+from gangline.core.stages import ItemState, Stage
 
 
 def make_item(**fields: Any) -> Item:

@@ -16,15 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gangline.decode import ClaudeDecoder, LineDecoder
-from gangline.errors import StateConflict
-from gangline.events import Event, Malformed
-from gangline.framing import LineFramer
-from gangline.items import ItemDraft
-from gangline.parse_codex import CodexDecoder
-from gangline.parse_gemini import GeminiDecoder
-from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
-from gangline.store import open_sqlite
+from gangline.agents.codex import CodexDecoder
+from gangline.agents.decoding import ClaudeDecoder, LineDecoder
+from gangline.agents.framing import LineFramer
+from gangline.agents.gemini import GeminiDecoder
+from gangline.core.errors import StateConflict
+from gangline.core.events import Event, Malformed
+from gangline.core.items import ItemDraft
+from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
+from gangline.store.store import open_sqlite
 
 NOW = 1_800_000_000.0
 MAX_LINE = 2048  # small, so generated lines cross the bound often

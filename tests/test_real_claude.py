@@ -11,9 +11,9 @@ import pytest
 from claude_cli import PINNED_VERSION, offline_env, require_claude
 from conftest import RunFn, events_of
 from fakeapi import FakeAnthropic, cut_after, hang, http_error, text_turn, tool_turn
-from gangline.config import AgentProfile, CliKind, RunnerSettings
-from gangline.events import ApiRetry, RateLimit, Result, RunOutcome, SessionStarted, TextDelta, ToolResult, ToolUse
-from gangline.processes import group_members
+from gangline.agents.processes import group_members
+from gangline.core.events import ApiRetry, RateLimit, Result, RunOutcome, SessionStarted, TextDelta, ToolResult, ToolUse
+from gangline.core.profiles import AgentProfile, CliKind, RunnerSettings
 
 pytestmark = pytest.mark.real_cli
 

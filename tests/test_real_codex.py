@@ -10,9 +10,8 @@ import pytest
 from agent_clis import CODEX_KEY, CODEX_KEY_VAR, CODEX_MODEL, codex_env, require_codex
 from conftest import RunFn, events_of
 from fake_openai import FakeResponses, custom_tool_turn, http_error, text_turn, tool_turn
-from gangline.budget import Price
-from gangline.config import AgentProfile, CliKind, Provider
-from gangline.events import (
+from gangline.core.budget import Price
+from gangline.core.events import (
     AssistantText,
     CommandExecution,
     FileChange,
@@ -24,6 +23,7 @@ from gangline.events import (
     ToolUse,
     Usage,
 )
+from gangline.core.profiles import AgentProfile, CliKind, Provider
 
 pytestmark = pytest.mark.real_cli
 

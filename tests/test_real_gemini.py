@@ -10,9 +10,8 @@ import pytest
 from agent_clis import GEMINI_KEY, GEMINI_MODEL, gemini_env, require_gemini
 from conftest import RunFn, events_of
 from fake_gemini import FakeGemini, http_error, text_turn, tool_turn
-from gangline.budget import Price
-from gangline.config import AgentProfile, CliKind
-from gangline.events import (
+from gangline.core.budget import Price
+from gangline.core.events import (
     AssistantText,
     CommandExecution,
     FileChange,
@@ -26,6 +25,7 @@ from gangline.events import (
     ToolUse,
     Usage,
 )
+from gangline.core.profiles import AgentProfile, CliKind
 
 pytestmark = pytest.mark.real_cli
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gangline.errors import RunLogError
-from gangline.events import RawOutput, TextDelta
-from gangline.runlog import RunLog, replay
+from gangline.agents.runlog import RunLog, replay
+from gangline.core.errors import RunLogError
+from gangline.core.events import RawOutput, TextDelta
 
 
 def test_ids_keep_increasing_across_reopens_and_replay_starts_after_an_id(tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ import msgspec
 import pytest
 
 from conftest import FAST, TRANSCRIPTS, RunFn, events_of, fake_profile, records
-from gangline import runlog
-from gangline.bus import Bus
-from gangline.config import AgentProfile, CliKind, RunnerSettings
-from gangline.errors import AgentNotFoundError, RunLogError, RunnerError
-from gangline.events import (
+from gangline.agents import runlog
+from gangline.agents.bus import Bus
+from gangline.agents.processes import group_members
+from gangline.agents.runlog import replay
+from gangline.agents.runner import Runner, RunRequest
+from gangline.core.errors import AgentNotFoundError, RunLogError, RunnerError
+from gangline.core.events import (
     Malformed,
     NonObjectJson,
     ProcessStarted,
@@ -29,9 +31,7 @@ from gangline.events import (
     SystemNotice,
     UnknownEvent,
 )
-from gangline.processes import group_members
-from gangline.runlog import replay
-from gangline.runner import Runner, RunRequest
+from gangline.core.profiles import AgentProfile, CliKind, RunnerSettings
 
 TEXT = TRANSCRIPTS / "claude_text.jsonl"
 

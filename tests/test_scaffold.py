@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gangline.config import QaMode, Role
-from gangline.errors import ConfigError
-from gangline.project import ProjectPaths, load_project, load_project_text
-from gangline.prompts import GUIDE
-from gangline.scaffold import GATE_EXAMPLE, MERGEMASTER_EXAMPLE, QA_EXAMPLE, init_project, project_toml
+from gangline.core.errors import ConfigError
+from gangline.core.profiles import QaMode, Role
+from gangline.core.prompts import GUIDE
+from gangline.project.config import ProjectPaths, load_project, load_project_text
+from gangline.project.scaffold import GATE_EXAMPLE, MERGEMASTER_EXAMPLE, QA_EXAMPLE, init_project, project_toml
 
 
 def git(cwd: Path, *args: str) -> str:

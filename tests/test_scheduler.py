@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from conftest import make_item
-from gangline.config import QaMode, Role
-from gangline.scheduler import Action, Candidate, Step, plan
-from gangline.stages import Hold, ItemState, Stage
+from gangline.core.profiles import QaMode, Role
+from gangline.core.scheduler import Action, Candidate, Step, plan
+from gangline.core.stages import Hold, ItemState, Stage
 
 NOW = 1000.0
 LIMITS = {Role.CODER: 2, Role.QA: 1, Role.MERGEMASTER: 1}

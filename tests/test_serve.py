@@ -13,9 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gangline.api import create_app, is_loopback, shutdown_bound
-from gangline.errors import ConfigError, ServerLockedError
-from gangline.serve import GRACEFUL_S, build_server, check_bind, read_token, serve_app
+from gangline.core.errors import ConfigError, ServerLockedError
+from gangline.server.app import create_app, is_loopback, shutdown_bound
+from gangline.server.serving import GRACEFUL_S, build_server, check_bind, read_token, serve_app
 from mcp_kit import serving
 from pipeline_kit import FAST, Project, commit_file
 

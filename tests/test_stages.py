@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply, legal_triggers
+from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply, legal_triggers
 
 B, C, Q, M, D, A = Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE, Stage.ARCHIVED
 BLOCKED, REVIEW, MFAIL = Hold.BLOCKED, Hold.REVIEW_HOLD, Hold.MERGE_FAILURE

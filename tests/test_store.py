@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, inspect
 
-from gangline.config import Role
-from gangline.errors import ConfigError, NotFoundError, StateConflict
-from gangline.events import RunOutcome, Usage
-from gangline.items import Criterion, ItemDraft, ItemPatch
-from gangline.schema import metadata
-from gangline.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
-from gangline.store import NewRun, RunEnd, Store, open_sqlite
+from gangline.core.errors import ConfigError, NotFoundError, StateConflict
+from gangline.core.events import RunOutcome, Usage
+from gangline.core.items import Criterion, ItemDraft, ItemPatch
+from gangline.core.profiles import Role
+from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
+from gangline.store.schema import metadata
+from gangline.store.store import NewRun, RunEnd, Store, open_sqlite
 
 
 class Clock:

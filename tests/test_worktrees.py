@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git, new_repo
-from gangline import git as gitrun
-from gangline.errors import ConfigError, GitError
-from gangline.worktrees import Worktrees, branch_name, parse_worktree_list, worktree_path
+from gangline.core.errors import ConfigError, GitError
+from gangline.repo import git as gitrun
+from gangline.repo.worktrees import Worktrees, branch_name, parse_worktree_list, worktree_path
 
 
 def alive(pid: int) -> bool:

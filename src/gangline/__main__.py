@@ -1,5 +1,5 @@
 """``python -m gangline``: the same as the ``gangline`` command."""
 
-from gangline.cli import main
+from gangline.cli.app import main
 
 main()

@@ -1,0 +1,1 @@
+"""The command line: the edge where settings are read and errors become exit codes."""

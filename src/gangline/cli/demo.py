@@ -1,0 +1,226 @@
+"""``gangline demo``: a small backlog taken through the whole pipeline on a throwaway git repository, live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+
+from gangline.cli.narrate import follow_pipeline, inert, items_table, money
+from gangline.core.items import ItemDraft, Kind
+from gangline.core.profiles import CliKind
+from gangline.core.prompts import GUIDE
+from gangline.core.stages import Stage
+from gangline.fake.cli import shipped_scenario
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.project.config import ProjectPaths, load_project_text
+from gangline.server.app import create_app
+from gangline.server.serving import build_server
+from gangline.store.store import Store, open_sqlite
+
+_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
+ACTOR = "demo"
+# Shell commands the real coder may run without asking; edits are accepted by its permission mode.
+_CLAUDE_TOOLS = ["Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)", "Bash(git add:*)",
+                 "Bash(git commit:*)", "Bash(python3:*)", "Bash(ls:*)", "Bash(cat:*)"]  # fmt: skip
+_PY_SYNTAX = "python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' $(git ls-files '*.py')"
+
+
+def claude_is_configured(env: Mapping[str, str]) -> bool:
+    """The real CLI is installed and has some way to authenticate."""
+    if shutil.which("claude", path=env.get("PATH")) is None:
+        return False
+    if any(env.get(name) for name in _CREDENTIAL_VARS):
+        return True
+    home = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME", "~")).expanduser() / ".claude")
+    return (home / ".credentials.json").is_file()
+
+
+def make_repo(root: Path) -> Path:
+    """A git repository on ``main`` with one commit; gangline's state directory is ignored."""
+    repo = root / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "gangline demo")
+    git("config", "user.email", "demo@gangline.invalid")
+    # "teh" is the bug the demo backlog asks an agent to fix.
+    (repo / "README.md").write_text("# demo\n\nA throwaway repository for teh `gangline demo`.\n")
+    (repo / ".gitignore").write_text(".gangline/\n")
+    git("add", "README.md", ".gitignore")
+    git("commit", "-q", "-m", "initial commit")
+    return repo
+
+
+def demo_config(agent: CliKind, model: str, scenario_state: Path, pace_s: float = 0.0) -> str:
+    """project.toml for the demo: cheap real agents, or the shipped fake scenarios with an agent QA."""
+    if agent is CliKind.CLAUDE:
+        # A real agent spends real money: few turns, a small budget per run, one retry, no QA agent.
+        settings = {"max_retries": 1, "qa_mode": "server"}
+        gates = [("clean", "git diff --quiet HEAD"), ("python", _PY_SYNTAX)]
+        coder = {"name": "coder", "role": "coder", "cli": "claude", "model": model, "max_turns": 8,
+                 "max_budget_usd": 0.5, "permission_mode": "acceptEdits", "allowed_tools": _CLAUDE_TOOLS}  # fmt: skip
+        agents = [coder]
+    else:
+        settings = {"max_retries": 2, "qa_mode": "agent"}
+        gates = [("notes", 'test -n "$(git ls-files notes)"')]
+        agents = [_fake(role, scenario_state, pace_s) for role in ("coder", "qa", "mergemaster")]
+    lines = ['base_branch = "main"', *(f"{k} = {json.dumps(v)}" for k, v in settings.items()), ""]
+    lines.append("[concurrency]\ncoder = 2\n")
+    for name, command in gates:
+        lines.append(f"[[gate]]\nname = {json.dumps(name)}\ncommand = {json.dumps(command)}\ntimeout_s = 60\n")
+    for table in agents:
+        lines.append("[[agent]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    return "\n".join(lines)
+
+
+def _fake(role: str, scenario_state: Path, pace_s: float) -> dict[str, object]:
+    scenario = shipped_scenario(f"{role}.json")
+    args = ["--scenario", str(scenario), "--scenario-state", str(scenario_state / role)]
+    if pace_s > 0:
+        args += ["--pace", f"{pace_s:g}"]
+    return {"name": f"fake-{role}", "role": role, "cli": "fake", "extra_args": args}
+
+
+def demo_backlog(store: Store) -> None:
+    """Four items: a story, a bug, a spike, and a story that waits for the first one."""
+    drafts = [
+        ItemDraft(
+            kind=Kind.STORY,
+            title="Add a greeting script",
+            priority=1,
+            body="Create `hello.py` that prints `hello from gangline`.",
+            criteria=("`python3 hello.py` prints `hello from gangline`",),
+        ),
+        ItemDraft(
+            kind=Kind.BUG,
+            title="Fix the typo in the README",
+            body="The README says `teh` where it means `the`.",
+            criteria=("The README says `the`",),
+        ),
+        ItemDraft(
+            kind=Kind.SPIKE,
+            title="List what a newcomer would miss",
+            body="Read the repository and write `NOTES.md` with three things a newcomer would want added.",
+            criteria=("`NOTES.md` lists three suggestions",),
+        ),
+    ]
+    first = store.create_item(drafts[0], ACTOR)
+    for draft in drafts[1:]:
+        store.create_item(draft, ACTOR)
+    store.create_item(
+        ItemDraft(
+            kind=Kind.STORY,
+            title="Greet by name",
+            depends_on=(first.id,),
+            body="Let `hello.py` take an optional name: `python3 hello.py Ada` prints `hello, Ada`.",
+            criteria=("`python3 hello.py Ada` prints `hello, Ada`",),
+        ),
+        ACTOR,
+    )
+
+
+T = TypeVar("T")
+_FAKE_COST_NOTE = "The fake agents report what the runs would cost at list price; nothing was spent."
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    agent: CliKind
+    model: str
+    port: int = 0  # 0: any free port
+    pace_s: float = 0.0  # the fake agents' pause before each step, so a person can watch the board
+    exit_when_done: bool = False  # else the board stays up after the backlog is done, until Ctrl-C
+
+
+@dataclass
+class DemoResult:
+    """Set as soon as the backlog is through, so a Ctrl-C that closes the board after it can tell."""
+
+    finished: bool = False  # the pipeline had nothing left to do
+    all_done: bool = False  # and every item reached done
+
+
+async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str], result: DemoResult) -> None:
+    """Serve the board and take the demo backlog through it, narrating; ``result`` says how it went."""
+    root = Path(tempfile.mkdtemp(prefix="gangline-demo-"))
+    repo = make_repo(root)
+    paths = ProjectPaths(repo)
+    paths.state_dir.mkdir()
+    text = demo_config(options.agent, options.model, root / "scenario-state", options.pace_s)
+    paths.config_file.write_text(text, encoding="utf-8")
+    config = load_project_text(text, str(paths.config_file), env)
+    console.print(f"[bold]gangline demo[/] · agent [cyan]{options.agent.value}[/] · repository {inert(str(repo))}")
+    store = open_sqlite(paths.db_file, patient=True)
+    try:
+        demo_backlog(store)
+        app = create_app(paths, config, store, env, guide=GUIDE)
+        listening: asyncio.Queue[str] = asyncio.Queue()
+        server = build_server(app, "127.0.0.1", options.port, listening.put_nowait)
+        async with asyncio.TaskGroup() as tg:
+            serving = tg.create_task(server.serve())
+            url = await _first(listening.get(), serving)
+            if url is None:
+                if server.bind_error is not None:  # the port is taken
+                    raise server.bind_error
+                return
+            console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
+            orch: Orchestrator = app.state.orchestrator
+            narrator = tg.create_task(follow_pipeline(orch, console))
+            done = await _first(_until_idle(orch), serving)
+            narrator.cancel()
+            if done is not None:
+                result.finished, result.all_done = True, _summarise(console, store, repo)
+                if options.agent is CliKind.FAKE:
+                    console.print(f"[dim]{_FAKE_COST_NOTE}[/]")
+                if options.exit_when_done:
+                    server.should_exit = True
+                else:
+                    console.print(f"The board stays up at {url}/ · press Ctrl-C to stop.")
+            await serving
+        if app.state.serving.error is not None:
+            raise app.state.serving.error
+    finally:
+        store.close()
+
+
+async def _until_idle(orch: Orchestrator) -> bool:
+    """Wait until nothing in the pipeline can move by itself any more."""
+    version = orch.version
+    while not orch.idle:
+        version = await orch.wait_changed(version, 1.0)
+    return True
+
+
+async def _first(wanted: Coroutine[None, None, T], serving: asyncio.Task[None]) -> T | None:
+    """``wanted``'s result, or None if the server stopped first (Ctrl-C, or it failed)."""
+    task = asyncio.ensure_future(wanted)
+    await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
+
+
+def _summarise(console: Console, store: Store, repo: Path) -> bool:
+    items = store.list_items()
+    costs = {int(row.key): row.cost_usd for row in store.ledger("item")}
+    console.print()
+    console.print(items_table(items, costs, title="Board"))
+    log = subprocess.run(["git", "log", "--oneline", "main"], cwd=repo, capture_output=True, text=True).stdout
+    console.print(f"[bold]git log --oneline main[/]\n{inert(log.rstrip(), multiline=True)}")
+    console.print(f"Total cost: {money(sum(costs.values())) if any(costs.values()) else '$0'}")
+    done = all(item.stage in (Stage.DONE, Stage.ARCHIVED) for item in items)
+    console.print("[green]Every item reached done.[/]" if done else "[yellow]Some items did not reach done.[/]")
+    return done

@@ -1,0 +1,1 @@
+"""Pure nouns and decision tables: no I/O, no waiting. Every other package builds on these."""

@@ -1,0 +1,86 @@
+"""What to do when an agent run ends: pure decisions, tested as tables (SPEC.md "After a run")."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from gangline.core.events import RunOutcome
+
+BUDGET_SUBTYPE = "error_max_budget_usd"  # the result subtype Claude Code uses when --max-budget-usd is hit
+
+
+class Verdict(enum.StrEnum):
+    PARK = "park"  # hard rate limit: wait for the reset, then resume the session; costs no retry
+    BLOCK = "block"  # stop automation; a person must look
+    RESUME = "resume"  # interrupted by gangline itself: resume the session; costs no retry
+    CHECK = "check"  # look at the work: commits, a clean tree, then the gates
+    RETRY = "retry"  # resume the session with the failure as the new prompt
+    LEAVE = "leave"  # a person acted on the item meanwhile: do nothing
+
+
+@dataclass(frozen=True)
+class RunEnding:
+    outcome: RunOutcome
+    reason: str
+    resets_at: float | None
+    cost_usd: float | None
+    result_subtype: str | None
+    budget_note: str | None  # set when the server stopped the run for its budget
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+    until: float | None = None
+
+
+def after_run(
+    ending: RunEnding,
+    *,
+    automatable: bool,
+    max_budget_usd: float | None,
+    now: float,
+    default_wait_s: float,
+    max_wait_s: float,
+    margin_s: float,
+) -> Decision:
+    """The first matching row wins."""
+    if not automatable:
+        return Decision(Verdict.LEAVE, "a person changed the item while the agent ran")
+    budget = _budget_exceeded(ending, max_budget_usd)
+    if budget is not None:
+        return Decision(Verdict.BLOCK, budget)
+    if ending.outcome is RunOutcome.RATE_LIMITED:
+        return _park(ending, now, default_wait_s, max_wait_s, margin_s)
+    if ending.outcome is RunOutcome.STOPPED:
+        return Decision(Verdict.RESUME, ending.reason)
+    # Succeeded or not, what counts is what the agent left behind ("work survived").
+    return Decision(Verdict.CHECK, f"{ending.outcome.value}: {ending.reason}")
+
+
+def _budget_exceeded(ending: RunEnding, max_budget_usd: float | None) -> str | None:
+    if ending.budget_note:
+        return ending.budget_note
+    spent = ending.cost_usd or 0.0
+    if ending.result_subtype == BUDGET_SUBTYPE or (max_budget_usd is not None and spent > max_budget_usd):
+        limit = f" of ${max_budget_usd:.2f}" if max_budget_usd is not None else ""
+        return f"budget exceeded: spent ${spent:.2f}{limit}"
+    return None
+
+
+def _park(ending: RunEnding, now: float, default_wait_s: float, max_wait_s: float, margin_s: float) -> Decision:
+    until = (ending.resets_at if ending.resets_at is not None else now + default_wait_s) + margin_s
+    until = max(until, now + margin_s)  # a reset time in the past (clock skew) still waits a little
+    if until - now > max_wait_s:
+        hours = (until - now) / 3600
+        return Decision(Verdict.BLOCK, f"rate limited until {hours:.1f}h from now, longer than rate_limit.max_wait_s")
+    return Decision(Verdict.PARK, f"rate limited: {ending.reason}", until)
+
+
+def retry_or_block(retries_used: int, max_retries: int, reason: str) -> Decision:
+    """After a failed attempt: ``retries_used`` counts this failure too."""
+    if retries_used > max_retries:
+        return Decision(Verdict.BLOCK, f"{retries_used} attempts failed; the last: {reason}")
+    return Decision(Verdict.RETRY, reason)

@@ -1,0 +1,384 @@
+"""Agent prompts: the guide, the default Jinja2 templates per role, and the reports QA and mergemaster return."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gangline.core.errors import ConfigError, VerdictError
+from gangline.core.items import Criterion, Item, Kind
+from gangline.core.profiles import Role
+from gangline.core.stages import ItemState, Stage
+
+GUIDE = """\
+# Working in a gangline project
+
+gangline runs coding agents on work items. This is how it works from the agent's side.
+
+## Where you are
+
+- You run inside a git worktree of this repository, checked out on a feature branch made for
+  one work item. Your prompt names the workspace directory and the branch.
+- Stay inside the worktree: do not change files outside it.
+- The base branch belongs to gangline. Never check it out, commit to it, merge into it, rebase
+  it or reset it, and never push anything anywhere. Only gangline's merge step advances the
+  base branch.
+
+## Saving your work
+
+- Commit your work with git on the current branch (`git add`, then `git commit`). Uncommitted
+  work is not merged: only commits on your branch count.
+- Commit as often as you like; gangline squashes the branch into one commit when it merges.
+
+## Gates
+
+- After you exit, the server runs the project's gates (its tests, linters, ...) in the worktree.
+  You may run them yourself first; your prompt lists them.
+- If a gate fails, the server resumes your session with the gate's output. Fix the cause,
+  commit, and finish again. After too many failed attempts the item is blocked for a person.
+
+## Roles
+
+- **coder**: do the work item, meet every acceptance criterion, commit.
+- **qa**: review the diff against each numbered acceptance criterion. Do not change files.
+  Your final message must be only this JSON object:
+  `{"verdict": "pass", "criteria": [{"index": 1, "passed": true, "note": "..."}], "summary": "..."}`
+  with `"verdict": "fail"` when any criterion is not met. "pass" means every criterion passed.
+- **mergemaster**: the workspace holds a squash merge of a feature branch onto the latest base
+  branch that conflicts or fails the gates. Resolve it, `git add` and `git commit`, and make
+  your final message only this JSON object: `{"resolved": true, "summary": "..."}`
+  (`"resolved": false` when you could not).
+
+A final JSON message may be wrapped in one ```json fenced block, and nothing else: no words
+before or after it. A JSON object inside a paragraph is not read.
+"""
+
+_CODER = """\
+{% if feedback and feedback.strip() -%}
+The previous attempt did not pass:
+
+{{ feedback | trim }}
+
+Fix the cause, commit the fix, and finish. The task is repeated below.
+
+{% endif -%}
+# {{ item.title }}
+
+You are the coder for {{ item.kind }} {{ item.name }}{% if attempt > 1 %} (attempt {{ attempt }}){% endif %}.
+{% if item.body %}
+{{ item.body }}
+{% endif %}
+{% if item.criteria -%}
+## Acceptance criteria
+
+{% for c in item.criteria -%}
+{{ c.index }}. {{ c.text }}
+{% endfor %}
+{% endif -%}
+## Rules
+
+- Work in {{ workspace }}, on branch {{ branch }}.
+- Commit your work with git on this branch; uncommitted work is not merged.
+- Never touch the base branch {{ base_branch }}, and never push.
+{% if gates -%}
+- After you exit, the server runs these gates in the worktree; they must pass:
+{% for g in gates %}  - `{{ g }}`
+{% endfor %}
+{%- endif %}
+{{ guide }}"""
+
+_QA = """\
+# Review: {{ item.title }}
+
+You are QA for {{ item.kind }} {{ item.name }}. Review the change on branch {{ branch }} (in
+{{ workspace }}) against the base branch {{ base_branch }}. Do not change files or commit.
+{% if item.body %}
+## The work item
+
+{{ item.body }}
+{% endif %}
+## Acceptance criteria
+
+{% for c in item.criteria -%}
+{{ c.index }}. {{ c.text }}
+{% else -%}
+(none: judge the change by the title and description, and report an empty "criteria" list)
+{% endfor %}
+{% if feedback and feedback.strip() -%}
+## Notes
+
+{{ feedback | trim }}
+
+{% endif -%}
+## The diff
+
+----- BEGIN DIFF -----
+{{ diff.rstrip() if diff is not none else "(none was provided; run git diff " ~ base_branch ~ "..." ~ branch ~ ")" }}
+----- END DIFF -----
+
+Check each numbered criterion against the diff; you may read files and run the tests.
+If gangline's MCP tools are available, report with `report_qa_result`; either way,
+your final message must be ONLY a JSON object, with no words before or after it:
+
+{"verdict": "pass" or "fail", "criteria": [{"index": 1, "passed": true, "note": "..."}], "summary": "..."}
+
+Give one entry per criterion, by its number. The verdict is "pass" only if every criterion passed.
+
+{{ guide }}"""
+
+_MERGEMASTER = """\
+# Merge: {{ item.title }}
+
+You are the mergemaster for {{ item.kind }} {{ item.name }}. The workspace {{ workspace }} holds
+a squash merge of branch {{ branch }} onto the latest {{ base_branch }}, and it conflicts or
+fails the gates. Details:
+
+{{ feedback | trim if feedback is not none else "(no details were provided; run git status)" }}
+
+Resolve it so the gates pass and the change still does what the work item asks, then
+`git add` the files and `git commit`. Never push and never touch the base branch {{ base_branch }}.
+{% if gates -%}
+The gates:
+{% for g in gates %}  - `{{ g }}`
+{% endfor %}
+{%- endif %}
+Your final message must be ONLY a JSON object, with no words before or after it:
+
+{"resolved": true or false, "summary": "..."}
+
+{{ guide }}"""
+
+DEFAULT_TEMPLATES: dict[Role, str] = {Role.CODER: _CODER, Role.QA: _QA, Role.MERGEMASTER: _MERGEMASTER}
+
+_VARIABLES = "item, role, attempt, base_branch, branch, workspace, feedback, diff, gates, guide"
+_ITEM_FIELDS = "id, name, kind, title, body, criteria (index, text, checked), depends_on, priority"
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """Everything a prompt template may use."""
+
+    item: Item
+    role: Role
+    attempt: int  # 1-based
+    base_branch: str
+    branch: str
+    workspace: str
+    feedback: str | None  # gate output, QA notes or a merge report: why this run is a retry
+    diff: str | None  # for QA
+    gates: tuple[str, ...]  # gate commands
+    guide: str = GUIDE
+
+
+def render_prompt(template: str | None, ctx: PromptContext, where: str) -> str:
+    """Render ``template`` (None: the role's default) or raise ConfigError(where, ...) with its line."""
+    source = DEFAULT_TEMPLATES[ctx.role] if template is None else template
+    compiled = _compile(source, where)
+    try:
+        return compiled.render(_variables(ctx))
+    except UndefinedError as err:
+        hint = f"the variables are {_VARIABLES}; item has {_ITEM_FIELDS}"
+        raise ConfigError(where, f"{_at_line(err)}{err.message} ({hint})") from None
+    # The template is user code: whatever it raises (a sandbox violation, 1/0, a bad filter
+    # argument) is a configuration problem to report, not a crash.
+    except Exception as err:
+        raise ConfigError(where, f"{_at_line(err)}{type(err).__name__}: {err}") from None
+
+
+def validate_template(template: str | None, where: str, role: Role = Role.CODER) -> None:
+    """Render ``template`` against sample contexts for ``role``: a first attempt and a retry."""
+    for ctx in _samples(role):
+        render_prompt(template, ctx, where)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> Template:
+    return _environment().from_string(source)
+
+
+def _compile(source: str, where: str) -> Template:
+    try:
+        return _compiled(source)
+    except TemplateSyntaxError as err:
+        raise ConfigError(where, f"template syntax error at line {err.lineno}: {err.message}") from None
+
+
+def _at_line(err: BaseException) -> str:
+    # Jinja rewrites tracebacks so that template code shows up as frames of "<template>".
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if f.filename == "<template>"]
+    return f"template error at line {lines[-1]}: " if lines and lines[-1] else "template error: "
+
+
+def _variables(ctx: PromptContext) -> dict[str, Any]:
+    # Plain data only: the sandbox then exposes nothing of the store's objects.
+    item = ctx.item
+    criteria = [{"index": i, "text": c.text, "checked": c.checked} for i, c in enumerate(item.criteria, 1)]
+    return {
+        "item": {
+            "id": item.id,
+            "name": item.name,
+            "kind": item.kind.value,
+            "title": item.title,
+            "body": item.body,
+            "criteria": criteria,
+            "depends_on": list(item.depends_on),
+            "priority": item.priority,
+        },
+        "role": ctx.role.value,
+        "attempt": ctx.attempt,
+        "base_branch": ctx.base_branch,
+        "branch": ctx.branch,
+        "workspace": ctx.workspace,
+        "feedback": ctx.feedback,
+        "diff": ctx.diff,
+        "gates": list(ctx.gates),
+        "guide": ctx.guide,
+    }
+
+
+def _samples(role: Role) -> list[PromptContext]:
+    item = Item(
+        id=7,
+        slug="sample-item",
+        kind=Kind.STORY,
+        title="Sample item",
+        body="What to do and why.",
+        criteria=(Criterion(text="It works"), Criterion(text="It is tested", checked=True)),
+        depends_on=(3,),
+        priority=0,
+        pinned_agent=None,
+        qa_mode=None,
+        state=ItemState(Stage.CODING),
+        retries=0,
+        merge_attempts=0,
+        session_id=None,
+        parked_until=None,
+        start_after=None,
+        archive_at=None,
+        merged_commit=None,
+        merged_tip=None,
+        created_at=0.0,
+        updated_at=0.0,
+    )
+    base = PromptContext(item, role, 1, "main", "gangline/7-sample-item", "/tmp/worktree", None, None, ("make test",))
+    diff = "diff --git a/x b/x\n+new line\n"
+    if role is Role.QA:
+        return [replace(base, diff=diff)]
+    retry = replace(base, attempt=2, feedback="gate `make test` failed:\n1 failed")
+    return [retry] if role is Role.MERGEMASTER else [base, retry]
+
+
+# --- what QA and mergemaster agents report -------------------------------------------------------
+
+
+class _Report(BaseModel):
+    # Strict: "yes" is not a boolean and "1" is not an index; the prompt asked for JSON types.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CriterionVerdict(_Report):
+    index: int = Field(ge=1)
+    passed: bool
+    note: str = ""
+
+
+class QaVerdict(_Report):
+    verdict: Literal["pass", "fail"]
+    criteria: list[CriterionVerdict]
+    summary: str = ""
+
+
+class MergeReport(_Report):
+    resolved: bool
+    summary: str = ""
+
+
+_FENCED = re.compile(r"\A```(?:json)?[ \t]*\n(?P<body>.*)\n[ \t]*```\Z", re.DOTALL | re.IGNORECASE)
+
+
+def parse_final_json(text: str | None) -> dict[str, Any] | None:
+    """The JSON object that is the whole final message (optionally in one ```json fence), else None."""
+    try:
+        return _final_object(text)
+    except ValueError:
+        return None
+
+
+def parse_qa_verdict(text: str | None, criteria_count: int) -> QaVerdict:
+    """A QA agent's verdict, or VerdictError saying why it cannot be accepted."""
+    verdict = _validated(QaVerdict, Role.QA, text)
+    assert isinstance(verdict, QaVerdict)
+    seen: set[int] = set()
+    for c in verdict.criteria:
+        if c.index > criteria_count:
+            raise VerdictError(Role.QA, f"criterion {c.index} does not exist; the item has {criteria_count}")
+        if c.index in seen:
+            raise VerdictError(Role.QA, f"criterion {c.index} is reported twice")
+        seen.add(c.index)
+    failed = [c.index for c in verdict.criteria if not c.passed]
+    if verdict.verdict == "pass" and failed:
+        raise VerdictError(Role.QA, f'verdict is "pass" but criteria {failed} did not pass')
+    return verdict
+
+
+def parse_merge_report(text: str | None) -> MergeReport:
+    """A mergemaster's report, or VerdictError saying why it cannot be accepted."""
+    report = _validated(MergeReport, Role.MERGEMASTER, text)
+    assert isinstance(report, MergeReport)
+    return report
+
+
+def _validated(model: type[_Report], role: Role, text: str | None) -> _Report:
+    try:
+        data = _final_object(text)
+    except ValueError as err:
+        raise VerdictError(role, str(err)) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "(object)"
+        raise VerdictError(role, f"{loc}: {first['msg']}") from None
+
+
+def _final_object(text: str | None) -> dict[str, Any]:
+    if text is None or not text.strip():
+        raise ValueError("there is no final message")
+    body = text.strip()
+    fenced = _FENCED.match(body)
+    if fenced:
+        body = fenced.group("body").strip()
+    if not body.startswith("{"):
+        raise ValueError("the final message must be only a JSON object, and it does not start with '{'")
+    try:
+        data = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the final message is not one JSON object: {err.msg} at line {err.lineno}") from None
+    if not isinstance(data, dict):
+        raise ValueError("the final message is not a JSON object")
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"the final message repeats the key {repeated[0]!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"the final message uses {name}, which is not JSON")

@@ -1,0 +1,364 @@
+"""The jobs that move one item: code (then gates), review, merge, archive. Each is one async call.
+
+A job reads the item, does its work, and ends with one compare-and-set write through the store.
+If a person changed the item meanwhile (held, frozen, demoted), that write fails or is skipped:
+the person wins and the job records only what it observed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gangline.core.errors import ConfigError, VerdictError
+from gangline.core.items import Item
+from gangline.core.policy import Decision, Verdict, after_run, retry_or_block
+from gangline.core.profiles import AgentProfile, QaMode, Role
+from gangline.core.prompts import PromptContext, parse_qa_verdict, render_prompt
+from gangline.core.stages import Facts, Stage, Trigger
+from gangline.pipeline.merge import Merger
+from gangline.pipeline.runs import AgentResult, AgentRuns
+from gangline.project.config import ProjectConfig
+from gangline.repo.gates import GatesReport, run_gates
+from gangline.repo.worktrees import Worktrees, branch_name
+from gangline.store.store import REASON_CHARS, Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+SERVER = "gangline"  # the actor name on the server's own transitions
+
+RESTARTED = "gangline restarted while you were working. Check `git status` and `git log`, finish the item, and commit."
+PAUSED = "A person paused you and has now let you continue. Check `git status`, finish the item, and commit."
+SWITCHED = (
+    "Another agent started this item and was stopped by a rate limit; you take over in its worktree. "
+    "Check `git status` and `git log`, finish the item, and commit."
+)
+RATE_LIMITED = "You were paused by a rate limit, which has now reset. Continue the item where you left off and commit."
+
+
+@dataclass
+class Pipeline:
+    """What every job needs; the orchestrator builds one and calls its jobs."""
+
+    config: ProjectConfig
+    store: Store
+    worktrees: Worktrees
+    agents: AgentRuns
+    merger: Merger
+    env: Mapping[str, str]
+    guide: str
+    clock: Clock
+
+    # --- coding ----------------------------------------------------------------------------
+
+    async def start(self, item: Item, actor: str = SERVER) -> Item:
+        return self.store.transition(item.id, Trigger.START, actor, expected=item.state)
+
+    async def code(self, item: Item) -> None:
+        profile = self._profile(item, Role.CODER)
+        path = await self.worktrees.ensure(item.id, item.slug)
+        result = await self._code_once(item, profile, path, item.feedback)
+        tried = {profile.name}
+        while (fallback := self._fallback(item, Stage.CODING, result, profile, tried)) is not None:
+            profile = fallback
+            tried.add(profile.name)
+            item = self.store.get_item(item.id)
+            result = await self._code_once(item, profile, path, SWITCHED)
+        await self._after_coder(result, profile)
+
+    async def _code_once(self, item: Item, profile: AgentProfile, path: Path, feedback: str | None) -> AgentResult:
+        attempt = item.retries + 1
+        # A session is resumed only by the profile that made it: another CLI cannot read it.
+        resume = (
+            item.session_id if self.store.session_profile(item.id, item.session_id) in (None, profile.name) else None
+        )
+        if resume and feedback:
+            prompt = feedback  # a retry: the failure, in the same session, is the new prompt
+        else:
+            resume = None
+            prompt = self._render(profile, item, Role.CODER, attempt, path, feedback, None)
+        return await self.agents.run(item, profile, prompt, path, resume, attempt)
+
+    def _fallback(
+        self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile, tried: set[str]
+    ) -> AgentProfile | None:
+        """The profile to run now instead of parking, when a rate-limited profile names one not tried yet."""
+        if profile.fallback is None or profile.fallback in tried:
+            return None
+        current = self.store.get_item(item.id)
+        if self._decide(current, stage, result, profile).verdict is not Verdict.PARK:
+            return None
+        fallback = self.config.profile(profile.fallback)
+        if fallback is None:  # checked when the configuration loads; a profile removed since is no fallback
+            return None
+        self.store.record_event(
+            "agent_fallback",
+            SERVER,
+            item_id=item.id,
+            run_id=result.run_id,
+            reason=f"{profile.name} is {result.ending.reason}; {fallback.name} takes over",
+            data={"from": profile.name, "to": fallback.name, "resets_at": result.ending.resets_at},
+        )
+        return fallback
+
+    async def _after_coder(self, result: AgentResult, profile: AgentProfile) -> None:
+        item = self.store.get_item(_item_id(result.run_id))
+        session = result.summary.session_id or item.session_id
+        decision = self._decide(item, Stage.CODING, result, profile)
+        if decision.verdict is Verdict.CHECK:
+            decision = await self._check_work(item, result.run_id)
+            if decision.verdict is Verdict.LEAVE:  # the gates passed and the item moved on
+                return
+            decision = retry_or_block(item.retries + 1, self.config.max_retries, decision.reason)
+            self._apply(item, decision, result.run_id, session, retries=item.retries + 1)
+            return
+        if decision.verdict is Verdict.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
+            # A person stopped (blocked) it: keep the session, so unblocking resumes the work.
+            self.store.bookkeep(
+                item.id,
+                "session_kept",
+                SERVER,
+                expected=item.state,
+                run_id=result.run_id,
+                updates={"session_id": session, "feedback": PAUSED},
+            )
+            return
+        self._apply(item, decision, result.run_id, session)
+
+    async def _check_work(self, item: Item, run_id: str) -> Decision:
+        """The "work survived" rule: committed work that passes the gates advances, however the agent ended."""
+        ahead = await self.worktrees.commits_ahead(item.id, item.slug)
+        if ahead == 0:
+            return Decision(
+                Verdict.RETRY, "You exited without committing any work. Do the item and commit it with git."
+            )
+        path = await self.worktrees.ensure(item.id, item.slug)
+        dirty = await self.worktrees.dirty_paths(path)
+        if dirty:
+            listed = ", ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else "")
+            return Decision(
+                Verdict.RETRY,
+                f"You left uncommitted changes in the worktree: {listed}. Commit what belongs to the item and "
+                "remove the rest; only committed work is reviewed and merged.",
+            )
+        report = await self.gates(item, path, run_id, "coding")
+        if not report.passed:
+            return Decision(Verdict.RETRY, report.failure_summary())
+        self.store.transition(
+            item.id,
+            Trigger.CODED,
+            SERVER,
+            expected=item.state,
+            facts=Facts(commits_ahead=ahead),
+            updates={"feedback": None, "parked_until": None},
+            run_id=run_id,
+        )
+        return Decision(Verdict.LEAVE, "gates passed")
+
+    async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
+        env = {**self.env, **self.agents.env_for(item, Role.CODER, run_id or f"{item.id}-{context}")}
+        report = await run_gates(self.config.gates, cwd, env)
+        for res in report.results:
+            self.store.record_gate(item.id, run_id, context, asdict(res))
+        passed = "passed" if report.passed else "failed"
+        self.store.record_event(f"gates_{passed}", SERVER, item_id=item.id, run_id=run_id, data={"context": context})
+        return report
+
+    # --- qa --------------------------------------------------------------------------------
+
+    async def review(self, item: Item) -> None:
+        mode = item.qa_mode or self.config.qa_mode
+        ahead = await self.worktrees.commits_ahead(item.id, item.slug)
+        if mode is QaMode.SERVER:
+            self.store.transition(
+                item.id,
+                Trigger.QA_PASSED,
+                SERVER,
+                expected=item.state,
+                facts=Facts(reason="gates passed", commits_ahead=ahead),
+            )
+            return
+        profile = self._profile(item, Role.QA)
+        path = await self.worktrees.ensure(item.id, item.slug)
+        tip = await self.worktrees.branch_tip(item.id, item.slug)
+        diff = await self.worktrees.diff_against_base(item.id, item.slug)
+        tried: set[str] = set()
+        while True:
+            tried.add(profile.name)
+            prompt = self._render(profile, item, Role.QA, item.retries + 1, path, item.feedback, diff)
+            result = await self.agents.run(item, profile, prompt, path, None, item.retries + 1)
+            fallback = self._fallback(item, Stage.QA, result, profile, tried)
+            if fallback is None:
+                break
+            profile = fallback
+        item = self.store.get_item(item.id)
+        decision = self._decide(item, Stage.QA, result, profile)
+        if decision.verdict is not Verdict.CHECK:
+            self._apply(item, decision, result.run_id, item.session_id)
+            return
+        problem = await self._qa_tampered(item, path, tip)
+        try:
+            if problem:
+                raise VerdictError("qa", problem)
+            verdict = result.qa_verdict or parse_qa_verdict(result.summary.result_text, len(item.criteria))
+        except VerdictError as err:
+            failed = retry_or_block(item.retries + 1, self.config.max_retries, f"QA gave no usable verdict: {err}")
+            self._apply(item, failed, result.run_id, item.session_id, retries=item.retries + 1)
+            return
+        marks = {c.index: c.passed for c in verdict.criteria}
+        if marks:
+            self.store.check_criteria(item.id, marks, f"qa:{profile.name}")
+        if verdict.verdict == "pass":
+            self.store.transition(
+                item.id,
+                Trigger.QA_PASSED,
+                f"qa:{profile.name}",
+                expected=item.state,
+                facts=Facts(reason=verdict.summary or "QA passed", commits_ahead=ahead),
+                updates={"feedback": None},
+                run_id=result.run_id,
+            )
+            return
+        notes = "\n".join(f"- criterion {c.index}: {c.note}" for c in verdict.criteria if not c.passed)
+        feedback = f"QA rejected the work: {verdict.summary}\n{notes}".strip()
+        self.reject(item, f"qa:{profile.name}", feedback, result.run_id)
+
+    def reject(self, item: Item, actor: str, feedback: str, run_id: str | None = None) -> Item:
+        """QA failed (agent or person): back to coding with the notes as the coder's next prompt."""
+        retries = item.retries + 1
+        item = self.store.transition(
+            item.id,
+            Trigger.QA_FAILED,
+            actor,
+            expected=item.state,
+            facts=Facts(reason=feedback[:REASON_CHARS]),
+            updates={"feedback": feedback, "retries": retries},
+            run_id=run_id,
+        )
+        decision = retry_or_block(retries, self.config.max_retries, feedback)
+        if decision.verdict is Verdict.BLOCK:
+            item = self.store.hold(item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state)
+        return item
+
+    async def _qa_tampered(self, item: Item, path: Path, tip: str | None) -> str | None:
+        if await self.worktrees.branch_tip(item.id, item.slug) != tip:
+            return "the QA agent committed to the feature branch; QA must only review"
+        dirty = await self.worktrees.dirty_paths(path)
+        return f"the QA agent left changes in the worktree: {', '.join(dirty[:10])}" if dirty else None
+
+    # --- merge and archive -----------------------------------------------------------------
+
+    async def merge(self, item: Item) -> None:
+        await self.merger.merge(item, self._render_merge)
+
+    def _render_merge(self, item: Item, profile: AgentProfile, workspace: Path, feedback: str) -> str:
+        return self._render(profile, item, Role.MERGEMASTER, item.merge_attempts + 1, workspace, feedback, None)
+
+    async def archive(self, item: Item, actor: str = SERVER) -> None:
+        self.store.transition(item.id, Trigger.ARCHIVE, actor, expected=item.state, updates={"archive_at": None})
+        pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip)
+        self.store.record_event(
+            "worktree_pruned" if pruned.pruned else "worktree_kept", SERVER, item_id=item.id, reason=pruned.reason
+        )
+
+    # --- shared ----------------------------------------------------------------------------
+
+    def _profile(self, item: Item, role: Role) -> AgentProfile:
+        if role is Role.CODER and item.pinned_agent:
+            pinned = self.config.profile(item.pinned_agent)
+            if pinned is None or pinned.role is not Role.CODER:
+                raise ConfigError(f"item {item.id} pinned_agent", f"no coder profile named {item.pinned_agent!r}")
+            return pinned
+        profiles = self.config.profiles_for(role)
+        if not profiles:
+            raise ConfigError("agent", f"no [[agent]] profile with role {role.value!r} is configured")
+        return profiles[0]
+
+    def _render(
+        self,
+        profile: AgentProfile,
+        item: Item,
+        role: Role,
+        attempt: int,
+        path: Path,
+        feedback: str | None,
+        diff: str | None,
+    ) -> str:
+        ctx = PromptContext(
+            item=item,
+            role=role,
+            attempt=attempt,
+            base_branch=self.config.base_branch,
+            branch=branch_name(item.id, item.slug),
+            workspace=str(path),
+            feedback=feedback,
+            diff=diff,
+            gates=tuple(g.command for g in self.config.gates),
+            guide=self.guide,
+        )
+        return render_prompt(profile.prompt_template, ctx, f"agent {profile.name!r}.prompt_template")
+
+    def _decide(self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile) -> Decision:
+        policy = self.config.rate_limit
+        automatable = item.stage is stage and item.state.hold is None and not item.state.frozen
+        return after_run(
+            result.ending,
+            automatable=automatable,
+            max_budget_usd=profile.max_budget_usd,
+            now=self.clock(),
+            default_wait_s=policy.default_wait_s,
+            max_wait_s=policy.max_wait_s,
+            margin_s=policy.margin_s,
+        )
+
+    def _apply(
+        self, item: Item, decision: Decision, run_id: str, session: str | None, retries: int | None = None
+    ) -> None:
+        """Write a decision that keeps the item in its stage (or holds it), compare-and-set."""
+        base: dict[str, object] = {"session_id": session}
+        if retries is not None:
+            base["retries"] = retries
+        if decision.verdict is Verdict.LEAVE:
+            return
+        if decision.verdict is Verdict.BLOCK:
+            self.store.hold(
+                item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state, updates=base, run_id=run_id
+            )
+        elif decision.verdict is Verdict.PARK:
+            self.store.bookkeep(
+                item.id,
+                "parked",
+                SERVER,
+                expected=item.state,
+                reason=decision.reason,
+                run_id=run_id,
+                updates={**base, "parked_until": decision.until, "feedback": RATE_LIMITED},
+                data={"until": decision.until},
+            )
+        elif decision.verdict is Verdict.RESUME:
+            self.store.bookkeep(
+                item.id,
+                "interrupted",
+                SERVER,
+                expected=item.state,
+                reason=decision.reason,
+                updates={**base, "feedback": RESTARTED},
+                run_id=run_id,
+            )
+        else:
+            self.store.bookkeep(
+                item.id,
+                "retry",
+                SERVER,
+                expected=item.state,
+                reason=decision.reason[:REASON_CHARS],
+                updates={**base, "feedback": decision.reason},
+                run_id=run_id,
+            )
+
+
+def _item_id(run_id: str) -> int:
+    return int(run_id.split("-", 1)[0])

@@ -1,0 +1,236 @@
+"""One agent run for the pipeline: recorded in the store before it spawns, watched for budget, closed after."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gangline.agents.adapters import ADAPTERS, McpAccess
+from gangline.agents.bus import Bus, follow
+from gangline.agents.processes import ProcessRecord
+from gangline.agents.recovery import PROJECT_VAR
+from gangline.agents.runlog import replay
+from gangline.agents.runner import Runner, RunRequest, RunSummary
+from gangline.core.budget import BudgetMeter, Price
+from gangline.core.errors import GanglineError, RunnerError
+from gangline.core.events import (
+    ApiRetry,
+    Event,
+    MessageStarted,
+    RateLimit,
+    Record,
+    RunOutcome,
+    SessionStarted,
+    TextDelta,
+    ToolUse,
+)
+from gangline.core.items import Item
+from gangline.core.policy import RunEnding
+from gangline.core.profiles import AgentProfile, CliKind, Role
+from gangline.core.prompts import QaVerdict
+from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
+from gangline.store.store import NewRun, RunEnd, Store
+
+log = logging.getLogger(__name__)
+
+
+# Statuses an API retry is a throttle for: rate limited (429) and overloaded (529).
+_THROTTLING_STATUSES = frozenset({429, 529})
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A live run waiting on its model API: retrying a 429/529, or told it is rate limited."""
+
+    since: float  # when the run was first held back (the record's time)
+    resets_at: float | None  # when the limit resets, if the CLI said
+    note: str  # for people: "429, retry 2 of 10" or "rate limit rejected (five_hour)"
+
+
+def throttle_of(event: Event, ts: float) -> Throttle | None:
+    """The throttle an agent event reports, if any."""
+    if isinstance(event, ApiRetry) and event.error_status in _THROTTLING_STATUSES:
+        of = f" of {event.max_retries}" if event.max_retries else ""
+        return Throttle(ts, None, f"{event.error_status}, retry {event.attempt}{of}")
+    if isinstance(event, RateLimit) and (event.hard_block or event.status not in ("allowed", "allowed_warning")):
+        kind = f" ({event.limit_type})" if event.limit_type else ""
+        return Throttle(ts, event.resets_at, f"rate limit {event.status}{kind}")
+    return None
+
+
+def _answering(event: Event) -> bool:
+    """The model is producing again: a throttle is over."""
+    return isinstance(event, MessageStarted | TextDelta | ToolUse)
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    run_id: str
+    summary: RunSummary
+    ending: RunEnding
+    qa_verdict: QaVerdict | None = None  # reported through MCP (report_qa_result); preferred to the final message
+    merge_failure: str | None = None  # a mergemaster's report_merge_failure
+
+
+class AgentRuns:
+    """Starts the agent runs the pipeline asks for and keeps their buses for live viewers."""
+
+    def __init__(
+        self, store: Store, runner: Runner, project_root: Path, actor: str, prices: dict[str, Price] | None = None
+    ) -> None:
+        self.store = store
+        self.prices = prices or {}  # [price."<model>"] tables: what a token-only CLI's run cost
+        self.runner = runner
+        self.project_root = project_root
+        self.actor = actor
+        self.buses: dict[str, Bus] = {}  # live runs, for anyone who wants to watch
+        self.on_start: Callable[[str], None] = lambda run_id: None
+        # gangline's MCP endpoint (http://127.0.0.1:<port>/mcp), set by the server once it listens.
+        # None (no server, as in `gangline run`): agents get no MCP config and no permission tool.
+        self.mcp_url: str | None = None
+        self.grants = Grants()  # each live run's MCP token
+        # What agents reported through MCP, per run, until the run's result takes it.
+        self.qa_verdicts: dict[str, QaVerdict] = {}
+        self.merge_failures: dict[str, str] = {}
+        self.throttled: dict[str, Throttle] = {}  # live runs held back by their model API, for the board
+        self.guard_env: dict[str, str] = {}  # baseguard.agent_env(): every agent's git refuses to move the base
+
+    def env_for(self, item: Item, role: Role, run_id: str) -> dict[str, str]:
+        """Variables every process started for the item carries (agents, gates, and their children)."""
+        return {
+            PROJECT_VAR: str(self.project_root),
+            "GANGLINE_ITEM_ID": str(item.id),
+            "GANGLINE_ITEM_SLUG": item.slug,
+            "GANGLINE_ROLE": role.value,
+            "GANGLINE_RUN_ID": run_id,
+        }
+
+    async def run(
+        self, item: Item, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None, attempt: int
+    ) -> AgentResult:
+        """Run the agent to its end. Raises StateConflict if the item moved before it could start."""
+        run_id = f"{item.id}-{profile.role.value}-{self.store.count_runs(item.id) + 1}"
+        log_path = self.runner.log_path(run_id)
+        new = NewRun(run_id, item.id, profile.role, profile.name, attempt, str(cwd), str(log_path), resume)
+        self.store.start_run(new, item.state, self.actor)
+        meter = BudgetMeter(profile.max_budget_usd, self.prices)
+        bus = Bus(self.runner.settings.subscriber_queue)
+        self.buses[run_id] = bus
+        watched = _Watched(run_id, item.id)
+        not_started: GanglineError | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(watched, bus, meter))
+                try:
+                    request = RunRequest(
+                        run_id,
+                        await self._with_mcp(run_id, item, profile, cwd, bus),
+                        prompt,
+                        cwd,
+                        resume_session_id=resume,
+                        env=self.env_for(item, profile.role, run_id) | self.guard_env,
+                        on_started=lambda rec: self._started(run_id, rec),
+                        price=self.prices.get(profile.model) if profile.model else None,
+                        session_usage=self.store.session_usage(item.id, resume) if resume else None,
+                    )
+                    summary = await self.runner.run(request, bus)
+                except GanglineError as err:  # nothing was spawned; the bus is closed
+                    not_started = err
+                    summary = _not_started(run_id, log_path, str(err))
+        finally:
+            self.buses.pop(run_id, None)
+            self.throttled.pop(run_id, None)
+            self.grants.revoke(run_id)
+            remove_mcp_config(cwd)
+            self._private_settings(run_id).unlink(missing_ok=True)
+        qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
+        if not_started is not None:
+            # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
+            self.store.finish_run(run_id, RunEnd(summary.outcome, summary.reason), self.actor)
+            raise not_started
+        budget_note = meter.note() if meter.exceeded else None
+        cost = summary.cost_usd if summary.cost_usd is not None else (meter.spent_usd or None)
+        end = RunEnd(summary.outcome, budget_note or summary.reason, summary.session_id, summary.usage, cost)
+        self.store.finish_run(run_id, end, self.actor)
+        ending = RunEnding(
+            summary.outcome, summary.reason, summary.resets_at, cost, summary.result_subtype, budget_note
+        )
+        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+
+    async def _with_mcp(self, run_id: str, item: Item, profile: AgentProfile, cwd: Path, bus: Bus) -> AgentProfile:
+        """The profile to launch: with the run's own MCP token and gangline's permission tool when a server listens."""
+        if self.mcp_url is None:
+            return profile
+        token = self.grants.issue(run_id, item.id, profile.role, cwd)
+        try:
+            # Claude Code's config file in the worktree (the fake CLI reads the same one).
+            in_file = profile.cli in (CliKind.CLAUDE, CliKind.FAKE)
+            config = await write_mcp_config(cwd, self.mcp_url, token) if in_file else None
+            access = McpAccess(self.mcp_url, token, self._private_settings(run_id), config, PERMISSION_TOOL)
+            return ADAPTERS[profile.cli].with_mcp(profile, access)
+        except (OSError, GanglineError) as err:
+            bus.close()  # the runner never saw this bus: close it, or the budget watcher waits forever
+            if isinstance(err, GanglineError):
+                raise
+            raise RunnerError(run_id, f"cannot write the MCP configuration for {cwd}: {err}") from err
+
+    def _private_settings(self, run_id: str) -> Path:
+        """A file for the run's MCP settings outside its worktree (Gemini's), removed when it ends."""
+        return self.runner.log_dir / f"{run_id}.settings.json"
+
+    def _started(self, run_id: str, rec: ProcessRecord) -> None:
+        self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks)
+        self.on_start(run_id)
+
+    async def _watch(self, run: _Watched, bus: Bus, meter: BudgetMeter) -> None:
+        # follow(), not a bare subscription: if the loop is ever too busy and the bus cuts this
+        # subscriber off, the log fills the gap, so the meter never misses a message's cost.
+        stopped = False
+        run_id = run.run_id
+        async for record in follow(bus, lambda after: _logged(self.runner.log_path(run_id), after)):
+            event = record.event
+            if isinstance(event, SessionStarted):
+                self.store.set_run_session(run_id, event.session_id)
+            self._track_throttle(run, event, record.ts)
+            meter.feed(event)
+            if meter.exceeded and not stopped:
+                stopped = True
+                log.warning("budget exceeded", extra={"action": "budget_stop", "run_id": run_id})
+                with contextlib.suppress(RunnerError):  # it may have ended on its own meanwhile
+                    self.runner.stop_nowait(run_id, meter.note())
+
+    def _track_throttle(self, run: _Watched, event: Event, ts: float) -> None:
+        """Record when a run starts and stops being held back by its API: the board shows it live."""
+        throttle = throttle_of(event, ts)
+        held = self.throttled.get(run.run_id)
+        if throttle is not None:
+            self.throttled[run.run_id] = Throttle(held.since if held else ts, throttle.resets_at, throttle.note)
+            if held is None:
+                data = {"note": throttle.note, "resets_at": throttle.resets_at}
+                self.store.record_event(
+                    "throttled", self.actor, item_id=run.item_id, run_id=run.run_id, reason=throttle.note, data=data
+                )
+        elif held is not None and _answering(event):
+            del self.throttled[run.run_id]
+            waited = {"waited_s": round(ts - held.since, 3)}
+            self.store.record_event("throttle_cleared", self.actor, item_id=run.item_id, run_id=run.run_id, data=waited)
+
+
+@dataclass(frozen=True)
+class _Watched:
+    run_id: str
+    item_id: int
+
+
+def _logged(path: Path, after: int) -> Iterator[Record]:
+    """The run's log after ``after``; nothing yet if the runner has not created it."""
+    if path.exists():
+        yield from replay(path, after)
+
+
+def _not_started(run_id: str, log_path: Path, reason: str) -> RunSummary:
+    return RunSummary(run_id, RunOutcome.CRASHED, f"could not start: {reason}", log_path, 0, None)

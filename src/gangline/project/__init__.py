@@ -1,0 +1,1 @@
+"""The project on disk (.gangline/): its paths, project.toml, item files, set-up and the server file."""

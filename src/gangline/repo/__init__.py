@@ -1,0 +1,1 @@
+"""git and the project's gates: worktrees, squash merges, the base-branch guard."""

@@ -1,0 +1,310 @@
+"""The MCP tools an agent run uses, each confined by its token to the run's own item and worktree.
+
+Every tool takes the item and the worktree from the run's grant, never from its arguments; an
+``item_id`` argument is accepted only to refuse, clearly, one that names another item.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, Field, ValidationError
+
+from gangline.cli.narrate import last_gates
+from gangline.core.errors import GanglineError
+from gangline.core.items import Item, ItemDraft
+from gangline.core.profiles import Role
+from gangline.core.prompts import QaVerdict, parse_qa_verdict
+from gangline.repo.git import GANGLINE_COMMITTER, git
+from gangline.repo.worktrees import branch_name, truncate_text
+from gangline.store.store import GateRow
+
+if TYPE_CHECKING:
+    from gangline.server.mcp import GanglineMcp
+
+BODY_CHARS = 8000  # of an item's body in status; the prompt already carried all of it
+OUTPUT_BYTES = 4000  # of a gate's output in get_gate_result
+MAX_DIFF_BYTES = 200_000
+MAX_STATUS_LINES = 200
+MAX_FOLLOW_UPS = 10  # items one run may create: a loop in an agent must not flood the backlog
+NOTE_CHARS = 4000
+FORBIDDEN = -32001  # a JSON-RPC server error: the credentials do not reach what was named
+NOT_READY = -32002
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn gangline's own errors and invalid input into tool errors the caller can read and act on."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except GanglineError as err:
+            raise ToolError(str(err)) from err
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "input"
+            raise ToolError(f"{where}: {first['msg']}") from err
+
+    return wrapper
+
+
+class CriterionResult(BaseModel):
+    """One acceptance criterion as QA judged it."""
+
+    index: int = Field(ge=1, description="The criterion's 1-based number.")
+    passed: bool
+    note: str = Field(default="", max_length=4000, description="Why, especially when it did not pass.")
+
+
+def item_view(item: Item, body: bool = True) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": item.id,
+        "name": item.name,
+        "title": item.title,
+        "kind": item.kind.value,
+        "stage": item.stage.value,
+        "hold": item.state.hold.value if item.state.hold else None,
+        "hold_reason": item.state.hold_reason,
+        "frozen": item.state.frozen,
+        "priority": item.priority,
+    }
+    if body:
+        view["body"] = item.body if len(item.body) <= BODY_CHARS else item.body[:BODY_CHARS] + "\n[... cut ...]"
+    return view
+
+
+def criteria_view(item: Item) -> dict[str, Any]:
+    rows = [{"index": i, "text": c.text, "checked": c.checked} for i, c in enumerate(item.criteria, 1)]
+    return {"criteria": rows, "checked": sum(c.checked for c in item.criteria), "total": len(rows)}
+
+
+def gate_view(row: GateRow, output: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "name": row.name,
+        "passed": row.exit_code == 0 and not row.timed_out,
+        "exit_code": row.exit_code,
+        "timed_out": row.timed_out,
+        "duration_s": round(row.duration_s, 3),
+        "context": row.context,
+        "run_id": row.run_id,
+    }
+    if output:
+        data = row.output.encode()
+        view["output"] = (
+            row.output if len(data) <= OUTPUT_BYTES else "[...]\n" + data[-OUTPUT_BYTES:].decode(errors="ignore")
+        )
+    return view
+
+
+def register(server: MCPServer, hub: GanglineMcp) -> None:
+    """Add the agents' tools to ``server``; ``hub`` resolves each call's grant."""
+    created: dict[str, int] = {}
+
+    async def status(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
+        """Your work item (stage, body, acceptance criteria), the last gate results, your run and worktree."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        item = orch.store.get_item(grant.item_id)
+        return {
+            "item": item_view(item),
+            "run": {"id": grant.run_id, "role": grant.role.value},
+            "branch": branch_name(item.id, item.slug),
+            "base_branch": orch.config.base_branch,
+            "worktree": str(grant.worktree),
+            **criteria_view(item),
+            "last_gates": [gate_view(g, output=False) for g in last_gates(orch.store.gate_results(item.id))],
+        }
+
+    async def get_item_todos(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
+        """Your item's acceptance criteria, numbered from 1, with whether each is checked."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        return criteria_view(orch.store.get_item(grant.item_id))
+
+    async def check_criterion(
+        ctx: Context, index: int, checked: bool = True, item_id: int | None = None
+    ) -> dict[str, Any]:
+        """Mark acceptance criterion ``index`` (1-based) of your item as checked (or not)."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        return criteria_view(orch.store.check_criteria(grant.item_id, {index: checked}, grant.actor))
+
+    async def add_note(ctx: Context, text: str, item_id: int | None = None) -> dict[str, Any]:
+        """Leave a note on your item's history for the people watching (progress, a decision, a doubt)."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        if not text.strip():
+            raise ToolError("text: a note needs some text")
+        note = text.strip()[:NOTE_CHARS]
+        event = orch.store.record_event("note", grant.actor, item_id=grant.item_id, run_id=grant.run_id, reason=note)
+        return {"event_id": event}
+
+    async def run_gates(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
+        """Run the project's gates (tests, linters) in your worktree on the server, as it will after you exit.
+
+        Returns whether they passed and, for a failure, which gate and the end of its output.
+        """
+        grant, orch = hub.grant_of(ctx, item_id)
+        if not orch.config.gates:
+            return {"passed": True, "summary": "This project has no gates configured.", "gates": []}
+        item = orch.store.get_item(grant.item_id)
+        report = await orch.pipeline.gates(item, grant.worktree, grant.run_id, "agent")
+        names = ", ".join(r.name for r in report.results)
+        summary = f"All {len(report.results)} gate(s) passed: {names}." if report.passed else report.failure_summary()
+        rows = [
+            {"name": r.name, "passed": r.passed, "exit_code": r.exit_code, "timed_out": r.timed_out}
+            for r in report.results
+        ]
+        return {"passed": report.passed, "summary": summary, "gates": rows}
+
+    async def get_gate_result(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
+        """The last gate results on your item (from run_gates or the server's own check), with their output's end."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        return {"gates": [gate_view(g, output=True) for g in last_gates(orch.store.gate_results(grant.item_id))]}
+
+    async def git_status(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
+        """``git status`` of your worktree: its branch, changed and untracked files, and commits ahead of the base."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        status = await git(grant.worktree, "status", "--porcelain=v1", "--branch", "--untracked-files=all")
+        lines = status.stdout.splitlines()
+        ahead = await git(grant.worktree, "rev-list", "--count", f"refs/heads/{orch.config.base_branch}..HEAD")
+        changes = lines[1:]
+        shown = changes[:MAX_STATUS_LINES] + (
+            [f"... and {len(changes) - MAX_STATUS_LINES} more"] if len(changes) > MAX_STATUS_LINES else []
+        )
+        return {
+            "branch": lines[0].removeprefix("## ") if lines else "",
+            "changes": shown,
+            "commits_ahead": int(ahead.stdout),
+        }
+
+    async def git_diff(
+        ctx: Context, against_base: bool = False, max_bytes: int = 50_000, item_id: int | None = None
+    ) -> dict[str, Any]:
+        """The diff of your worktree: uncommitted changes against HEAD, or (against_base) everything your
+        branch changed since it left the base branch. Cut to max_bytes (at most 200000)."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        limit = max(1000, min(max_bytes, MAX_DIFF_BYTES))
+        span = f"refs/heads/{orch.config.base_branch}...HEAD" if against_base else "HEAD"
+        diff = await git(grant.worktree, "diff", "--no-color", "--no-ext-diff", span)
+        view: dict[str, Any] = {"diff": truncate_text(diff.stdout, limit, "diff")}
+        if not against_base:  # git diff leaves out new files nobody added yet
+            untracked = await git(grant.worktree, "ls-files", "--others", "--exclude-standard")
+            view["untracked"] = untracked.stdout.splitlines()[:MAX_STATUS_LINES]
+        return view
+
+    async def git_commit(ctx: Context, message: str, item_id: int | None = None) -> dict[str, Any]:
+        """Commit everything in your worktree (``git add -A`` then ``git commit``) on your item's branch."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        if grant.role is Role.QA:
+            raise ToolError("QA only reviews: a QA run must not commit. Report your verdict with report_qa_result.")
+        if not message.strip():
+            raise ToolError("message: a commit needs a message")
+        head = await git(grant.worktree, "symbolic-ref", "--quiet", "HEAD", check=False)
+        if head.stdout.strip() == f"refs/heads/{orch.config.base_branch}":
+            raise ToolError(
+                f"your worktree is on the base branch {orch.config.base_branch!r}; gangline never commits there"
+            )
+        await git(grant.worktree, "add", "-A")
+        if (await git(grant.worktree, "diff", "--cached", "--quiet", check=False)).returncode == 0:
+            raise ToolError("nothing to commit: the worktree has no changes")
+        await git(grant.worktree, *await _identity(grant.worktree), "commit", "--quiet", "-m", message.strip())
+        sha = (await git(grant.worktree, "rev-parse", "HEAD")).stdout.strip()
+        files = await git(grant.worktree, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD")
+        return {"commit": sha, "files": files.stdout.splitlines()[:MAX_STATUS_LINES]}
+
+    async def report_qa_result(
+        ctx: Context,
+        verdict: Literal["pass", "fail"],
+        criteria: list[CriterionResult],
+        summary: str = "",
+        item_id: int | None = None,
+    ) -> dict[str, Any]:
+        """QA runs only: your verdict on the item, one entry per acceptance criterion (1-based index).
+        gangline takes it when your run ends, instead of your final message."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        if grant.role is not Role.QA:
+            raise MCPError(FORBIDDEN, f"report_qa_result is for QA runs; run {grant.run_id} is a {grant.role.value}")
+        item = orch.store.get_item(grant.item_id)
+        payload = QaVerdict.model_validate(
+            {"verdict": verdict, "criteria": [c.model_dump() for c in criteria], "summary": summary}
+        )
+        accepted = parse_qa_verdict(payload.model_dump_json(), len(item.criteria))  # the same checks as a final message
+        orch.agents.qa_verdicts[grant.run_id] = accepted
+        orch.store.record_event(
+            "qa_reported",
+            grant.actor,
+            item_id=item.id,
+            run_id=grant.run_id,
+            reason=summary[:NOTE_CHARS] or verdict,
+            data={"verdict": verdict},
+        )
+        return {
+            "accepted": True,
+            "verdict": verdict,
+            "next": "gangline applies this verdict when your run ends; finish now.",
+        }
+
+    async def report_merge_failure(ctx: Context, reason: str, item_id: int | None = None) -> dict[str, Any]:
+        """Mergemaster runs only: say the merge cannot be resolved, and why; the item is then held for a person."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        if grant.role is not Role.MERGEMASTER:
+            raise MCPError(
+                FORBIDDEN, f"report_merge_failure is for mergemaster runs; run {grant.run_id} is a {grant.role.value}"
+            )
+        if not reason.strip():
+            raise ToolError("reason: say why the merge cannot be done")
+        orch.agents.merge_failures[grant.run_id] = reason.strip()[:NOTE_CHARS]
+        orch.store.record_event(
+            "merge_failure_reported",
+            grant.actor,
+            item_id=grant.item_id,
+            run_id=grant.run_id,
+            reason=reason.strip()[:NOTE_CHARS],
+        )
+        return {"accepted": True, "next": "gangline marks the merge as failed when your run ends; finish now."}
+
+    async def create_item(
+        ctx: Context, title: str, body: str = "", criteria: list[str] | None = None, priority: int = 0
+    ) -> dict[str, Any]:
+        """Add a follow-up work item to the backlog (something you found that is outside your own item)."""
+        grant, orch = hub.grant_of(ctx)
+        if created.get(grant.run_id, 0) >= MAX_FOLLOW_UPS:
+            raise ToolError(f"a run may create at most {MAX_FOLLOW_UPS} follow-up items")
+        draft = ItemDraft.model_validate(
+            {"title": title, "body": body, "criteria": criteria or [], "priority": priority}
+        )
+        item = orch.add_item(draft, grant.actor)
+        created[grant.run_id] = created.get(grant.run_id, 0) + 1
+        return item_view(item, body=False)
+
+    async def prompt_permission(
+        ctx: Context, tool_name: str, input: dict[str, Any], tool_use_id: str | None = None
+    ) -> str:
+        """Claude Code's --permission-prompt-tool: decides one tool call. Returns the decision as JSON text."""
+        grant, _ = hub.grant_of(ctx)
+        _, permissions = hub.ready()
+        answer = await permissions.ask(grant.run_id, grant.item_id, grant.worktree, tool_name, input, tool_use_id)
+        return answer.to_json()
+
+    for fn in (
+        status, get_item_todos, check_criterion, add_note, run_gates, get_gate_result, git_status, git_diff,
+        git_commit, report_qa_result, report_merge_failure, create_item,
+    ):  # fmt: skip
+        server.add_tool(domain_errors(fn))
+    server.add_tool(domain_errors(prompt_permission), structured_output=False)
+
+
+async def _identity(worktree: Path) -> tuple[str, ...]:
+    """The repository's own author when it has one; gangline's otherwise, so a commit never fails for want of it.
+
+    Signing is off: a pinentry nobody can see would wait forever.
+    """
+    email = await git(worktree, "config", "user.email", check=False)
+    return ("-c", "commit.gpgsign=false") if email.stdout.strip() else GANGLINE_COMMITTER
