@@ -16,7 +16,7 @@ from gangline.core.profiles import RunnerSettings
 from gangline.core.stages import Stage
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
-from gangline.store.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 FAST = RunnerSettings(inactivity_timeout_s=30, kill_grace_s=0.5, drain_timeout_s=2)
 Step = dict[str, Any]

@@ -4,7 +4,7 @@
 
 The CLI talks to the scripted fake model API in ``fakeapi.py``; what it prints on stdout is
 saved verbatim, with the throwaway directory names replaced by neutral ones. The fake agent
-replays ``src/gangline/transcripts/write.jsonl`` in ``gangline demo`` and the benchmark.
+replays ``src/gangline/fake/transcripts/write.jsonl`` in ``gangline demo`` and the benchmark.
 """
 
 from __future__ import annotations

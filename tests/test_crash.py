@@ -22,9 +22,10 @@ from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
 from gangline.core.events import RunOutcome
 from gangline.core.items import ItemDraft
 from gangline.core.profiles import Role
+from gangline.core.records import NewRun
 from gangline.core.stages import Stage, Trigger
-from gangline.store import store as store_module
-from gangline.store.store import NewRun, Store, open_sqlite
+from gangline.store import Store, open_sqlite
+from gangline.store import sqlite as store_module
 from pipeline_kit import Project, commit_file, git
 
 ITEMS = 3
@@ -207,7 +208,7 @@ _KILLED_MID_MIGRATION = """
 import os, signal, sys
 from pathlib import Path
 from sqlalchemy import event
-import gangline.store.store as store
+import gangline.store.sqlite as store
 
 real_migrate = store.migrate
 

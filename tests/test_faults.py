@@ -21,7 +21,7 @@ from gangline.core.events import RunOutcome
 from gangline.core.stages import Hold, Stage
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectPaths
-from gangline.store.store import open_sqlite
+from gangline.store import open_sqlite
 from pipeline_kit import Project, commit_file
 
 BOUND_S = 30.0
@@ -38,7 +38,7 @@ conn.execute("ROLLBACK")
 
 # The real CLI with a short busy timeout, so a lock can outlast it in well under a second
 # instead of the shipped 10 s. Nothing else is changed.
-SHORT_WAIT_CLI = "import gangline.store as s; s.BUSY_TIMEOUT_S = 0.3; from gangline.cli import main; main()"
+SHORT_WAIT_CLI = "import gangline.store.sqlite as s; s.BUSY_TIMEOUT_S = 0.3; from gangline.cli.app import main; main()"
 
 
 @pytest.fixture
@@ -315,7 +315,7 @@ async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_a
     project.configure(gates=[GATE_HAS_WORK])
     item = project.add("Finishes while locked out")
     warnings = BusyWarnings(enough=3)  # three waits of 0.2 s: the lock outlasted one wait by far
-    logging.getLogger("gangline.store.store").addHandler(warnings)
+    logging.getLogger("gangline.store.sqlite").addHandler(warnings)
     try:
         async with serving(project.orchestrator(tick_s=TICK_S)) as task:
             await until(lambda: any(run.live for run in project.store.runs(item.id)), "the agent started")
@@ -326,7 +326,7 @@ async def test_a_lock_held_past_the_wait_while_an_agent_finishes_loses_nothing_a
             await asyncio.wait_for(task, BOUND_S)
             releaser.join(BOUND_S)
     finally:
-        logging.getLogger("gangline.store.store").removeHandler(warnings)
+        logging.getLogger("gangline.store.sqlite").removeHandler(warnings)
     assert warnings.seen.is_set(), "the store never met the lock"
     done = project.item(item.id)
     assert (done.stage, done.state.hold) == (Stage.DONE, None), done.state

@@ -12,7 +12,7 @@ import pytest
 
 from gangline.core.errors import NotFoundError
 from gangline.pipeline.permissions import Answer, Decision, Permissions, Rule, parse_rule, rule_decision, rule_for
-from gangline.store.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 CWD = Path("/work/tree")
 

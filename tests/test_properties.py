@@ -24,7 +24,7 @@ from gangline.core.errors import StateConflict
 from gangline.core.events import Event, Malformed
 from gangline.core.items import ItemDraft
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply
-from gangline.store.store import open_sqlite
+from gangline.store import open_sqlite
 
 NOW = 1_800_000_000.0
 MAX_LINE = 2048  # small, so generated lines cross the bound often
@@ -38,7 +38,7 @@ BOUNDED = settings(
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = [
-    ROOT / "src/gangline/transcripts/write.jsonl",
+    ROOT / "src/gangline/fake/transcripts/write.jsonl",
     ROOT / "tests/transcripts/claude_text.jsonl",
     ROOT / "tests/transcripts/claude_write.jsonl",
 ]

@@ -12,9 +12,10 @@ from gangline.core.errors import ConfigError, NotFoundError, StateConflict
 from gangline.core.events import RunOutcome, Usage
 from gangline.core.items import Criterion, ItemDraft, ItemPatch
 from gangline.core.profiles import Role
+from gangline.core.records import NewRun, RunEnd
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
+from gangline.store import Store, open_sqlite
 from gangline.store.schema import metadata
-from gangline.store.store import NewRun, RunEnd, Store, open_sqlite
 
 
 class Clock:

@@ -22,7 +22,7 @@ from gangline.core.items import ItemDraft
 from gangline.fake.cli import shipped_transcript
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
-from gangline.store.store import open_sqlite
+from gangline.store import open_sqlite
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -21,12 +21,13 @@ from gangline.core.errors import ConfigError
 from gangline.core.events import ProcessStarted, RunFinished, RunOutcome
 from gangline.core.items import Criterion, ItemDraft
 from gangline.core.profiles import AgentProfile, CliKind, Role, RunnerSettings
+from gangline.core.records import EventRow, RunRow
 from gangline.core.stages import Stage, Trigger
 from gangline.fake.cli import shipped_transcript
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
 from gangline.repo.git import GANGLINE_COMMITTER, git_env
-from gangline.store.store import EventRow, RunRow, Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 SUBSCRIBERS = 4
 

@@ -33,7 +33,7 @@ from gangline.core.items import ItemDraft
 from gangline.core.stages import Stage
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
-from gangline.store.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 FD_GROWTH_BOUND = 1.25  # the last quarter's median fds over the first's, past which the run fails
 RSS_GROWTH_BOUND = 1.10  # the same for RSS

@@ -25,10 +25,11 @@ from gangline.cli.narrate import clock_time, first_line, inert, money
 from gangline.core.errors import ConfigError, GanglineError
 from gangline.core.items import Item, ItemPatch, Kind, describe_validation_error
 from gangline.core.profiles import QaMode
+from gangline.core.records import LedgerKey
 from gangline.core.stages import Facts, Hold, IllegalTransition, Stage, Trigger, apply
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths
-from gangline.store.store import LedgerKey, Store
+from gangline.store import Store
 
 ACTING = "Acting on an item"
 WATCHING = "Watching the pipeline"

@@ -24,9 +24,9 @@ from gangline.core.errors import ConfigError, GanglineError, NotFoundError, Serv
 from gangline.core.events import RunOutcome
 from gangline.core.items import Criterion, Item, ItemDraft, ItemPatch, Kind
 from gangline.core.profiles import QaMode, Role
+from gangline.core.records import EventRow, GateRow, RunRow
 from gangline.core.stages import Hold, IllegalTransition, ItemState, Stage, Trigger
 from gangline.project.config import ProjectPaths
-from gangline.store.store import EventRow, GateRow, RunRow
 
 if TYPE_CHECKING:
     import httpx

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from gangline.core.errors import ConfigError
 from gangline.project.config import ProjectConfig, ProjectPaths, find_root, load_project
-from gangline.store.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 _E = TypeVar("_E", bound=StrEnum)
 

@@ -24,7 +24,7 @@ from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectPaths, load_project_text
 from gangline.server.app import create_app
 from gangline.server.serving import build_server
-from gangline.store.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite
 
 _CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 ACTOR = "demo"

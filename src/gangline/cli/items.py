@@ -26,15 +26,16 @@ from gangline.cli.common import (
     print_json,
     project,
 )
-from gangline.cli.narrate import inert, items_table, last_gates, money, print_item
+from gangline.cli.narrate import inert, items_table, money, print_item
 from gangline.core.errors import ConfigError, NotFoundError
 from gangline.core.items import Item, ItemDraft, ItemPatch, Kind, describe_validation_error, template
 from gangline.core.profiles import QaMode, Role
+from gangline.core.records import EventRow, GateRow, RunRow, last_gates
 from gangline.core.stages import Stage
 from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.project.itemfile import ItemFile, export_items, read_item_dir, read_item_file
 from gangline.repo.worktrees import branch_name
-from gangline.store.store import EventRow, GateRow, RunRow, Store
+from gangline.store import Store
 
 # The draft field each `gangline add` (or `edit`) option fills, to name the option in an error.
 OPTION_OF = {

@@ -20,7 +20,8 @@ from gangline.cli.narrate import inert
 from gangline.cli.render import Renderer
 from gangline.core.errors import GanglineError, NotFoundError, RunLogError
 from gangline.core.events import Record, RunFinished, TextDelta, ThinkingDelta
-from gangline.store.store import RunRow, Store
+from gangline.core.records import RunRow
+from gangline.store import Store
 
 POLL_S = 0.25  # following a log file without a server: how often to look for new lines
 GONE_S = 15.0  # the agent's process is gone and the log silent this long: nothing will finish the run

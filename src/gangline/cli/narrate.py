@@ -19,9 +19,10 @@ from rich.table import Table
 
 from gangline.core.errors import NotFoundError
 from gangline.core.items import Item
+from gangline.core.records import EventRow, GateRow, RunRow
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.repo.worktrees import branch_name
-from gangline.store.store import EventRow, GateRow, RunRow, Store
+from gangline.store import Store
 
 POLL_S = 1.0  # re-read this often anyway: another process (`gangline add`) writes without waking us
 _PAGE = 1000

@@ -12,14 +12,31 @@
     │                             ``returncode``, ``stderr``); exit 6
     ├── NotFoundError             no such item, run or profile (``what``, ``key``); exit 7
     ├── ServerLockedError         another server drives this project; exit 8
+    ├── Unavailable               it needs a server or an orchestrator that is not running
     ├── DatabaseBusyError         another process held the database's write lock past the
     │                             wait (``path``, ``waited_s``); exit 10
     └── VerdictError              a QA or mergemaster agent's final message is not a valid report
                                   (``role``, ``reason``); exit 9
 
-Surfaces translate these at their edge: the CLI prints the message and exits non-zero,
-and later the REST and MCP doors map them to status codes. Callers read fields, never
-match on message text.
+Each class has a stable ``code``, the one word every door says it with: REST's
+``{"error": {"code", "message", "field"?...}}`` (``detail()``), the MCP tools' error text (the same
+object), and the CLI's exit code (``exit_code``; a command through a server turns the code back
+into the class, ``wire.error_from_detail``). Callers read fields, never match on message text.
+
+    code                 class                 exit  HTTP
+    invalid              ConfigError              2   422
+    agent_not_found      AgentNotFoundError       3   500
+    run_log              RunLogError              4   500
+    run                  RunnerError              1   409
+    conflict             StateConflict            5   409
+    illegal_transition   IllegalTransition        5   409
+    git                  GitError                 6   500
+    not_found            NotFoundError            7   404
+    locked               ServerLockedError        8   503
+    invalid_report       VerdictError             9   422
+    busy                 DatabaseBusyError       10   503
+    unavailable          Unavailable              1   503
+    error                GanglineError            1   500
 """
 
 from __future__ import annotations
@@ -34,22 +51,35 @@ class GanglineError(Exception):
     """Base of every error gangline raises on purpose."""
 
     exit_code = 1
+    code = "error"
+
+    def detail(self) -> dict[str, object]:
+        """What every door says about it: the code, the message, and what it concerns."""
+        return {"code": self.code, "message": str(self), **self.fields()}
+
+    def fields(self) -> dict[str, object]:
+        return {}
 
 
 class ConfigError(GanglineError):
     """A configuration value is missing or invalid."""
 
     exit_code = 2
+    code = "invalid"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+    def fields(self) -> dict[str, object]:
+        return {"field": self.field}
 
 
 class AgentNotFoundError(GanglineError):
     """The agent CLI named by a profile cannot be executed."""
 
     exit_code = 3
+    code = "agent_not_found"
 
     def __init__(self, profile: str, path: str, reason: str) -> None:
         super().__init__(f"agent profile {profile!r}: CLI binary {path!r} {reason}")
@@ -62,6 +92,7 @@ class RunLogError(GanglineError):
     """A durable run log cannot be used."""
 
     exit_code = 4
+    code = "run_log"
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"run log {str(path)!r}: {reason}")
@@ -72,6 +103,8 @@ class RunLogError(GanglineError):
 class RunnerError(GanglineError):
     """A run cannot be started, found or stopped."""
 
+    code = "run"
+
     def __init__(self, run_id: str, message: str) -> None:
         super().__init__(f"run {run_id}: {message}")
         self.run_id = run_id
@@ -81,6 +114,7 @@ class NotFoundError(GanglineError):
     """An item, run or profile named by the caller does not exist."""
 
     exit_code = 7
+    code = "not_found"
 
     def __init__(self, what: str, key: object) -> None:
         super().__init__(f"{what} {key} does not exist")
@@ -92,6 +126,7 @@ class StateConflict(GanglineError):
     """A compare-and-set lost: the item changed since the caller read it."""
 
     exit_code = 5
+    code = "conflict"
 
     def __init__(self, item_id: int, expected: str, current: str) -> None:
         super().__init__(f"item {item_id} is {current}, not {expected} as expected; read it again")
@@ -99,11 +134,15 @@ class StateConflict(GanglineError):
         self.expected = expected
         self.current = current
 
+    def fields(self) -> dict[str, object]:
+        return {"expected": self.expected, "current": self.current}
+
 
 class VerdictError(GanglineError):
     """A QA or mergemaster agent did not end with the one JSON object its prompt asked for."""
 
     exit_code = 9
+    code = "invalid_report"
 
     def __init__(self, role: str, reason: str) -> None:
         super().__init__(f"{role} report rejected: {reason}")
@@ -119,6 +158,7 @@ class GitError(GanglineError):
     """
 
     exit_code = 6
+    code = "git"
 
     def __init__(self, args: Sequence[str], cwd: Path, returncode: int | None, stderr: str) -> None:
         first = next((line.strip() for line in stderr.splitlines() if line.strip()), "no error output")
@@ -142,12 +182,20 @@ class ServerLockedError(GanglineError):
     """Another gangline server already drives this project."""
 
     exit_code = 8
+    code = "locked"
+
+
+class Unavailable(GanglineError):
+    """What was asked for needs something that is not running (a server, the orchestrator)."""
+
+    code = "unavailable"
 
 
 class DatabaseBusyError(GanglineError):
     """Another process held the database's write lock for longer than this process would wait."""
 
     exit_code = 10
+    code = "busy"
 
     def __init__(self, path: Path, waited_s: float) -> None:
         super().__init__(

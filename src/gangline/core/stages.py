@@ -107,6 +107,7 @@ class IllegalTransition(GanglineError):
     """A trigger that the table does not allow from the item's current state."""
 
     exit_code = 5
+    code = "illegal_transition"
 
     def __init__(self, state: ItemState, trigger: Trigger, why: str, item_id: int | None = None) -> None:
         who = f"item {item_id}" if item_id is not None else "item"
@@ -115,6 +116,10 @@ class IllegalTransition(GanglineError):
         self.trigger = trigger
         self.why = why
         self.item_id = item_id
+
+    def fields(self) -> dict[str, object]:
+        hold = self.state.hold.value if self.state.hold else None
+        return {"stage": self.state.stage.value, "hold": hold, "trigger": self.trigger.value}
 
 
 def apply(state: ItemState, trigger: Trigger, facts: Facts = Facts()) -> ItemState:

@@ -17,13 +17,14 @@ from gangline.core.items import Item
 from gangline.core.policy import Decision, Verdict, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, parse_qa_verdict, render_prompt
+from gangline.core.records import REASON_CHARS
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.pipeline.merge import Merger
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport, run_gates
 from gangline.repo.worktrees import Worktrees, branch_name
-from gangline.store.store import REASON_CHARS, Store
+from gangline.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from gangline.core.items import Item
 from gangline.core.policy import BUDGET_SUBTYPE
 from gangline.core.profiles import AgentProfile, Role
+from gangline.core.records import REASON_CHARS
 from gangline.core.stages import Facts, IllegalTransition, Stage, Trigger
 from gangline.pipeline.runs import AgentRuns
 from gangline.project.config import ProjectConfig
@@ -22,7 +23,7 @@ from gangline.repo.gates import GatesReport
 from gangline.repo.git import git
 from gangline.repo.squash import AdvanceStatus, Squash, SquashStatus, advance_base, inspect_resolution, prepare_squash
 from gangline.repo.worktrees import Worktrees, branch_name
-from gangline.store.store import REASON_CHARS, Store
+from gangline.store import Store
 
 Render = Callable[[Item, AgentProfile, Path, str], str]
 Gates = Callable[[Item, Path, str | None, str], Awaitable[GatesReport]]

@@ -22,6 +22,7 @@ from gangline.core.errors import ConfigError, GanglineError, ServerLockedError, 
 from gangline.core.events import RunOutcome
 from gangline.core.items import Item, ItemDraft
 from gangline.core.profiles import Role, RunnerSettings
+from gangline.core.records import RunEnd
 from gangline.core.scheduler import Action, Plan, Step, plan
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.pipeline.jobs import RESTARTED, SERVER, Pipeline
@@ -31,7 +32,7 @@ from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.repo import baseguard
 from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import Worktrees
-from gangline.store.store import RunEnd, Store
+from gangline.store import Store
 
 log = logging.getLogger(__name__)
 

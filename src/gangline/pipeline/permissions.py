@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from gangline.core.errors import NotFoundError
-from gangline.store.store import Store
+from gangline.store import Store
 
 OWN_TOOLS = "mcp__gangline__*"
 SUBJECT_KEYS = ("command", "file_path", "notebook_path", "path", "url", "query", "pattern")

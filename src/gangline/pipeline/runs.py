@@ -32,8 +32,9 @@ from gangline.core.items import Item
 from gangline.core.policy import RunEnding
 from gangline.core.profiles import AgentProfile, CliKind, Role
 from gangline.core.prompts import QaVerdict
+from gangline.core.records import NewRun, RunEnd
 from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
-from gangline.store.store import NewRun, RunEnd, Store
+from gangline.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from gangline.core.stages import Hold, IllegalTransition, Stage
 from gangline.pipeline.orchestrator import Clock, Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.server.ui import SecurityHeaders, is_ui_path, mount_ui
-from gangline.store.store import Store
+from gangline.store import Store
 
 log = logging.getLogger(__name__)
 

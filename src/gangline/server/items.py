@@ -11,17 +11,17 @@ from typing import Annotated, Literal, cast
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, JsonValue
 
-from gangline.cli.narrate import last_gates
 from gangline.core.errors import ConfigError
 from gangline.core.items import Criterion, Item, ItemDraft, ItemPatch, Kind
 from gangline.core.profiles import QaMode, Role
+from gangline.core.records import EventRow, GateRow, RunRow, last_gates
 from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply, legal_triggers
 from gangline.pipeline.runs import Throttle
 from gangline.repo.worktrees import branch_name
 from gangline.server.app import ERRORS, ActorDep, OrchestratorDep, StoreDep
 from gangline.server.runs import ActionBody, RunOut
-from gangline.store.store import EventRow, GateRow, RunRow, Store
+from gangline.store import Store
 
 router = APIRouter(prefix="/api/items", tags=["items"], responses=ERRORS)
 

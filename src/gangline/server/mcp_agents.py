@@ -16,14 +16,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field, ValidationError
 
-from gangline.cli.narrate import last_gates
 from gangline.core.errors import GanglineError
 from gangline.core.items import Item, ItemDraft
 from gangline.core.profiles import Role
 from gangline.core.prompts import QaVerdict, parse_qa_verdict
+from gangline.core.records import GateRow, last_gates
 from gangline.repo.git import GANGLINE_COMMITTER, git
 from gangline.repo.worktrees import branch_name, truncate_text
-from gangline.store.store import GateRow
 
 if TYPE_CHECKING:
     from gangline.server.mcp import GanglineMcp

@@ -15,9 +15,9 @@ from gangline.agents.runlog import replay
 from gangline.core.errors import RunnerError
 from gangline.core.events import RunOutcome
 from gangline.core.profiles import Role
+from gangline.core.records import LedgerKey, RunRow
 from gangline.core.stages import Hold, Stage, Trigger
 from gangline.server.app import ERRORS, ActorDep, OrchestratorDep, Serving, StoreDep
-from gangline.store.store import LedgerKey, RunRow
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 

@@ -15,7 +15,7 @@ from gangline.core.errors import ConfigError
 from gangline.pipeline.grants import agent_mcp_url
 from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.server.app import Serving, create_app, is_loopback
-from gangline.store.store import open_sqlite
+from gangline.store import open_sqlite
 
 MIN_TOKEN_CHARS = 16
 GRACEFUL_S = 5  # open connections (event streams never end by themselves) get this long to finish

@@ -25,9 +25,9 @@ from fastapi.responses import StreamingResponse
 from gangline.agents.bus import Bus
 from gangline.agents.runlog import replay
 from gangline.core.events import Gap, Record, RunFinished
+from gangline.core.records import EventRow
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.server.app import ERRORS, OrchestratorDep
-from gangline.store.store import EventRow
 
 HEARTBEAT_S = 15.0  # a comment after this much silence; apps override with app.state.heartbeat_s
 POLL_S = 1.0  # re-read the store at least this often: the CLI writes it from another process

@@ -1,0 +1,131 @@
+"""The rows gangline keeps, as plain frozen records: runs, events, gate results, ledger sums, rules.
+
+The store builds them from SQL; everything above reads them. ``last_gates`` picks the latest
+batch of gate results, as the board, ``gangline show`` and the agents' tools show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gangline.core.events import RunOutcome, Usage
+from gangline.core.profiles import Role
+
+REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
+LedgerKey = Literal["run", "item", "profile", "day"]
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: str
+    item_id: int
+    role: Role
+    profile: str
+    attempt: int
+    workspace: str
+    log_path: str
+    resumed_session: str | None = None
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    outcome: RunOutcome
+    reason: str
+    session_id: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    item_id: int
+    role: Role
+    profile: str
+    attempt: int
+    workspace: str
+    log_path: str
+    resumed_session: str | None
+    session_id: str | None
+    pid: int | None
+    pgid: int | None
+    start_ticks: int | None
+    started_at: float
+    ended_at: float | None
+    outcome: RunOutcome | None
+    reason: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    at: float
+    item_id: int | None
+    run_id: str | None
+    kind: str
+    actor: str
+    trigger: str | None
+    from_stage: str | None
+    from_hold: str | None
+    to_stage: str | None
+    to_hold: str | None
+    reason: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateRow:
+    id: int
+    item_id: int
+    run_id: str | None
+    context: str
+    at: float
+    name: str
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    output: str
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class PermissionRuleRow:
+    id: int
+    tool: str
+    pattern: str | None
+    decision: str  # allow | deny
+    created_at: float
+    actor: str
+
+
+def last_gates(rows: list[GateRow]) -> list[GateRow]:
+    """The last batch of gate results: the trailing rows of one run and context, no gate twice."""
+    batch: list[GateRow] = []
+    for row in reversed(rows):
+        if batch and ((row.run_id, row.context) != (batch[0].run_id, batch[0].context) or
+                      any(g.name == row.name for g in batch)):  # fmt: skip
+            break
+        batch.insert(0, row)
+    return batch
