@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gangline.core.events import RunOutcome
-from gangline.core.policy import Decision, RunEnding, Verdict, after_run, retry_or_block
+from gangline.core.policy import AfterRun, RunEnding, Next, after_run, retry_or_block
 
 NOW = 10_000.0
 
@@ -16,31 +16,31 @@ def ending(outcome: RunOutcome, **fields: object) -> RunEnding:
     return RunEnding(outcome, **values)  # type: ignore[arg-type]
 
 
-def decide(e: RunEnding, automatable: bool = True, budget: float | None = 1.0) -> Decision:
+def decide(e: RunEnding, automatable: bool = True, budget: float | None = 1.0) -> AfterRun:
     return after_run(e, automatable=automatable, max_budget_usd=budget, now=NOW, default_wait_s=300,
                      max_wait_s=3600, margin_s=5)  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("e", "verdict", "reason"),
+    ("e", "then", "reason"),
     [
-        (ending(RunOutcome.SUCCEEDED), Verdict.CHECK, "succeeded: r"),
-        (ending(RunOutcome.CRASHED), Verdict.CHECK, "crashed: r"),
-        (ending(RunOutcome.STALLED), Verdict.CHECK, "stalled: r"),
-        (ending(RunOutcome.STOPPED, reason="server shutting down"), Verdict.RESUME, "server shutting down"),
-        (ending(RunOutcome.SUCCEEDED, cost_usd=1.5), Verdict.BLOCK, "budget exceeded: spent $1.50 of $1.00"),
-        (ending(RunOutcome.FAILED, result_subtype="error_max_budget_usd", cost_usd=0.9), Verdict.BLOCK,
+        (ending(RunOutcome.SUCCEEDED), Next.CHECK, "succeeded: r"),
+        (ending(RunOutcome.CRASHED), Next.CHECK, "crashed: r"),
+        (ending(RunOutcome.STALLED), Next.CHECK, "stalled: r"),
+        (ending(RunOutcome.STOPPED, reason="server shutting down"), Next.RESUME, "server shutting down"),
+        (ending(RunOutcome.SUCCEEDED, cost_usd=1.5), Next.BLOCK, "budget exceeded: spent $1.50 of $1.00"),
+        (ending(RunOutcome.FAILED, result_subtype="error_max_budget_usd", cost_usd=0.9), Next.BLOCK,
          "budget exceeded: spent $0.90 of $1.00"),
-        (ending(RunOutcome.STOPPED, budget_note="budget exceeded: spent $3.00 of $1.00"), Verdict.BLOCK,
+        (ending(RunOutcome.STOPPED, budget_note="budget exceeded: spent $3.00 of $1.00"), Next.BLOCK,
          "budget exceeded: spent $3.00 of $1.00"),
     ],
 )  # fmt: skip
-def test_after_a_run(e: RunEnding, verdict: Verdict, reason: str) -> None:
-    assert decide(e) == Decision(verdict, reason)
+def test_after_a_run(e: RunEnding, then: Next, reason: str) -> None:
+    assert decide(e) == AfterRun(then, reason)
 
 
 def test_a_person_who_changed_the_item_wins() -> None:
-    assert decide(ending(RunOutcome.SUCCEEDED, cost_usd=50.0), automatable=False).verdict is Verdict.LEAVE
+    assert decide(ending(RunOutcome.SUCCEEDED, cost_usd=50.0), automatable=False).next is Next.LEAVE
 
 
 def test_a_hard_rate_limit_parks_until_the_reset_plus_the_margin() -> None:
@@ -51,9 +51,9 @@ def test_a_hard_rate_limit_parks_until_the_reset_plus_the_margin() -> None:
 
 def test_a_reset_too_far_away_blocks_instead_of_parking() -> None:
     decision = decide(ending(RunOutcome.RATE_LIMITED, resets_at=NOW + 7200))
-    assert decision.verdict is Verdict.BLOCK and "longer than rate_limit.max_wait_s" in decision.reason
+    assert decision.next is Next.BLOCK and "longer than rate_limit.max_wait_s" in decision.reason
 
 
 def test_retries_run_out_after_max_retries() -> None:
-    assert retry_or_block(3, 3, "gate failed").verdict is Verdict.RETRY
-    assert retry_or_block(4, 3, "gate failed") == Decision(Verdict.BLOCK, "4 attempts failed; the last: gate failed")
+    assert retry_or_block(3, 3, "gate failed").next is Next.RETRY
+    assert retry_or_block(4, 3, "gate failed") == AfterRun(Next.BLOCK, "4 attempts failed; the last: gate failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import make_item
 from gangline.core.profiles import QaMode, Role
-from gangline.core.scheduler import Action, Candidate, Step, plan
+from gangline.core.scheduler import Job, Candidate, Step, plan
 from gangline.core.stages import Hold, ItemState, Stage
 
 NOW = 1000.0
@@ -26,7 +26,7 @@ def steps(
     merging: bool = False,
 ) -> list[tuple[Step, int]]:
     result = plan(items, busy, running or {}, LIMITS, qa, merging, NOW)
-    return [(a.step, a.item_id) for a in result.actions]
+    return [(a.step, a.item_id) for a in result.jobs]
 
 
 def test_backlog_starts_by_priority_within_the_free_coder_slots() -> None:
@@ -55,7 +55,7 @@ def test_timers_hold_items_until_due_and_report_the_next_one() -> None:
     parked = item(1, Stage.CODING, parked_until=NOW + 30)
     later = item(2, start_after=NOW + 10)
     result = plan([parked, later], set(), {}, LIMITS, QaMode.SERVER, False, NOW)
-    assert result.actions == () and result.next_due == NOW + 10 and result.waiting == 2
+    assert result.jobs == () and result.next_due == NOW + 10 and result.waiting == 2
     assert steps([item(1, Stage.CODING, parked_until=NOW - 1)]) == [(Step.CODE, 1)]
 
 
@@ -76,4 +76,4 @@ def test_one_merge_at_a_time() -> None:
 def test_done_items_are_archived_when_due_and_do_not_count_as_waiting() -> None:
     due, later = item(1, Stage.DONE, archive_at=NOW), item(2, Stage.DONE, archive_at=NOW + 60)
     result = plan([due, later], set(), {}, LIMITS, QaMode.SERVER, False, NOW)
-    assert result.actions == (Action(Step.ARCHIVE, 1),) and result.waiting == 0 and result.next_due == NOW + 60
+    assert result.jobs == (Job(Step.ARCHIVE, 1),) and result.waiting == 0 and result.next_due == NOW + 60

@@ -42,7 +42,7 @@ from gangline.core.events import (
     SessionStarted,
     Usage,
 )
-from gangline.core.outcome import Verdict, decide
+from gangline.core.outcome import Conclusion, decide
 from gangline.core.profiles import AgentProfile, RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -205,8 +205,8 @@ class _Run:
         try:
             spawned = spawn_in_pty(argv, self.request.cwd, env)
         except OSError as err:
-            verdict = Verdict(RunOutcome.CRASHED, f"could not start {argv[0]!r}: {err.strerror or err}")
-            return self._finish(verdict, None, None)
+            conclusion = Conclusion(RunOutcome.CRASHED, f"could not start {argv[0]!r}: {err.strerror or err}")
+            return self._finish(conclusion, None, None)
         self.pgid = spawned.record.pgid
         registry.register(rid, spawned.record)
         try:
@@ -215,12 +215,12 @@ class _Run:
         except asyncio.CancelledError:
             self._killed_for = self._killed_for or (RunOutcome.STOPPED, "runner cancelled")
             self._teardown(spawned)
-            self._finish(self._verdict(spawned.popen.poll()), spawned, spawned.popen.poll())
+            self._finish(self._conclude(spawned.popen.poll()), spawned, spawned.popen.poll())
             raise
         finally:
             registry.unregister(rid)
         self._teardown(spawned)
-        return self._finish(self._verdict(returncode), spawned, returncode)
+        return self._finish(self._conclude(returncode), spawned, returncode)
 
     # --- supervision -------------------------------------------------------------------
 
@@ -376,7 +376,7 @@ class _Run:
         # Decoded only at the end: the hot path keeps the raw bytes.
         return [line.decode("utf-8", "replace")[:300] for line in self._last_lines]
 
-    def _verdict(self, returncode: int | None) -> Verdict:
+    def _conclude(self, returncode: int | None) -> Conclusion:
         return decide(
             killed_for=self._killed_for,
             returncode=returncode,
@@ -386,11 +386,11 @@ class _Run:
             last_lines=self._last_text(),
         )
 
-    def _finish(self, verdict: Verdict, spawned: Spawned | None, returncode: int | None) -> RunSummary:
+    def _finish(self, conclusion: Conclusion, spawned: Spawned | None, returncode: int | None) -> RunSummary:
         result = self._result
         finished = RunFinished(
-            outcome=verdict.outcome,
-            reason=verdict.reason,
+            outcome=conclusion.outcome,
+            reason=conclusion.reason,
             exit_code=returncode,
             session_id=self._session_id,
             cost_usd=result.cost_usd if result else None,
@@ -414,13 +414,13 @@ class _Run:
                 "action": "run_finished",
                 "run_id": self.request.run_id,
                 "session_id": self._session_id,
-                "outcome": verdict.outcome.value,
+                "outcome": conclusion.outcome.value,
             },
         )
         return RunSummary(
             run_id=self.request.run_id,
-            outcome=verdict.outcome,
-            reason=verdict.reason,
+            outcome=conclusion.outcome,
+            reason=conclusion.reason,
             log_path=self.log.path,
             last_event_id=self.log.last_id,
             process=spawned.record if spawned else None,

@@ -247,8 +247,8 @@ def _median_tick_s(orch: Orchestrator) -> float:
         started = time.perf_counter()
         planned = orch.tick()
         samples.append(time.perf_counter() - started)
-        if planned.actions:  # it would have launched jobs: the figure would not be a plain tick
-            raise RuntimeError(f"an idle tick planned {planned.actions}; the waiting items must not move")
+        if planned.jobs:  # it would have launched jobs: the figure would not be a plain tick
+            raise RuntimeError(f"an idle tick planned {planned.jobs}; the waiting items must not move")
     return statistics.median(samples)
 
 

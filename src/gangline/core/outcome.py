@@ -9,7 +9,7 @@ from gangline.core.events import RateLimit, Result, RunOutcome
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Conclusion:
     outcome: RunOutcome
     reason: str
 
@@ -22,23 +22,23 @@ def decide(
     result: Result | None,
     hard_limit: RateLimit | None,
     last_lines: list[str],
-) -> Verdict:
+) -> Conclusion:
     """The first matching row wins; see SPEC.md "Run outcomes"."""
     if killed_for is not None:
-        return Verdict(*killed_for)
+        return Conclusion(*killed_for)
     if hard_limit is not None:
-        return Verdict(
+        return Conclusion(
             RunOutcome.RATE_LIMITED, f"rate limit {hard_limit.status} ({hard_limit.limit_type or 'unknown window'})"
         )
     if result is not None:
         if not result.is_error and returncode == 0:
-            return Verdict(RunOutcome.SUCCEEDED, "completed")
-        return Verdict(RunOutcome.FAILED, _result_reason(result, returncode))
+            return Conclusion(RunOutcome.SUCCEEDED, "completed")
+        return Conclusion(RunOutcome.FAILED, _result_reason(result, returncode))
     exit_text = _exit_text(returncode)
     tail = f"; last output: {' | '.join(last_lines[-3:])}" if last_lines else "; it printed nothing"
     if not session_started:
-        return Verdict(RunOutcome.CRASHED, f"CLI {exit_text} before starting a session{tail}")
-    return Verdict(RunOutcome.CRASHED, f"CLI {exit_text} without a result{tail}")
+        return Conclusion(RunOutcome.CRASHED, f"CLI {exit_text} before starting a session{tail}")
+    return Conclusion(RunOutcome.CRASHED, f"CLI {exit_text} without a result{tail}")
 
 
 def _result_reason(result: Result, returncode: int | None) -> str:

@@ -10,7 +10,9 @@ from gangline.core.events import RunOutcome
 BUDGET_SUBTYPE = "error_max_budget_usd"  # the result subtype Claude Code uses when --max-budget-usd is hit
 
 
-class Verdict(enum.StrEnum):
+class Next(enum.StrEnum):
+    """What the pipeline does with an item after its agent's run."""
+
     PARK = "park"  # hard rate limit: wait for the reset, then resume the session; costs no retry
     BLOCK = "block"  # stop automation; a person must look
     RESUME = "resume"  # interrupted by gangline itself: resume the session; costs no retry
@@ -30,8 +32,10 @@ class RunEnding:
 
 
 @dataclass(frozen=True)
-class Decision:
-    verdict: Verdict
+class AfterRun:
+    """The decision after a run: what comes next, why, and (parked) until when."""
+
+    next: Next
     reason: str
     until: float | None = None
 
@@ -45,19 +49,19 @@ def after_run(
     default_wait_s: float,
     max_wait_s: float,
     margin_s: float,
-) -> Decision:
+) -> AfterRun:
     """The first matching row wins."""
     if not automatable:
-        return Decision(Verdict.LEAVE, "a person changed the item while the agent ran")
+        return AfterRun(Next.LEAVE, "a person changed the item while the agent ran")
     budget = _budget_exceeded(ending, max_budget_usd)
     if budget is not None:
-        return Decision(Verdict.BLOCK, budget)
+        return AfterRun(Next.BLOCK, budget)
     if ending.outcome is RunOutcome.RATE_LIMITED:
         return _park(ending, now, default_wait_s, max_wait_s, margin_s)
     if ending.outcome is RunOutcome.STOPPED:
-        return Decision(Verdict.RESUME, ending.reason)
+        return AfterRun(Next.RESUME, ending.reason)
     # Succeeded or not, what counts is what the agent left behind ("work survived").
-    return Decision(Verdict.CHECK, f"{ending.outcome.value}: {ending.reason}")
+    return AfterRun(Next.CHECK, f"{ending.outcome.value}: {ending.reason}")
 
 
 def _budget_exceeded(ending: RunEnding, max_budget_usd: float | None) -> str | None:
@@ -70,17 +74,17 @@ def _budget_exceeded(ending: RunEnding, max_budget_usd: float | None) -> str | N
     return None
 
 
-def _park(ending: RunEnding, now: float, default_wait_s: float, max_wait_s: float, margin_s: float) -> Decision:
+def _park(ending: RunEnding, now: float, default_wait_s: float, max_wait_s: float, margin_s: float) -> AfterRun:
     until = (ending.resets_at if ending.resets_at is not None else now + default_wait_s) + margin_s
     until = max(until, now + margin_s)  # a reset time in the past (clock skew) still waits a little
     if until - now > max_wait_s:
         hours = (until - now) / 3600
-        return Decision(Verdict.BLOCK, f"rate limited until {hours:.1f}h from now, longer than rate_limit.max_wait_s")
-    return Decision(Verdict.PARK, f"rate limited: {ending.reason}", until)
+        return AfterRun(Next.BLOCK, f"rate limited until {hours:.1f}h from now, longer than rate_limit.max_wait_s")
+    return AfterRun(Next.PARK, f"rate limited: {ending.reason}", until)
 
 
-def retry_or_block(retries_used: int, max_retries: int, reason: str) -> Decision:
+def retry_or_block(retries_used: int, max_retries: int, reason: str) -> AfterRun:
     """After a failed attempt: ``retries_used`` counts this failure too."""
     if retries_used > max_retries:
-        return Decision(Verdict.BLOCK, f"{retries_used} attempts failed; the last: {reason}")
-    return Decision(Verdict.RETRY, reason)
+        return AfterRun(Next.BLOCK, f"{retries_used} attempts failed; the last: {reason}")
+    return AfterRun(Next.RETRY, reason)

@@ -56,14 +56,14 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Action:
+class Job:
     step: Step
     item_id: int
 
 
 @dataclass(frozen=True)
 class Plan:
-    actions: tuple[Action, ...]
+    jobs: tuple[Job, ...]
     next_due: float | None  # the earliest future time at which a timer fires
     waiting: int  # unfinished items that will move on their own later (parked, scheduled, waiting for a slot)
 
@@ -77,13 +77,13 @@ def plan(
     merging: bool,
     now: float,
 ) -> Plan:
-    """The actions to take now, highest priority first within each role's free slots.
+    """The jobs to start now, highest priority first within each role's free slots.
 
     ``busy`` holds items with a job in progress; ``running`` counts those jobs by role.
-    Items waiting on a person (human QA, holds, frozen) are neither actions nor ``waiting``.
+    Items waiting on a person (human QA, holds, frozen) are neither jobs nor ``waiting``.
     """
     free = {role: limits[role] - running.get(role, 0) for role in Role}
-    actions: list[Action] = []
+    jobs: list[Job] = []
     due: list[float] = []
     waiting = 0
     for item in sorted(items, key=_order):
@@ -106,8 +106,8 @@ def plan(
             free[role] -= 1
             if step is Step.MERGE:
                 merging = True  # one merge workspace: one merge at a time
-        actions.append(Action(step, item.id))
-    return Plan(tuple(actions), min(due) if due else None, waiting)
+        jobs.append(Job(step, item.id))
+    return Plan(tuple(jobs), min(due) if due else None, waiting)
 
 
 def _order(item: Candidate) -> tuple[int, int, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Item
-from gangline.core.policy import Decision, Verdict, after_run, retry_or_block
+from gangline.core.policy import AfterRun, Next, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, parse_qa_verdict, render_prompt
 from gangline.core.records import REASON_CHARS
@@ -90,7 +90,7 @@ class Pipeline:
         if profile.fallback is None or profile.fallback in tried:
             return None
         current = self.store.get_item(item.id)
-        if self._decide(current, stage, result, profile).verdict is not Verdict.PARK:
+        if self._decide(current, stage, result, profile).next is not Next.PARK:
             return None
         fallback = self.config.profile(profile.fallback)
         if fallback is None:  # checked when the configuration loads; a profile removed since is no fallback
@@ -109,14 +109,14 @@ class Pipeline:
         item = self.store.get_item(_item_id(result.run_id))
         session = result.summary.session_id or item.session_id
         decision = self._decide(item, Stage.CODING, result, profile)
-        if decision.verdict is Verdict.CHECK:
+        if decision.next is Next.CHECK:
             decision = await self._check_work(item, result.run_id)
-            if decision.verdict is Verdict.LEAVE:  # the gates passed and the item moved on
+            if decision.next is Next.LEAVE:  # the gates passed and the item moved on
                 return
             decision = retry_or_block(item.retries + 1, self.config.max_retries, decision.reason)
             self._apply(item, decision, result.run_id, session, retries=item.retries + 1)
             return
-        if decision.verdict is Verdict.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
+        if decision.next is Next.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
             # A person stopped (blocked) it: keep the session, so unblocking resumes the work.
             self.store.bookkeep(
                 item.id,
@@ -129,25 +129,25 @@ class Pipeline:
             return
         self._apply(item, decision, result.run_id, session)
 
-    async def _check_work(self, item: Item, run_id: str) -> Decision:
+    async def _check_work(self, item: Item, run_id: str) -> AfterRun:
         """The "work survived" rule: committed work that passes the gates advances, however the agent ended."""
         ahead = await self.worktrees.commits_ahead(item.id, item.slug)
         if ahead == 0:
-            return Decision(
-                Verdict.RETRY, "You exited without committing any work. Do the item and commit it with git."
+            return AfterRun(
+                Next.RETRY, "You exited without committing any work. Do the item and commit it with git."
             )
         path = await self.worktrees.ensure(item.id, item.slug)
         dirty = await self.worktrees.dirty_paths(path)
         if dirty:
             listed = ", ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else "")
-            return Decision(
-                Verdict.RETRY,
+            return AfterRun(
+                Next.RETRY,
                 f"You left uncommitted changes in the worktree: {listed}. Commit what belongs to the item and "
                 "remove the rest; only committed work is reviewed and merged.",
             )
         report = await self.gates(item, path, run_id, "coding")
         if not report.passed:
-            return Decision(Verdict.RETRY, report.failure_summary())
+            return AfterRun(Next.RETRY, report.failure_summary())
         self.store.transition(
             item.id,
             Trigger.CODED,
@@ -157,7 +157,7 @@ class Pipeline:
             updates={"feedback": None, "parked_until": None},
             run_id=run_id,
         )
-        return Decision(Verdict.LEAVE, "gates passed")
+        return AfterRun(Next.LEAVE, "gates passed")
 
     async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
         env = {**self.env, **self.agents.env_for(item, Role.CODER, run_id or f"{item.id}-{context}")}
@@ -197,7 +197,7 @@ class Pipeline:
             profile = fallback
         item = self.store.get_item(item.id)
         decision = self._decide(item, Stage.QA, result, profile)
-        if decision.verdict is not Verdict.CHECK:
+        if decision.next is not Next.CHECK:
             self._apply(item, decision, result.run_id, item.session_id)
             return
         problem = await self._qa_tampered(item, path, tip)
@@ -240,7 +240,7 @@ class Pipeline:
             run_id=run_id,
         )
         decision = retry_or_block(retries, self.config.max_retries, feedback)
-        if decision.verdict is Verdict.BLOCK:
+        if decision.next is Next.BLOCK:
             item = self.store.hold(item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state)
         return item
 
@@ -302,7 +302,7 @@ class Pipeline:
         )
         return render_prompt(profile.prompt_template, ctx, f"agent {profile.name!r}.prompt_template")
 
-    def _decide(self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile) -> Decision:
+    def _decide(self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile) -> AfterRun:
         policy = self.config.rate_limit
         automatable = item.stage is stage and item.state.hold is None and not item.state.frozen
         return after_run(
@@ -316,19 +316,19 @@ class Pipeline:
         )
 
     def _apply(
-        self, item: Item, decision: Decision, run_id: str, session: str | None, retries: int | None = None
+        self, item: Item, decision: AfterRun, run_id: str, session: str | None, retries: int | None = None
     ) -> None:
         """Write a decision that keeps the item in its stage (or holds it), compare-and-set."""
         base: dict[str, object] = {"session_id": session}
         if retries is not None:
             base["retries"] = retries
-        if decision.verdict is Verdict.LEAVE:
+        if decision.next is Next.LEAVE:
             return
-        if decision.verdict is Verdict.BLOCK:
+        if decision.next is Next.BLOCK:
             self.store.hold(
                 item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state, updates=base, run_id=run_id
             )
-        elif decision.verdict is Verdict.PARK:
+        elif decision.next is Next.PARK:
             self.store.bookkeep(
                 item.id,
                 "parked",
@@ -339,7 +339,7 @@ class Pipeline:
                 updates={**base, "parked_until": decision.until, "feedback": RATE_LIMITED},
                 data={"until": decision.until},
             )
-        elif decision.verdict is Verdict.RESUME:
+        elif decision.next is Next.RESUME:
             self.store.bookkeep(
                 item.id,
                 "interrupted",

@@ -23,7 +23,7 @@ from gangline.core.events import RunOutcome
 from gangline.core.items import Item, ItemDraft
 from gangline.core.profiles import Role, RunnerSettings
 from gangline.core.records import RunEnd
-from gangline.core.scheduler import Action, Plan, Step, plan
+from gangline.core.scheduler import Job, Plan, Step, plan
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.pipeline.jobs import RESTARTED, SERVER, Pipeline
 from gangline.pipeline.merge import Merger
@@ -113,7 +113,7 @@ class Orchestrator:
         while True:
             self._wake.clear()
             current = self.tick()
-            self.idle = not self._jobs and not current.actions and not current.waiting
+            self.idle = not self._jobs and not current.jobs and not current.waiting
             if until_idle and self.idle:
                 return
             timeout = self.tick_s
@@ -126,7 +126,7 @@ class Orchestrator:
                     await self._wake.wait()
 
     def tick(self) -> Plan:
-        """One reconcile pass: plan from the store and start a job per action."""
+        """One reconcile pass: plan from the store and start each job it plans."""
         candidates = self.store.candidates((Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE))
         running: dict[Role, int] = {}
         for role, _task in self._jobs.values():
@@ -139,31 +139,31 @@ class Orchestrator:
         }
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
         current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
-        for action in current.actions:
-            self._launch(action, self.store.get_item(action.item_id))
+        for job in current.jobs:
+            self._launch(job, self.store.get_item(job.item_id))
         return current
 
-    def _launch(self, action: Action, item: Item) -> None:
+    def _launch(self, job: Job, item: Item) -> None:
         if self._tg is None:
             raise RuntimeError("the orchestrator is not serving")
-        role = _ROLE_OF.get(action.step)
-        if action.step is Step.REVIEW and (item.qa_mode or self.config.qa_mode).value != "agent":
+        role = _ROLE_OF.get(job.step)
+        if job.step is Step.REVIEW and (item.qa_mode or self.config.qa_mode).value != "agent":
             role = None  # server QA takes no agent slot
-        task = self._tg.create_task(self._job(action, item), name=f"{action.step.value}-{item.id}")
+        task = self._tg.create_task(self._job(job, item), name=f"{job.step.value}-{item.id}")
         self._jobs[item.id] = (role, task)
-        self.working[item.id] = action.step
+        self.working[item.id] = job.step
 
-    async def _job(self, action: Action, item: Item) -> None:
+    async def _job(self, job: Job, item: Item) -> None:
         try:
-            if action.step is Step.START:
+            if job.step is Step.START:
                 item = await self.pipeline.start(item)
                 self._notify()
                 await self.pipeline.code(item)
-            elif action.step is Step.CODE:
+            elif job.step is Step.CODE:
                 await self.pipeline.code(item)
-            elif action.step is Step.REVIEW:
+            elif job.step is Step.REVIEW:
                 await self.pipeline.review(item)
-            elif action.step is Step.MERGE:
+            elif job.step is Step.MERGE:
                 await self.pipeline.merge(item)
             else:
                 await self.pipeline.archive(item)
