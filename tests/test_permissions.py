@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gangline.core.errors import NotFoundError
-from gangline.pipeline.permissions import Answer, Decision, Permissions, Rule, parse_rule, rule_decision, rule_for
+from gangline.core.rules import Answer, Decision, Rule, parse_rule, rule_decision, rule_for
+from gangline.pipeline.permissions import Permissions
 from gangline.store import Store, open_sqlite
 
 CWD = Path("/work/tree")

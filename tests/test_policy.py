@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gangline.core.events import RunOutcome
-from gangline.core.policy import AfterRun, RunEnding, Next, after_run, retry_or_block
+from gangline.core.policy import AfterRun, Next, RunEnding, after_run, retry_or_block
 
 NOW = 10_000.0
 

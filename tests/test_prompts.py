@@ -11,16 +11,8 @@ import conftest
 from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Criterion, Item, Kind
 from gangline.core.profiles import Role
-from gangline.core.prompts import (
-    DEFAULT_TEMPLATES,
-    GUIDE,
-    PromptContext,
-    parse_final_json,
-    parse_merge_report,
-    parse_qa_verdict,
-    render_prompt,
-    validate_template,
-)
+from gangline.core.prompts import DEFAULT_TEMPLATES, GUIDE, PromptContext, render_prompt, validate_template
+from gangline.core.reports import parse_final_json, parse_merge_report, parse_qa_verdict
 from gangline.core.stages import ItemState, Stage
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import make_item
 from gangline.core.profiles import QaMode, Role
-from gangline.core.scheduler import Job, Candidate, Step, plan
+from gangline.core.scheduler import Candidate, Job, Step, plan
 from gangline.core.stages import Hold, ItemState, Stage
 
 NOW = 1000.0

@@ -16,8 +16,9 @@ from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Item
 from gangline.core.policy import AfterRun, Next, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
-from gangline.core.prompts import PromptContext, parse_qa_verdict, render_prompt
+from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.records import REASON_CHARS
+from gangline.core.reports import parse_qa_verdict
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.pipeline.merge import Merger
 from gangline.pipeline.runs import AgentResult, AgentRuns
@@ -133,9 +134,7 @@ class Pipeline:
         """The "work survived" rule: committed work that passes the gates advances, however the agent ended."""
         ahead = await self.worktrees.commits_ahead(item.id, item.slug)
         if ahead == 0:
-            return AfterRun(
-                Next.RETRY, "You exited without committing any work. Do the item and commit it with git."
-            )
+            return AfterRun(Next.RETRY, "You exited without committing any work. Do the item and commit it with git.")
         path = await self.worktrees.ensure(item.id, item.slug)
         dirty = await self.worktrees.dirty_paths(path)
         if dirty:

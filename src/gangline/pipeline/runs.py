@@ -18,54 +18,21 @@ from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.budget import BudgetMeter, Price
 from gangline.core.errors import GanglineError, RunnerError
 from gangline.core.events import (
-    ApiRetry,
     Event,
-    MessageStarted,
-    RateLimit,
     Record,
     RunOutcome,
     SessionStarted,
-    TextDelta,
-    ToolUse,
 )
 from gangline.core.items import Item
 from gangline.core.policy import RunEnding
 from gangline.core.profiles import AgentProfile, CliKind, Role
-from gangline.core.prompts import QaVerdict
 from gangline.core.records import NewRun, RunEnd
+from gangline.core.reports import QaVerdict
+from gangline.core.throttle import Throttle, answering, throttle_of
 from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
-
-
-# Statuses an API retry is a throttle for: rate limited (429) and overloaded (529).
-_THROTTLING_STATUSES = frozenset({429, 529})
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """A live run waiting on its model API: retrying a 429/529, or told it is rate limited."""
-
-    since: float  # when the run was first held back (the record's time)
-    resets_at: float | None  # when the limit resets, if the CLI said
-    note: str  # for people: "429, retry 2 of 10" or "rate limit rejected (five_hour)"
-
-
-def throttle_of(event: Event, ts: float) -> Throttle | None:
-    """The throttle an agent event reports, if any."""
-    if isinstance(event, ApiRetry) and event.error_status in _THROTTLING_STATUSES:
-        of = f" of {event.max_retries}" if event.max_retries else ""
-        return Throttle(ts, None, f"{event.error_status}, retry {event.attempt}{of}")
-    if isinstance(event, RateLimit) and (event.hard_block or event.status not in ("allowed", "allowed_warning")):
-        kind = f" ({event.limit_type})" if event.limit_type else ""
-        return Throttle(ts, event.resets_at, f"rate limit {event.status}{kind}")
-    return None
-
-
-def _answering(event: Event) -> bool:
-    """The model is producing again: a throttle is over."""
-    return isinstance(event, MessageStarted | TextDelta | ToolUse)
 
 
 @dataclass(frozen=True)
@@ -215,7 +182,7 @@ class AgentRuns:
                 self.store.record_event(
                     "throttled", self.actor, item_id=run.item_id, run_id=run.run_id, reason=throttle.note, data=data
                 )
-        elif held is not None and _answering(event):
+        elif held is not None and answering(event):
             del self.throttled[run.run_id]
             waited = {"waited_s": round(ts - held.since, 3)}
             self.store.record_event("throttle_cleared", self.actor, item_id=run.item_id, run_id=run.run_id, data=waited)

@@ -21,7 +21,7 @@ from gangline.core.errors import ConfigError
 from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role
 from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
-from gangline.pipeline.permissions import parse_rule
+from gangline.core.rules import parse_rule
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from gangline.core.profiles import QaMode, Role
 from gangline.core.records import EventRow, GateRow, RunRow, last_gates
 from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply, legal_triggers
-from gangline.pipeline.runs import Throttle
+from gangline.core.throttle import Throttle
 from gangline.repo.worktrees import branch_name
 from gangline.server.app import ERRORS, ActorDep, OrchestratorDep, StoreDep
 from gangline.server.runs import ActionBody, RunOut

@@ -28,10 +28,11 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from gangline.core.items import ItemDraft, Kind
+from gangline.core.rules import Decision
 from gangline.core.stages import Stage, Trigger
 from gangline.pipeline.grants import Grant
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.pipeline.permissions import Decision, Permissions
+from gangline.pipeline.permissions import Permissions
 from gangline.server import mcp_agents as mcp_agent_tools
 from gangline.server.mcp_agents import FORBIDDEN, NOT_READY, domain_errors
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError
 from gangline.core.errors import GanglineError
 from gangline.core.items import Item, ItemDraft
 from gangline.core.profiles import Role
-from gangline.core.prompts import QaVerdict, parse_qa_verdict
 from gangline.core.records import GateRow, last_gates
+from gangline.core.reports import QaVerdict, parse_qa_verdict
 from gangline.repo.git import GANGLINE_COMMITTER, git
 from gangline.repo.worktrees import branch_name, truncate_text
 

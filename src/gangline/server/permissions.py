@@ -7,7 +7,8 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field, model_validator
 
-from gangline.pipeline.permissions import Decision, PermissionRequest, Permissions
+from gangline.core.rules import Decision, PermissionRequest
+from gangline.pipeline.permissions import Permissions
 from gangline.server.app import ERRORS, ActorDep
 
 router = APIRouter(prefix="/api/permissions", tags=["permissions"], responses=ERRORS)
