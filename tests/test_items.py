@@ -17,20 +17,19 @@ from gangline.core.items import (
     ItemDraft,
     ItemPatch,
     Kind,
-    draft_from_mapping,
-    draft_from_template,
     slugify,
     template,
 )
 from gangline.core.profiles import QaMode
 from gangline.core.stages import ItemState, Stage
+from gangline.core.validation import validated
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def problem(data: dict[str, object]) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        draft_from_mapping(data, "items/1-x.md")
+        validated(ItemDraft, data, "items/1-x.md")
     return caught.value
 
 
@@ -280,6 +279,8 @@ def test_each_kind_has_a_template(kind: Kind, headings: list[str], criteria: lis
 
 
 def test_a_draft_from_a_template_is_valid_and_keeps_the_template() -> None:
-    draft = draft_from_template(Kind.BUG, " Crash on save ", priority=2, qa_mode=QaMode.HUMAN)
+    body, criteria = template(Kind.BUG)
+    fields = {"kind": Kind.BUG, "title": " Crash on save ", "priority": 2, "qa_mode": QaMode.HUMAN}
+    draft = validated(ItemDraft, {**fields, "body": body, "criteria": criteria})
     assert (draft.title, draft.priority, draft.qa_mode) == ("Crash on save", 2, QaMode.HUMAN)
     assert (draft.body, draft.criteria) == template(Kind.BUG)

@@ -185,7 +185,7 @@ def test_project_paths_live_under_dot_gangline() -> None:
     assert paths.runs_dir == Path("/repo/.gangline/runs")
     assert paths.worktrees_dir == Path("/repo/.gangline/worktrees")
     assert paths.merge_dir == Path("/repo/.gangline/merge")
-    assert paths.gates_dir == Path("/repo/.gangline/gates")
+    assert paths.hooks_dir == Path("/repo/.gangline/hooks")
 
 
 def test_find_root_returns_the_top_of_the_repository_from_a_subdirectory(tmp_path: Path) -> None:

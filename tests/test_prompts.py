@@ -12,7 +12,7 @@ from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Criterion, Item, Kind
 from gangline.core.profiles import Role
 from gangline.core.prompts import DEFAULT_TEMPLATES, GUIDE, PromptContext, render_prompt, validate_template
-from gangline.core.reports import parse_final_json, parse_merge_report, parse_qa_verdict
+from gangline.core.reports import parse_merge_report, parse_qa_verdict
 from gangline.core.stages import ItemState, Stage
 
 
@@ -220,10 +220,11 @@ def test_qa_verdict_is_rejected_unless_it_is_exactly_one_valid_object(text: str 
     assert reason in caught.value.reason
 
 
-def test_parse_final_json_returns_the_object_or_none() -> None:
-    assert parse_final_json('```json\n{"resolved": true}\n```') == {"resolved": True}
-    assert parse_final_json('Done. {"resolved": true}') is None
-    assert parse_final_json(None) is None
+def test_a_report_in_a_json_fence_is_read_and_prose_around_it_is_not() -> None:
+    assert parse_merge_report('```json\n{"resolved": true}\n```').resolved is True
+    for text in ('Done. {"resolved": true}', None):
+        with pytest.raises(VerdictError):
+            parse_merge_report(text)
 
 
 def test_merge_report_is_accepted_and_rejected_by_the_same_rules() -> None:

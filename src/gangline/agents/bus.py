@@ -61,9 +61,6 @@ class Subscription:
         self._queue.clear()
         return batch
 
-    def get_nowait(self) -> Record | None:
-        return self._queue.popleft() if self._queue else None
-
     def qsize(self) -> int:
         return len(self._queue)
 

@@ -142,11 +142,6 @@ class Runner:
     def running(self) -> list[str]:
         return list(self._active)
 
-    async def wait_run_finished(self, run_id: str, timeout_s: float) -> None:
-        run = self._active.get(run_id)
-        if run is not None:
-            await asyncio.wait_for(run.finished.wait(), timeout_s)
-
     async def shutdown(self) -> None:
         """Stop every run and wait, bounded, until each has killed its group and logged its end."""
         runs = list(self._active.values())

@@ -23,10 +23,11 @@ from gangline.cli.common import actor, choice, console, err_console, initialised
 from gangline.cli.items import OPTION_OF, check_agent, connect, item_json, items_door, read_text, renamed
 from gangline.cli.narrate import clock_time, first_line, inert, money
 from gangline.core.errors import ConfigError, GanglineError
-from gangline.core.items import Item, ItemPatch, Kind, describe_validation_error
+from gangline.core.items import Item, ItemPatch, Kind
 from gangline.core.profiles import QaMode
 from gangline.core.records import LedgerKey
 from gangline.core.stages import Facts, Hold, IllegalTransition, Stage, Trigger, apply
+from gangline.core.validation import describe_validation_error
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.store import Store

@@ -28,10 +28,11 @@ from gangline.cli.common import (
 )
 from gangline.cli.narrate import inert, items_table, money, print_item
 from gangline.core.errors import ConfigError, NotFoundError
-from gangline.core.items import Item, ItemDraft, ItemPatch, Kind, describe_validation_error, template
+from gangline.core.items import Item, ItemDraft, ItemPatch, Kind, template
 from gangline.core.profiles import QaMode, Role
 from gangline.core.records import EventRow, GateRow, RunRow, last_gates
 from gangline.core.stages import Stage
+from gangline.core.validation import describe_validation_error
 from gangline.project.config import ProjectConfig, ProjectPaths
 from gangline.project.itemfile import ItemFile, export_items, read_item_dir, read_item_file
 from gangline.repo.worktrees import branch_name

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import enum
 import re
-import reprlib
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
-from gangline.core.errors import ConfigError
 from gangline.core.profiles import QaMode
 from gangline.core.stages import ItemState, Stage
 
@@ -256,83 +253,3 @@ def template(kind: Kind) -> tuple[str, tuple[Criterion, ...]]:
     headings, criteria = _TEMPLATES[kind]
     body = "\n\n".join(f"## {heading}" for heading in headings)
     return body, tuple(Criterion(text=text) for text in criteria)
-
-
-def draft_from_template(
-    kind: Kind,
-    title: str,
-    *,
-    depends_on: tuple[int, ...] = (),
-    priority: int = 0,
-    pinned_agent: str | None = None,
-    qa_mode: QaMode | None = None,
-) -> ItemDraft:
-    """A new draft of ``kind`` whose body and criteria start from the kind's template."""
-    body, criteria = template(kind)
-    return ItemDraft(
-        kind=kind,
-        title=title,
-        body=body,
-        criteria=criteria,
-        depends_on=depends_on,
-        priority=priority,
-        pinned_agent=pinned_agent,
-        qa_mode=qa_mode,
-    )
-
-
-_SHOW = reprlib.Repr()
-_SHOW.maxstring = 60
-_SHOW.maxother = 60
-
-
-def describe_validation_error(err: ValidationError) -> tuple[str, str]:
-    """The first problem in ``err`` as (location like ``depends_on[1]``, message saying what was found)."""
-    first = err.errors(include_url=False)[0]
-    location = ""
-    for part in first["loc"]:
-        location += f"[{part}]" if isinstance(part, int) else f".{part}"
-    message = _PLAIN_MESSAGES.get(first["type"], first["msg"])
-    if first["type"] != "missing" and first["type"] in _SHOW_INPUT_FOR:
-        message += f"; found {_SHOW.repr(first['input'])}"
-    more = err.error_count() - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return location.lstrip(".") or "(root)", message
-
-
-# Said the way a person editing a file or a form would put it.
-_PLAIN_MESSAGES = {"tuple_type": "Input should be a list"}
-
-# Pydantic's own messages say what was expected; for these we add what was found.
-# Our validators' messages already say what was found.
-_SHOW_INPUT_FOR = frozenset(
-    {
-        "string_type",
-        "int_type",
-        "bool_type",
-        "bool_parsing",
-        "enum",
-        "tuple_type",
-        "greater_than",
-        "greater_than_equal",
-        "less_than_equal",
-        "too_long",
-        "model_type",
-        "model_attributes_type",
-        "extra_forbidden",
-        "literal_error",
-        "int_parsing",
-        "int_from_float",
-        "dict_type",
-    }
-)
-
-
-def draft_from_mapping(data: Mapping[str, object], where: str) -> ItemDraft:
-    """Validate ``data`` as a draft; a problem becomes a ConfigError whose field is ``"<where>: <key>"``."""
-    try:
-        return ItemDraft.model_validate(dict(data))
-    except ValidationError as err:
-        location, message = describe_validation_error(err)
-        raise ConfigError(f"{where}: {location}", message) from None

@@ -40,14 +40,6 @@ class MergeReport(_Report):
 _FENCED = re.compile(r"\A```(?:json)?[ \t]*\n(?P<body>.*)\n[ \t]*```\Z", re.DOTALL | re.IGNORECASE)
 
 
-def parse_final_json(text: str | None) -> dict[str, Any] | None:
-    """The JSON object that is the whole final message (optionally in one ```json fence), else None."""
-    try:
-        return _final_object(text)
-    except ValueError:
-        return None
-
-
 def parse_qa_verdict(text: str | None, criteria_count: int) -> QaVerdict:
     """A QA agent's verdict, or VerdictError saying why it cannot be accepted."""
     verdict = _validated(QaVerdict, Role.QA, text)

@@ -104,7 +104,7 @@ class Orchestrator:
 
     async def _guard_base(self) -> None:
         """Install the hooks that make every agent's git refuse to move the base (see baseguard)."""
-        hooks = self.paths.state_dir / "hooks"
+        hooks = self.paths.hooks_dir
         own = await baseguard.repository_hooks(self.paths.root, self._env)
         baseguard.install(hooks, self.config.base_branch, own)
         self.agents.guard_env = baseguard.agent_env(hooks)

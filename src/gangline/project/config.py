@@ -59,8 +59,8 @@ class ProjectPaths:
         return self.state_dir / "merge"
 
     @property
-    def gates_dir(self) -> Path:
-        return self.state_dir / "gates"
+    def hooks_dir(self) -> Path:
+        return self.state_dir / "hooks"  # the base-branch guard's git hooks (repo.baseguard)
 
 
 class GateSpec(_Strict):

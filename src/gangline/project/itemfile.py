@@ -47,7 +47,8 @@ import yaml
 from pydantic import ValidationError
 
 from gangline.core.errors import ConfigError
-from gangline.core.items import MAX_BODY_BYTES, Criterion, Item, ItemDraft, describe_validation_error, slugify
+from gangline.core.items import MAX_BODY_BYTES, Criterion, Item, ItemDraft, slugify
+from gangline.core.validation import describe_validation_error
 
 FRONT_MATTER_KEYS = (
     "id",
