@@ -23,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from browser_kit import page_at
-from mcp_kit import served
-from pipeline_kit import Project
+from kits.browser_kit import page_at
+from kits.mcp_kit import served
+from kits.pipeline_kit import Project
 
 LATER = 32503680000.0  # the year 3000: the backlog waits, no agent starts
 

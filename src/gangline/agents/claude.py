@@ -6,26 +6,33 @@ because the CLI adds keys and reorders them between versions.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from gangline.agents.framing import HEAD_BYTES
+from gangline.agents.adapter import FlagCheck, McpAccess, clean_environment, resolve_binary, safe_prompt
+from gangline.agents.decoding import (
+    DEFAULT_RATE_LIMIT_BACKOFF_S,
+    Handler,
+    LineDecoder,
+    Parsed,
+    ToolCalls,
+    exit_code_in,
+    parse_json_line,
+)
 from gangline.core.events import (
     ApiRetry,
     AssistantText,
     AssistantThinking,
     BlockStarted,
+    CommandExecution,
     Event,
-    Malformed,
+    FileChange,
+    FileEdit,
     McpServer,
     MessageDelta,
     MessageStarted,
-    NonObjectJson,
     RateLimit,
-    RawOutput,
     Result,
     SessionStarted,
     StreamMarker,
@@ -39,27 +46,7 @@ from gangline.core.events import (
     Usage,
     UserText,
 )
-
-DEFAULT_RATE_LIMIT_BACKOFF_S = 300.0  # when a hard block carries no reset time
-
-# CSI, OSC (BEL- or ST-terminated), charset selection, other two-byte escapes, then C0
-# controls other than tab. The CLI writes a terminal-reset sequence of all of these on exit.
-_ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][0-9A-Za-z]"
-    r"|\x1b[@-Z\\-_=>78]|[\x00-\x08\x0b-\x1f\x7f]"
-)
-
-_decode = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
-
-Parsed = tuple[tuple[Event, ...], "msgspec.Raw | None"]
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
-Handler = Callable[[dict[str, Any], float], tuple[Event, ...]]
+from gangline.core.profiles import AgentProfile, CliKind
 
 
 def parse_line(line: bytes, now: float) -> Parsed:
@@ -68,37 +55,6 @@ def parse_line(line: bytes, now: float) -> Parsed:
     ``now`` (epoch seconds) dates a hard rate limit that gives no reset time.
     """
     return parse_json_line(line, now, _HANDLERS)
-
-
-def parse_json_line(line: bytes, now: float, handlers: Mapping[str, Handler]) -> Parsed:
-    """The rules every CLI's JSON lines share: a handler per ``type``; anything else is kept, never lost."""
-    try:
-        obj = _decode(line)
-    except msgspec.DecodeError:
-        return _not_json(line)
-    except RecursionError:  # msgspec's nesting limit; the line is kept, not the run's reader lost
-        return _not_json(line, reason="line is JSON nested too deeply to read")
-    raw = msgspec.Raw(line)
-    if type(obj) is not dict:
-        return (NonObjectJson(json_type=type(obj).__name__),), raw
-    kind = obj.get("type")
-    handler = handlers.get(kind) if type(kind) is str else None
-    if handler is None:
-        return (UnknownEvent(type=kind if type(kind) is str else None),), raw
-    try:
-        return handler(obj, now), raw
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
-        # A known type with a shape we did not expect: keep it, say why.
-        return (UnknownEvent(type=kind, reason=f"unexpected shape: {err!r}"),), raw
-
-
-def _not_json(line: bytes, reason: str = "line looks like JSON but does not parse") -> Parsed:
-    text = line.decode("utf-8", "replace").rstrip("\r")
-    raw = msgspec.Raw(_encode(text))
-    if text.lstrip().startswith(("{", "[")):
-        head = text[:HEAD_BYTES]
-        return (Malformed(reason=reason, size=len(line), head=head),), raw
-    return (RawOutput(text=strip_ansi(text)),), raw
 
 
 # --- handlers, one per top-level ``type`` --------------------------------------------------
@@ -298,3 +254,135 @@ _HANDLERS: dict[str, Handler] = {
     "rate_limit_event": _rate_limit,
     "result": _result,
 }
+
+
+# --- the decoder and the adapter ---------------------------------------------------------------
+
+
+# Claude Code's tools that run a command or write a file, and the kind of change each makes.
+_CLAUDE_COMMANDS = frozenset({"Bash"})
+_CLAUDE_FILE_TOOLS = {"Write": "write", "Edit": "update", "MultiEdit": "update", "NotebookEdit": "update"}
+
+
+class ClaudeDecoder:
+    """``parse_line``, plus a ``command`` or ``file_change`` event after the result of such a tool."""
+
+    def __init__(self) -> None:
+        self.calls = ToolCalls()
+
+    def __call__(self, line: bytes, now: float) -> Parsed:
+        parsed = parse_line(line, now)
+        events, raw = parsed
+        # The hot path: almost every line is one delta. Type checks by identity, no generator.
+        if len(events) == 1 and type(events[0]) is not ToolUse and type(events[0]) is not ToolResult:
+            return parsed
+        if not any(type(e) is ToolUse or type(e) is ToolResult for e in events):
+            return parsed
+        out: list[Event] = []
+        for event in events:
+            out.append(event)
+            if isinstance(event, ToolUse):
+                self.calls.opened(event)
+            elif isinstance(event, ToolResult) and (call := self.calls.closed(event.tool_use_id)):
+                out.extend(_claude_effect(event, *call))
+        return tuple(out), raw
+
+
+def _claude_effect(result: ToolResult, name: str, args: dict[str, Any]) -> list[Event]:
+    status = "failed" if result.is_error else "completed"
+    if name in _CLAUDE_COMMANDS and isinstance(args.get("command"), str):
+        # Claude Code says only success or error; an error's output usually starts "Exit code N".
+        code = exit_code_in(result.content) if result.is_error else 0
+        return [CommandExecution(result.tool_use_id, args["command"], code, status)]
+    kind = _CLAUDE_FILE_TOOLS.get(name)
+    path = args.get("file_path") or args.get("notebook_path")
+    if kind and isinstance(path, str) and not result.is_error:
+        return [FileChange(result.tool_use_id, [FileEdit(path, kind)], status)]
+    return []
+
+
+def with_mcp(profile: AgentProfile, config_file: Path, permission_tool: str) -> AgentProfile:
+    """The profile launched with gangline's MCP server (from ``config_file``) and its permission prompt tool.
+
+    ``--strict-mcp-config``: only gangline's server, never one from the person's own Claude
+    settings. A profile that names its own ``permission_prompt_tool`` keeps it. The fake CLI
+    speaks no MCP, so its profiles are returned unchanged. The options go first among the extra
+    arguments: ``--mcp-config`` is variadic, and the flag after it ends its list.
+    """
+    if profile.cli is not CliKind.CLAUDE:
+        return profile
+    extra = ("--mcp-config", str(config_file), "--strict-mcp-config", *profile.extra_args)
+    return profile.model_copy(
+        update={"extra_args": extra, "permission_prompt_tool": profile.permission_prompt_tool or permission_tool}
+    )
+
+
+# Flags gangline passes to every Claude Code run, then those a profile's settings add.
+_CLAUDE_ALWAYS = (
+    "--print",
+    "--output-format",
+    "--verbose",
+    "--include-partial-messages",
+    "--permission-mode",
+    "--resume",
+    "--mcp-config",  # these three under `gangline serve`
+    "--strict-mcp-config",
+    "--permission-prompt-tool",
+)
+_CLAUDE_BY_FIELD = {
+    "model": "--model",
+    "max_budget_usd": "--max-budget-usd",
+    "allowed_tools": "--allowedTools",
+    "disallowed_tools": "--disallowedTools",
+    "system_prompt": "--append-system-prompt",
+}
+
+
+class ClaudeAdapter:
+    """The real Claude Code CLI in ``-p`` mode with stream-json output (REAL_CLI contract)."""
+
+    kind = CliKind.CLAUDE
+    binary = "claude"
+    install = "npm install -g @anthropic-ai/claude-code"
+
+    def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
+        argv = [resolve_binary(profile, profile.command or self.binary)]
+        if resume_session_id:
+            argv += ["--resume", resume_session_id]
+        argv += ["-p", safe_prompt(prompt)]
+        argv += ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        argv += ["--permission-mode", profile.permission_mode.value]
+        if profile.permission_prompt_tool:
+            argv += ["--permission-prompt-tool", profile.permission_prompt_tool]
+        if profile.model:
+            argv += ["--model", profile.model]
+        if profile.max_turns is not None:
+            argv += ["--max-turns", str(profile.max_turns)]
+        if profile.max_budget_usd is not None:
+            argv += ["--max-budget-usd", f"{profile.max_budget_usd:g}"]
+        # One comma-joined value each: these options are variadic and would swallow the
+        # arguments that follow them.
+        if profile.allowed_tools:
+            argv += ["--allowedTools", ",".join(profile.allowed_tools)]
+        if profile.disallowed_tools:
+            argv += ["--disallowedTools", ",".join(profile.disallowed_tools)]
+        if profile.system_prompt:
+            argv += ["--append-system-prompt", profile.system_prompt]
+        return argv + list(profile.extra_args)
+
+    def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
+        return clean_environment(profile, base_env, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
+
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
+        return ClaudeDecoder()
+
+    def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
+        if access.claude_config is None or access.permission_tool is None:
+            raise ValueError("Claude Code gets its MCP server from a config file in the worktree")
+        return with_mcp(profile, access.claude_config, access.permission_tool)
+
+    def flags(self, profile: AgentProfile) -> list[FlagCheck]:
+        wanted = list(_CLAUDE_ALWAYS)
+        wanted += [flag for field, flag in _CLAUDE_BY_FIELD.items() if getattr(profile, field)]
+        # --max-turns is accepted but not listed in --help.
+        return [FlagCheck(("--help",), flag) for flag in wanted]

@@ -8,10 +8,19 @@ model"). Keys are read by name; unknown keys are ignored and unknown types are k
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from gangline.agents.claude import Handler, Parsed, parse_json_line
-from gangline.agents.decoding import http_status_in, rate_limit_in
+from gangline.agents.adapter import (
+    MCP_TOKEN_VAR,
+    FlagCheck,
+    McpAccess,
+    clean_environment,
+    resolve_binary,
+    safe_prompt,
+    toml_string,
+)
+from gangline.agents.decoding import Handler, LineDecoder, Parsed, http_status_in, parse_json_line, rate_limit_in
 from gangline.core.events import (
     AgentError,
     ApiRetry,
@@ -31,6 +40,7 @@ from gangline.core.events import (
     UnknownEvent,
     Usage,
 )
+from gangline.core.profiles import AgentProfile, CliKind, Role, Sandbox
 
 # "Reconnecting... 2/5 (stream disconnected before completion: ...)": Codex retrying its API.
 _RECONNECTING = re.compile(r"^Reconnecting\.*\s*(\d+)/(\d+)")
@@ -195,3 +205,72 @@ def codex_usage(u: dict[str, Any], counted: Usage | None = None) -> Usage:
         cache_read_input_tokens=max(0, cached - before.cache_read_input_tokens),
         reasoning_output_tokens=max(0, int(u.get("reasoning_output_tokens") or 0) - before.reasoning_output_tokens),
     )
+
+
+# --- the adapter ----------------------------------------------------------------------------------
+
+
+def default_sandbox(role: Role) -> Sandbox:
+    """Codex's sandbox when the profile names none: QA only reads; coders and mergemasters must commit.
+
+    Every gangline run is in a linked worktree, whose git data lives in the main repository's
+    .git; Codex's Linux sandbox mounts that read-only under workspace-write even when it is named
+    a writable root (openai/codex#19786, still so in 0.169.0), so a coder there could not commit.
+    """
+    return Sandbox.READ_ONLY if role is Role.QA else Sandbox.FULL_ACCESS
+
+
+class CodexAdapter:
+    """The Codex CLI, one ``codex exec --json`` process per run; a follow-up is ``codex exec resume <thread>``.
+
+    Settings go as ``-c key=value`` overrides (TOML values), so the person's own
+    ``~/.codex/config.toml`` is read but never written.
+    """
+
+    kind = CliKind.CODEX
+    binary = "codex"
+    install = "npm install -g @openai/codex"
+
+    def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
+        argv = [resolve_binary(profile, profile.command or self.binary), "exec"]
+        if resume_session_id:
+            argv += ["resume", resume_session_id]
+        argv += ["--json", "--skip-git-repo-check"]
+        # `exec resume` has no --sandbox flag; the config key works for both.
+        sandbox = profile.sandbox or default_sandbox(profile.role)
+        argv += [
+            "-c",
+            f"sandbox_mode={toml_string(sandbox.value)}",
+            "-c",
+            f"approval_policy={toml_string(profile.approval)}",
+        ]
+        if profile.model:
+            argv += ["-c", f"model={toml_string(profile.model)}"]
+        provider = profile.provider
+        if provider is not None:
+            key = f"model_providers.{provider.name}"
+            settings = {"name": provider.name, "base_url": provider.base_url, "wire_api": provider.wire_api}
+            if provider.key_env:
+                settings["env_key"] = provider.key_env
+            argv += ["-c", f"model_provider={toml_string(provider.name)}"]
+            for setting, value in settings.items():
+                argv += ["-c", f"{key}.{setting}={toml_string(value)}"]
+        return [*argv, *profile.extra_args, safe_prompt(prompt)]
+
+    def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
+        return clean_environment(profile, base_env)  # Codex reads the key from provider.key_env itself
+
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
+        return CodexDecoder(profile.model, session_usage)
+
+    def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
+        server = "mcp_servers.gangline"
+        token_var = f"{server}.bearer_token_env_var={toml_string(MCP_TOKEN_VAR)}"
+        extra = ("-c", f"{server}.url={toml_string(access.url)}", "-c", token_var)
+        env = {**profile.env, MCP_TOKEN_VAR: access.token}
+        return profile.model_copy(update={"extra_args": (*extra, *profile.extra_args), "env": env})
+
+    def flags(self, profile: AgentProfile) -> list[FlagCheck]:
+        exec_flags = ("--json", "--skip-git-repo-check", "--config")
+        checks = [FlagCheck(("exec", "--help"), flag) for flag in exec_flags]
+        return checks + [FlagCheck(("exec", "resume", "--help"), flag) for flag in exec_flags]

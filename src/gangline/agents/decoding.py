@@ -1,23 +1,87 @@
-"""Per-run line decoders: one CLI's lines into gangline's events, with what a line alone cannot tell.
+"""What every CLI's decoder shares: the rules for a JSON line, tool calls joined to their results, pricing.
 
-``parse.parse_line`` (Claude Code), ``parse_codex`` and ``parse_gemini`` turn lines into events;
-a decoder lives for one run and adds what needs memory across lines: which tool call a result
+Each CLI's module (``claude``, ``codex``, ``gemini``) turns its lines into gangline's events; a
+decoder lives for one run and adds what needs memory across lines: which tool call a result
 answers (to say that it was a command and how it exited, or a file change), and what a run cost
 when its CLI reports only tokens (priced from the project's ``[price."<model>"]`` tables).
+Every line yields at least one event: one that is not JSON is kept as raw output, one that
+looks like JSON but does not parse is ``malformed``, and nothing is dropped.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from gangline.agents.claude import DEFAULT_RATE_LIMIT_BACKOFF_S, Parsed, parse_line
+from gangline.agents.framing import HEAD_BYTES
 from gangline.core.budget import Price
-from gangline.core.events import CommandExecution, Event, FileChange, FileEdit, RateLimit, Result, ToolResult, ToolUse
+from gangline.core.events import (
+    Event,
+    Malformed,
+    NonObjectJson,
+    RateLimit,
+    RawOutput,
+    Result,
+    ToolUse,
+    UnknownEvent,
+)
+
+DEFAULT_RATE_LIMIT_BACKOFF_S = 300.0  # when a hard block carries no reset time
+
+# CSI, OSC (BEL- or ST-terminated), charset selection, other two-byte escapes, then C0
+# controls other than tab. The CLI writes a terminal-reset sequence of all of these on exit.
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][0-9A-Za-z]"
+    r"|\x1b[@-Z\\-_=>78]|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+Parsed = tuple[tuple[Event, ...], "msgspec.Raw | None"]
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+Handler = Callable[[dict[str, Any], float], tuple[Event, ...]]
+
+
+def parse_json_line(line: bytes, now: float, handlers: Mapping[str, Handler]) -> Parsed:
+    """The rules every CLI's JSON lines share: a handler per ``type``; anything else is kept, never lost."""
+    try:
+        obj = _decode(line)
+    except msgspec.DecodeError:
+        return not_json(line)
+    except RecursionError:  # msgspec's nesting limit; the line is kept, not the run's reader lost
+        return not_json(line, reason="line is JSON nested too deeply to read")
+    raw = msgspec.Raw(line)
+    if type(obj) is not dict:
+        return (NonObjectJson(json_type=type(obj).__name__),), raw
+    kind = obj.get("type")
+    handler = handlers.get(kind) if type(kind) is str else None
+    if handler is None:
+        return (UnknownEvent(type=kind if type(kind) is str else None),), raw
+    try:
+        return handler(obj, now), raw
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+        # A known type with a shape we did not expect: keep it, say why.
+        return (UnknownEvent(type=kind, reason=f"unexpected shape: {err!r}"),), raw
+
+
+def not_json(line: bytes, reason: str = "line looks like JSON but does not parse") -> Parsed:
+    text = line.decode("utf-8", "replace").rstrip("\r")
+    raw = msgspec.Raw(_encode(text))
+    if text.lstrip().startswith(("{", "[")):
+        head = text[:HEAD_BYTES]
+        return (Malformed(reason=reason, size=len(line), head=head),), raw
+    return (RawOutput(text=strip_ansi(text)),), raw
+
 
 LineDecoder = Callable[[bytes, float], Parsed]
 
@@ -91,45 +155,3 @@ def _with_cost(event: Event, price: Price) -> Event:
     if isinstance(event, Result) and event.cost_usd is None and event.usage is not None:
         return msgspec.structs.replace(event, cost_usd=price.cost(event.usage))
     return event
-
-
-# Claude Code's tools that run a command or write a file, and the kind of change each makes.
-_CLAUDE_COMMANDS = frozenset({"Bash"})
-_CLAUDE_FILE_TOOLS = {"Write": "write", "Edit": "update", "MultiEdit": "update", "NotebookEdit": "update"}
-
-
-class ClaudeDecoder:
-    """``parse_line``, plus a ``command`` or ``file_change`` event after the result of such a tool."""
-
-    def __init__(self) -> None:
-        self.calls = ToolCalls()
-
-    def __call__(self, line: bytes, now: float) -> Parsed:
-        parsed = parse_line(line, now)
-        events, raw = parsed
-        # The hot path: almost every line is one delta. Type checks by identity, no generator.
-        if len(events) == 1 and type(events[0]) is not ToolUse and type(events[0]) is not ToolResult:
-            return parsed
-        if not any(type(e) is ToolUse or type(e) is ToolResult for e in events):
-            return parsed
-        out: list[Event] = []
-        for event in events:
-            out.append(event)
-            if isinstance(event, ToolUse):
-                self.calls.opened(event)
-            elif isinstance(event, ToolResult) and (call := self.calls.closed(event.tool_use_id)):
-                out.extend(_claude_effect(event, *call))
-        return tuple(out), raw
-
-
-def _claude_effect(result: ToolResult, name: str, args: dict[str, Any]) -> list[Event]:
-    status = "failed" if result.is_error else "completed"
-    if name in _CLAUDE_COMMANDS and isinstance(args.get("command"), str):
-        # Claude Code says only success or error; an error's output usually starts "Exit code N".
-        code = exit_code_in(result.content) if result.is_error else 0
-        return [CommandExecution(result.tool_use_id, args["command"], code, status)]
-    kind = _CLAUDE_FILE_TOOLS.get(name)
-    path = args.get("file_path") or args.get("notebook_path")
-    if kind and isinstance(path, str) and not result.is_error:
-        return [FileChange(result.tool_use_id, [FileEdit(path, kind)], status)]
-    return []

@@ -8,10 +8,21 @@ last stretch as the run's result text. The mapping table is in SPEC.md ("One eve
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from gangline.agents.claude import Handler, Parsed, parse_json_line
-from gangline.agents.decoding import ToolCalls, exit_code_in, http_status_in, rate_limit_in
+from gangline.agents.adapter import FlagCheck, McpAccess, clean_environment, resolve_binary, safe_prompt, write_private
+from gangline.agents.decoding import (
+    Handler,
+    LineDecoder,
+    Parsed,
+    ToolCalls,
+    exit_code_in,
+    http_status_in,
+    parse_json_line,
+    rate_limit_in,
+)
 from gangline.core.events import (
     AgentError,
     AssistantText,
@@ -28,6 +39,7 @@ from gangline.core.events import (
     Usage,
     UserText,
 )
+from gangline.core.profiles import AgentProfile, CliKind
 
 _COMMAND_TOOLS = frozenset({"run_shell_command"})
 _FILE_TOOLS = {"write_file": "write", "replace": "update"}
@@ -156,3 +168,45 @@ def gemini_usage(stats: dict[str, Any]) -> Usage:
         cache_read_input_tokens=cached,
         reasoning_output_tokens=reasoning,
     )
+
+
+# --- the adapter ----------------------------------------------------------------------------------
+
+
+class GeminiAdapter:
+    """The Gemini CLI in headless mode (``-p``) with stream-json output; ``--resume <session>`` continues one."""
+
+    kind = CliKind.GEMINI
+    binary = "gemini"
+    install = "npm install -g @google/gemini-cli"
+
+    def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
+        argv = [resolve_binary(profile, profile.command or self.binary)]
+        if resume_session_id:
+            argv += ["--resume", resume_session_id]
+        argv += ["-p", safe_prompt(prompt), "--output-format", "stream-json"]
+        # --skip-trust: a worktree is a folder the CLI has never seen, and nobody is there to trust it.
+        argv += ["--skip-trust", "--approval-mode", profile.approval]
+        if profile.model:
+            argv += ["--model", profile.model]
+        return argv + list(profile.extra_args)
+
+    def environment(self, profile: AgentProfile, base_env: Mapping[str, str]) -> dict[str, str]:
+        return clean_environment(profile, base_env, "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY")
+
+    def decoder(self, profile: AgentProfile, session_usage: Usage | None) -> LineDecoder:
+        return GeminiDecoder()
+
+    def with_mcp(self, profile: AgentProfile, access: McpAccess) -> AgentProfile:
+        # System settings take precedence over the person's and the workspace's; the file is private
+        # to the run and outside the worktree, so the token never lands in the repository.
+        server = {"httpUrl": access.url, "headers": {"Authorization": f"Bearer {access.token}"}, "trust": True}
+        write_private(access.config_file, json.dumps({"mcpServers": {"gangline": server}}))
+        env = {**profile.env, "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(access.config_file)}
+        extra = ("--allowed-mcp-server-names", "gangline", *profile.extra_args)
+        return profile.model_copy(update={"extra_args": extra, "env": env})
+
+    def flags(self, profile: AgentProfile) -> list[FlagCheck]:
+        wanted = ["--prompt", "--output-format", "--approval-mode", "--skip-trust", "--resume"]
+        wanted += ["--allowed-mcp-server-names"] + (["--model"] if profile.model else [])
+        return [FlagCheck(("--help",), flag) for flag in wanted]

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gangline.agents.runlog import replay
-from gangline.bench.ingest import ACTOR, Spread, bench_repo
+from gangline.bench.pipeline import ACTOR, Spread, bench_repo
 from gangline.bench.subscribers import Report, Tally, stamp_of
 from gangline.core.errors import ConfigError
 from gangline.core.items import ItemDraft
 from gangline.fake.cli import shipped_transcript
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
+from gangline.project.config import ProjectConfig, load_project_text
+from gangline.project.paths import ProjectPaths
+from gangline.server.state import state_of
 from gangline.store import open_sqlite
 
 if TYPE_CHECKING:
@@ -187,7 +189,7 @@ async def _subscribe(
             said = await proc.stdout.readline()
         if said.strip() != b"ready":
             raise RuntimeError(f"the subscriber process did not start: {said!r}, exit {await proc.wait()}")
-        orch: Orchestrator = app.state.orchestrator
+        orch: Orchestrator = state_of(app).running()
         for n in range(1, agents + 1):  # one tick starts them all: nothing awaits in between
             orch.add_item(ItemDraft(title=f"fanout agent {n}"), ACTOR)
         async with asyncio.timeout(timeout_s + 10):

@@ -27,12 +27,14 @@ from pathlib import Path
 import httpx
 
 from gangline.bench.fanout import MAX_AGENTS, cpu_s
-from gangline.bench.ingest import ACTOR, bench_repo
+from gangline.bench.pipeline import ACTOR, bench_repo
 from gangline.core.errors import ConfigError
 from gangline.core.items import ItemDraft
 from gangline.core.stages import Stage
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.project.config import ProjectConfig, ProjectPaths, load_project_text
+from gangline.project.config import ProjectConfig, load_project_text
+from gangline.project.paths import ProjectPaths
+from gangline.server.state import state_of
 from gangline.store import Store, open_sqlite
 
 FD_GROWTH_BOUND = 1.25  # the last quarter's median fds over the first's, past which the run fails
@@ -127,7 +129,7 @@ async def _soak_in(work: Path, run: _Soak, env: Mapping[str, str]) -> SoakFigure
     try:
         app = create_app(paths, config, store, env)
         async with serving(app) as url, asyncio.TaskGroup() as tg:
-            samples, emitted, delivered = await _drive(app.state.orchestrator, url, run, tg)
+            samples, emitted, delivered = await _drive(state_of(app).running(), url, run, tg)
         return _figures(store, run, samples, emitted, delivered)
     finally:
         store.close()

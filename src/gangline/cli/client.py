@@ -1,95 +1,40 @@
-"""Finding this project's running ``gangline serve`` and talking to it: REST, SSE, and its errors as ours.
+"""Talking to this project's running server over HTTP: REST, Server-Sent Events, and its errors as ours.
 
-``gangline serve`` writes ``.gangline/server.json`` (``{"url", "pid"}``) once it listens and
-removes it when it stops. A command reads it, checks the process is alive and that
-``GET /health`` answers, and then goes through the server; otherwise it opens the store
-itself. The server's JSON errors are turned back into the ``GanglineError`` the direct path
-would have raised, so a command exits with the same code either way.
+A command finds the server in ``.gangline/server.json`` (``project.serverfile``), checks that
+``GET /health`` answers, and then goes through it. The server's answers are the wire records
+(``core.wire``), read back into the same models; its errors are turned back into the class the
+code names (``core.problems``), so a command exits with the same code either way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gangline.core.errors import ConfigError, GanglineError, NotFoundError, ServerLockedError, StateConflict
-from gangline.core.events import RunOutcome
-from gangline.core.items import Criterion, Item, ItemDraft, ItemPatch, Kind
-from gangline.core.profiles import QaMode, Role
-from gangline.core.records import EventRow, GateRow, RunRow
-from gangline.core.stages import Hold, IllegalTransition, ItemState, Stage, Trigger
-from gangline.project.config import ProjectPaths
+from gangline.core.errors import ConfigError, GanglineError
+from gangline.core.problems import ErrorDetail, error_from_detail
+from gangline.project.paths import ProjectPaths
+from gangline.project.serverfile import live_server
 
 if TYPE_CHECKING:
     import httpx
 
-SERVER_FILE = "server.json"
 TOKEN_ENV = "GANGLINE_TOKEN"
 PROBE_S = 2.0  # /health answers at once; a server that does not is not one to use
 REQUEST_S = 60.0  # an action may wait on git: approve counts commits, archive prunes a worktree
 STREAM_READ_S = 60.0  # the server sends a keepalive after 15 s of silence; four times that means it is gone
 
-
-# --- the server file ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerFile:
-    url: str
-    pid: int
-
-
-def server_file(paths: ProjectPaths) -> Path:
-    return paths.state_dir / SERVER_FILE
-
-
-def announce_server(paths: ProjectPaths, url: str) -> None:
-    """Say where this process serves the project (``gangline serve`` calls it once it listens)."""
-    path = server_file(paths)
-    temporary = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
-    temporary.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
-    os.replace(temporary, path)  # a reader sees the old file or the new one, never half of one
-
-
-def withdraw_server(paths: ProjectPaths) -> None:
-    """Remove the server file, but only this process's: a second server refused by the lock wrote none."""
-    found = read_server_file(paths)
-    if found is not None and found.pid == os.getpid():
-        server_file(paths).unlink(missing_ok=True)
-
-
-def read_server_file(paths: ProjectPaths) -> ServerFile | None:
-    try:
-        data = json.loads(server_file(paths).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str) or not isinstance(data.get("pid"), int):
-        return None
-    return ServerFile(data["url"], data["pid"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: the probe decides
-    return True
+T = TypeVar("T")
 
 
 def find_server(paths: ProjectPaths, env: Mapping[str, str], actor: str) -> Client | None:
     """A client of the server the server file names, if that process lives and answers /health."""
-    found = read_server_file(paths)
-    if found is None or not _alive(found.pid):
+    found = live_server(paths)
+    if found is None:
         return None  # never started, or killed without removing its file
     client = Client(found.url, env.get(TOKEN_ENV) or None, actor)
     if client.probe():
@@ -98,64 +43,18 @@ def find_server(paths: ProjectPaths, env: Mapping[str, str], actor: str) -> Clie
     return None
 
 
-@contextmanager
-def reach(paths: ProjectPaths, env: Mapping[str, str], actor: str, say: Console) -> Iterator[Client | None]:
-    """The running server's client, or None for the store; says which on ``say``, once, dimmed."""
-    client = find_server(paths, env, actor)
-    if client is None:
-        where = paths.db_file.relative_to(paths.root) if paths.db_file.is_relative_to(paths.root) else paths.db_file
-        say.print(f"no server running: using {where} directly", style="dim", markup=False)
-    else:
-        say.print(f"via server {client.url}", style="dim", markup=False)
-    try:
-        yield client
-    finally:
-        if client is not None:
-            client.close()
-
-
-# --- errors --------------------------------------------------------------------------------------
-
-
 def error_from(status: int, body: object) -> GanglineError:
     """The ``GanglineError`` behind the server's ``{"error": {"code", "message", ...}}``; its words kept."""
-    detail = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(detail, dict):
+    try:
+        detail = ErrorDetail.model_validate(body.get("error") if isinstance(body, dict) else None)
+    except ValidationError:
         return GanglineError(f"the server answered HTTP {status} without saying why")
-    message = str(detail.get("message") or f"HTTP {status}")
-    code = str(detail.get("code"))
-    err = _typed(code, detail, message)
-    if code == "unauthorized":
-        message += f"; set {TOKEN_ENV} to the token the server was started with"
-    err.args = (message,)  # the server's sentence, not one rebuilt from the fields
-    return err
-
-
-def _typed(code: str, detail: dict[str, Any], message: str) -> GanglineError:
-    if code == "invalid":
-        return ConfigError(str(detail.get("field") or "input"), message)
-    if code in ("unauthorized", "forbidden"):
-        return ConfigError(TOKEN_ENV, message)
-    if code == "not_found":
-        return NotFoundError("resource", "")
-    if code == "illegal_transition":
-        try:
-            hold = Hold(detail["hold"]) if detail.get("hold") else None
-            return IllegalTransition(ItemState(Stage(detail["stage"]), hold), Trigger(detail["trigger"]), message)
-        except (KeyError, ValueError):
-            return StateConflict(0, "?", "?")
-    if code == "conflict":
-        return StateConflict(0, str(detail.get("expected") or "?"), str(detail.get("current") or "?"))
-    if code == "locked":
-        return ServerLockedError(message)
-    return GanglineError(message)
-
-
-def _unexpected(what: str, err: Exception) -> GanglineError:
-    return GanglineError(f"the server's {what} is not what this gangline expects ({type(err).__name__}: {err})")
-
-
-# --- the client ----------------------------------------------------------------------------------
+    if detail.code in ("unauthorized", "forbidden"):
+        hint = f"; set {TOKEN_ENV} to the token the server was started with" if detail.code == "unauthorized" else ""
+        refused = ConfigError(TOKEN_ENV, detail.message)
+        refused.args = (detail.message + hint,)  # the server's sentence, as for every other error
+        return refused
+    return error_from_detail(detail)
 
 
 @dataclass(frozen=True)
@@ -206,7 +105,15 @@ class Client:
         try:
             return json.loads(raw)
         except ValueError as err:
-            raise _unexpected("answer", err) from None
+            raise _unexpected(path, err) from None
+
+    def fetch(self, shape: type[T], method: str, path: str, *, params: Any = None, body: Any = None) -> T:
+        """The answer read as ``shape`` (a wire record, or a list of them)."""
+        raw = self.call_raw(method, path, params=params, body=body)
+        try:
+            return TypeAdapter(shape).validate_json(raw)
+        except ValidationError as err:
+            raise _unexpected(path, err) from None
 
     def stream(self, path: str, params: Any = None) -> Iterator[SseMessage]:
         """A Server-Sent Events stream's messages, until the server ends it."""
@@ -222,41 +129,10 @@ class Client:
         except httpx.HTTPError as err:
             raise GanglineError(f"lost the server at {self.url} while reading {path}: {err}") from None
 
-    # --- items ----------------------------------------------------------------------------------
 
-    def list_items(self, stages: list[Stage], include_archived: bool) -> tuple[list[Item], dict[int, float]]:
-        params: dict[str, Any] = {"stage": [s.value for s in stages], "all": include_archived}
-        rows = self.call("GET", "/api/items", params=params)
-        items = [item_from_json(row) for row in rows]
-        return items, {row["id"]: float(row["cost_usd"]) for row in rows}
-
-    def get_item(self, item_id: int) -> Item:
-        return item_from_json(self.call("GET", f"/api/items/{item_id}"))
-
-    def item_detail(self, item_id: int) -> tuple[Item, list[EventRow], list[RunRow], list[GateRow], float]:
-        """``gangline show``'s pieces: the item, its transitions, runs, last gate results and cost."""
-        data = self.call("GET", f"/api/items/{item_id}")
-        try:
-            transitions = [event_from_json(e) for e in data["transitions"]]
-            runs = [run_from_json(r) for r in data["runs"]]
-            gates = [gate_from_json(g, item_id) for g in data["gates"]]
-            return item_from_json(data), transitions, runs, gates, float(data["cost_usd"])
-        except (KeyError, TypeError) as err:
-            raise _unexpected("item", err) from None
-
-    def create_item(self, draft: ItemDraft, start_after: float | None) -> Item:
-        body = draft.model_dump(mode="json")
-        if start_after is not None:
-            body["start_after"] = start_after  # seconds since the epoch: pydantic reads them as UTC
-        return item_from_json(self.call("POST", "/api/items", body=body))
-
-    def edit_item(self, item_id: int, patch: ItemPatch) -> Item:
-        body = patch.model_dump(mode="json", exclude_defaults=True)
-        return item_from_json(self.call("PATCH", f"/api/items/{item_id}", body=body))
-
-    def act(self, item_id: int, action: str, reason: str | None) -> Item:
-        body = {"reason": reason} if reason else None
-        return item_from_json(self.call("POST", f"/api/items/{item_id}/{action}", body=body))
+def body_of(model: BaseModel) -> dict[str, Any]:
+    """A request body: what the model holds that is not a default (an edit sends only its changes)."""
+    return model.model_dump(mode="json", exclude_defaults=True)
 
 
 def _json_or_none(answer: httpx.Response) -> object:
@@ -264,6 +140,12 @@ def _json_or_none(answer: httpx.Response) -> object:
         return answer.json()
     except ValueError:
         return None
+
+
+def _unexpected(what: str, err: Exception) -> GanglineError:
+    return GanglineError(
+        f"the server's answer to {what} is not what this gangline expects ({type(err).__name__}: {err})"
+    )
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[SseMessage]:
@@ -285,55 +167,3 @@ def parse_sse(lines: Iterable[str]) -> Iterator[SseMessage]:
             event = value
         elif name == "id" and value.isdigit():
             last_id = int(value)
-
-
-# --- the server's JSON as the CLI's rows ---------------------------------------------------------
-
-
-def item_from_json(data: Mapping[str, Any]) -> Item:
-    try:
-        hold = Hold(data["hold"]) if data["hold"] else None
-        special: dict[str, Any] = {
-            "state": ItemState(Stage(data["stage"]), hold, data["hold_reason"], bool(data["frozen"])),
-            "kind": Kind(data["kind"]),
-            "criteria": tuple(Criterion.model_validate(c) for c in data["criteria"]),
-            "depends_on": tuple(data["depends_on"]),
-            "qa_mode": QaMode(data["qa_mode"]) if data["qa_mode"] else None,
-        }
-        plain = {f.name: data[f.name] for f in dataclasses.fields(Item) if f.name not in special}
-        return Item(**plain, **special)
-    except (KeyError, TypeError, ValueError) as err:
-        raise _unexpected("item", err) from None
-
-
-def run_from_json(data: Mapping[str, Any]) -> RunRow:
-    """A run as the server shows it; the log path and the process's start time stay on the server."""
-    try:
-        known: dict[str, Any] = {"log_path": "", "start_ticks": None}
-        plain = {f.name: data[f.name] for f in dataclasses.fields(RunRow) if f.name not in known}
-        outcome = RunOutcome(data["outcome"]) if data["outcome"] else None
-        return RunRow(**{**plain, **known, "role": Role(data["role"]), "outcome": outcome})
-    except (KeyError, TypeError, ValueError) as err:
-        raise _unexpected("run", err) from None
-
-
-def run_json(run: RunRow) -> dict[str, Any]:
-    """A run in the shape ``GET /api/runs`` gives it, for ``--json`` without a server."""
-    shown = dataclasses.asdict(run)
-    del shown["log_path"], shown["start_ticks"]
-    return shown | {"live": run.live}
-
-
-def event_from_json(data: Mapping[str, Any]) -> EventRow:
-    try:
-        return EventRow(**{f.name: data[f.name] for f in dataclasses.fields(EventRow)})
-    except (KeyError, TypeError) as err:
-        raise _unexpected("event", err) from None
-
-
-def gate_from_json(data: Mapping[str, Any], item_id: int) -> GateRow:
-    try:
-        known: dict[str, Any] = {"id": 0, "item_id": item_id}
-        return GateRow(**{f.name: data[f.name] for f in dataclasses.fields(GateRow) if f.name not in known}, **known)
-    except (KeyError, TypeError) as err:
-        raise _unexpected("gate result", err) from None

@@ -1,25 +1,29 @@
-"""What every ``gangline`` command shares: the typer apps, the consoles and finding and opening the project."""
+"""What every ``gangline`` command shares: the typer apps, the consoles, finding the project, errors in its terms."""
 
 from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from gangline.core.errors import ConfigError
-from gangline.project.config import ProjectConfig, ProjectPaths, find_root, load_project
-from gangline.store import Store, open_sqlite
+from gangline.core.validation import validated
+from gangline.project.paths import ProjectPaths, find_root
 
-_E = TypeVar("_E", bound=StrEnum)
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for the commands that open it
+    from gangline.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=StrEnum)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -33,10 +37,8 @@ app.add_typer(bench_app, name="bench")
 console = Console(highlight=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)
 
-
-def project() -> tuple[ProjectPaths, ProjectConfig]:
-    paths = initialised()
-    return paths, load_project(paths, dict(os.environ))
+ACTING = "Acting on an item"
+WATCHING = "Watching the pipeline"
 
 
 def initialised() -> ProjectPaths:
@@ -49,10 +51,9 @@ def initialised() -> ProjectPaths:
 
 @contextmanager
 def opened(paths: ProjectPaths, patient: bool = False) -> Iterator[Store]:
-    """The project's database for a command; ``patient`` for one that drives the pipeline (see open_sqlite).
+    """The project's database for a command; ``patient`` for one that drives the pipeline (see open_sqlite)."""
+    from gangline.store import open_sqlite
 
-    No server owns the database then: the CLI writes it directly, each change in its own transaction.
-    """
     store = open_sqlite(paths.db_file, patient=patient)
     try:
         yield store
@@ -66,7 +67,8 @@ def actor() -> str:
     return "person"
 
 
-def choice(enum: type[_E], value: str, option: str) -> _E:
+def choice(enum: type[E], value: str, option: str) -> E:
+    """One of a CLI option's own choices (a demo's agent, say), or a ConfigError naming the option."""
     try:
         return enum(value)
     except ValueError:
@@ -74,10 +76,35 @@ def choice(enum: type[_E], value: str, option: str) -> _E:
         raise ConfigError(option, f"expected one of {expected}, got {value!r}") from None
 
 
-def item_costs(store: Store) -> dict[int, float]:
-    return {int(row.key): row.cost_usd for row in store.ledger("item")}
+def from_options(model: type[M], values: Mapping[str, object], options: Mapping[str, str]) -> M:
+    """``values`` validated as ``model`` (as every door validates); a problem names the option it came from."""
+    try:
+        return validated(model, {name: value for name, value in values.items() if value is not None})
+    except ConfigError as err:
+        raise as_option(err, options) from None
+
+
+def as_option(err: ConfigError, options: Mapping[str, str]) -> ConfigError:
+    """``err`` with its field said as the command-line option a person typed (``pinned_agent`` is ``--agent``)."""
+    key = err.field.split("[", 1)[0].split(".", 1)[0]
+    option = options.get(key)
+    if option is None:
+        return err
+    return ConfigError(option, str(err).removeprefix(f"{err.field}: "))
+
+
+def read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(option, f"cannot read {str(path)!r}: {err}") from None
 
 
 def print_json(value: object) -> None:
+    """``value`` (a wire record, a list of them, or plain JSON) as JSON alone on stdout."""
     # Straight to stdout, never through rich: JSON is for programs, and rich would read "[...]" as markup.
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

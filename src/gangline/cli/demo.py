@@ -7,23 +7,26 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from rich.console import Console
 
-from gangline.cli.narrate import follow_pipeline, inert, items_table, money
+from gangline.cli.narrate import follow_pipeline
+from gangline.cli.tables import items_table
+from gangline.cli.text import inert, money
 from gangline.core.items import ItemDraft, Kind
 from gangline.core.profiles import CliKind
-from gangline.core.prompts import GUIDE
 from gangline.core.stages import Stage
+from gangline.core.wire import ItemQuery
 from gangline.fake.cli import shipped_scenario
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.project.config import ProjectPaths, load_project_text
-from gangline.server.app import create_app
-from gangline.server.serving import build_server
+from gangline.pipeline.views import Views
+from gangline.project.config import load_project_text
+from gangline.project.paths import ProjectPaths
+from gangline.server.serving import Listen, serve_project
 from gangline.store import Store, open_sqlite
 
 _CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
@@ -131,7 +134,6 @@ def demo_backlog(store: Store) -> None:
     )
 
 
-T = TypeVar("T")
 _FAKE_COST_NOTE = "The fake agents report what the runs would cost at list price; nothing was spent."
 
 
@@ -162,65 +164,39 @@ async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str
     paths.config_file.write_text(text, encoding="utf-8")
     config = load_project_text(text, str(paths.config_file), env)
     console.print(f"[bold]gangline demo[/] · agent [cyan]{options.agent.value}[/] · repository {inert(str(repo))}")
-    store = open_sqlite(paths.db_file, patient=True)
-    try:
+    with closing(open_sqlite(paths.db_file)) as store:
         demo_backlog(store)
-        app = create_app(paths, config, store, env, guide=GUIDE)
-        listening: asyncio.Queue[str] = asyncio.Queue()
-        server = build_server(app, "127.0.0.1", options.port, listening.put_nowait)
-        async with asyncio.TaskGroup() as tg:
-            serving = tg.create_task(server.serve())
-            url = await _first(listening.get(), serving)
-            if url is None:
-                if server.bind_error is not None:  # the port is taken
-                    raise server.bind_error
-                return
-            console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
-            orch: Orchestrator = app.state.orchestrator
-            narrator = tg.create_task(follow_pipeline(orch, console))
-            done = await _first(_until_idle(orch), serving)
+    board: list[str] = []
+
+    def ready(url: str) -> None:
+        board.append(f"{url}/")
+        console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
+
+    async def watch(orch: Orchestrator) -> None:
+        narrator = asyncio.create_task(follow_pipeline(orch, console))
+        try:
+            await orch.wait_idle()
+        finally:
             narrator.cancel()
-            if done is not None:
-                result.finished, result.all_done = True, _summarise(console, store, repo)
-                if options.agent is CliKind.FAKE:
-                    console.print(f"[dim]{_FAKE_COST_NOTE}[/]")
-                if options.exit_when_done:
-                    server.should_exit = True
-                else:
-                    console.print(f"The board stays up at {url}/ · press Ctrl-C to stop.")
-            await serving
-        if app.state.serving.error is not None:
-            raise app.state.serving.error
-    finally:
-        store.close()
+            await asyncio.wait({narrator})
+        result.finished, result.all_done = True, _summarise(console, orch.store, repo)
+        if options.agent is CliKind.FAKE:
+            console.print(f"[dim]{_FAKE_COST_NOTE}[/]")
+        if not options.exit_when_done:
+            console.print(f"The board stays up at {board[0]} · press Ctrl-C to stop.")
+            await asyncio.Event().wait()
 
-
-async def _until_idle(orch: Orchestrator) -> bool:
-    """Wait until nothing in the pipeline can move by itself any more."""
-    version = orch.version
-    while not orch.idle:
-        version = await orch.wait_changed(version, 1.0)
-    return True
-
-
-async def _first(wanted: Coroutine[None, None, T], serving: asyncio.Task[None]) -> T | None:
-    """``wanted``'s result, or None if the server stopped first (Ctrl-C, or it failed)."""
-    task = asyncio.ensure_future(wanted)
-    await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        return task.result()
-    task.cancel()
-    return None
+    await serve_project(paths, config, env, Listen(port=options.port), ready, watch)
 
 
 def _summarise(console: Console, store: Store, repo: Path) -> bool:
-    items = store.list_items()
-    costs = {int(row.key): row.cost_usd for row in store.ledger("item")}
+    items = Views(store).items(ItemQuery(include_archived=True))
     console.print()
-    console.print(items_table(items, costs, title="Board"))
+    console.print(items_table(items, title="Board"))
     log = subprocess.run(["git", "log", "--oneline", "main"], cwd=repo, capture_output=True, text=True).stdout
     console.print(f"[bold]git log --oneline main[/]\n{inert(log.rstrip(), multiline=True)}")
-    console.print(f"Total cost: {money(sum(costs.values())) if any(costs.values()) else '$0'}")
+    total = sum(item.cost_usd for item in items)
+    console.print(f"Total cost: {money(total) if total else '$0'}")
     done = all(item.stage in (Stage.DONE, Stage.ARCHIVED) for item in items)
     console.print("[green]Every item reached done.[/]" if done else "[yellow]Some items did not reach done.[/]")
     return done

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shutil
 import socket
@@ -9,11 +11,19 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from gangline.agents.adapters import ADAPTERS, resolve_binary
+import typer
+from rich.table import Table
+
+from gangline.agents.adapter import resolve_binary
+from gangline.agents.registry import ADAPTERS
+from gangline.cli.common import console, print_json
+from gangline.cli.text import inert
 from gangline.core.errors import GanglineError
 from gangline.core.profiles import AgentProfile, CliKind
-from gangline.project.config import ProjectPaths, find_root, load_project
+from gangline.project.config import load_project
+from gangline.project.paths import ProjectPaths, find_root
 
 MIN_GIT = (2, 36)  # `git worktree list --porcelain` parsing and `merge --no-autostash`
 MIN_FREE_BYTES = 1 << 30
@@ -110,3 +120,26 @@ def _output(argv: list[str], env: Mapping[str, str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)
+
+
+def doctor(
+    port: Annotated[int, typer.Option(help="The port gangline serve will use.")] = 8765,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check git, the repository, project.toml, each agent CLI, the port and the disk; say how to fix each problem."""
+    checks = run_checks(Path.cwd(), os.environ, port)
+    if as_json:
+        print_json([dataclasses.asdict(c) for c in checks])
+    else:
+        table = Table(show_header=True, header_style="bold")
+        for column in ("", "check", "finding", "fix"):
+            table.add_column(column)
+        for c in checks:
+            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            table.add_row(mark, c.name, inert(c.detail), inert(c.fix))
+        console.print(table)
+    raise typer.Exit(0 if all(c.ok for c in checks) else 1)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import typer
 
 from gangline.agents.processes import start_ticks
-from gangline.cli.actions import WATCHING
-from gangline.cli.client import Client, run_from_json
-from gangline.cli.common import console, err_console, initialised, opened
-from gangline.cli.items import connect
-from gangline.cli.narrate import inert
+from gangline.cli.client import Client, find_server
+from gangline.cli.common import WATCHING, actor, console, err_console, initialised, opened
 from gangline.cli.render import Renderer
+from gangline.cli.text import inert
 from gangline.core.errors import GanglineError, NotFoundError, RunLogError
 from gangline.core.events import Record, RunFinished, TextDelta, ThinkingDelta
 from gangline.core.records import RunRow
-from gangline.store import Store
+from gangline.core.wire import RunOut
+
+if TYPE_CHECKING:
+    from gangline.store import Store
+
 
 POLL_S = 0.25  # following a log file without a server: how often to look for new lines
 GONE_S = 15.0  # the agent's process is gone and the log silent this long: nothing will finish the run
@@ -58,22 +61,25 @@ def logs(
     """
     paths = initialised()
     emit, finish = _printer(as_json)
+    server = find_server(paths, os.environ, actor())
     try:
-        with connect(paths) as server:
-            if server is not None:
-                run = _server_run(server, target)
-                _header(run, as_json)
-                if follow:
-                    _follow_server(server, run.id, emit)
-                else:
-                    _page_server(server, run.id, emit)
+        if server is not None:
+            err_console.print(f"via server {server.url}", style="dim", markup=False)
+            run: RunOut | RunRow = _server_run(server, target)
+            _header(run, as_json)
+            if follow:
+                _follow_server(server, run.id, emit)
             else:
-                with opened(paths) as store:
-                    run = _store_run(store, target)
-                    _header(run, as_json)
-                    _read_file(store, run, follow, emit)
+                _page_server(server, run.id, emit)
+        else:
+            with opened(paths) as store:
+                stored = _store_run(store, target)
+                _header(stored, as_json)
+                _read_file(store, stored, follow, emit)
     finally:
         finish()
+        if server is not None:
+            server.close()
 
 
 def _printer(as_json: bool) -> tuple[Emit, Callable[[], None]]:
@@ -99,7 +105,7 @@ def _printer(as_json: bool) -> tuple[Emit, Callable[[], None]]:
     return render, finish
 
 
-def _header(run: RunRow, as_json: bool) -> None:
+def _header(run: RunOut | RunRow, as_json: bool) -> None:
     if as_json:
         return
     state = run.outcome.value if run.outcome else "live"
@@ -110,14 +116,14 @@ def _header(run: RunRow, as_json: bool) -> None:
 # --- through the server --------------------------------------------------------------------------
 
 
-def _server_run(server: Client, target: str) -> RunRow:
+def _server_run(server: Client, target: str) -> RunOut:
     if target.isdigit():
         server.call("GET", f"/api/items/{target}")  # a missing item says so
-        runs = server.call("GET", "/api/runs", params={"item": target})
+        runs = server.fetch(list[RunOut], "GET", "/api/runs", params={"item": target})
         if not runs:
             raise _no_runs(int(target))
-        return run_from_json(runs[-1])
-    return run_from_json(server.call("GET", f"/api/runs/{target}"))
+        return runs[-1]
+    return server.fetch(RunOut, "GET", f"/api/runs/{target}")
 
 
 def _page_server(server: Client, run_id: str, emit: Emit) -> None:

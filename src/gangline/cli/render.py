@@ -11,7 +11,7 @@ import time
 
 from rich.console import Console
 
-from gangline.cli.narrate import inert
+from gangline.cli.text import inert
 from gangline.core.events import (
     AgentError,
     ApiRetry,

@@ -43,7 +43,6 @@ from gangline.fake.scenario import (
     Say,
     Sleep,
     Step,
-    Stream,
     UsageReport,
     WaitForFile,
     Write,
@@ -51,6 +50,7 @@ from gangline.fake.scenario import (
     load_scenario,
     next_attempt,
 )
+from gangline.fake.stream import Stream
 
 DEFAULT_TRANSCRIPT = "write.jsonl"
 WAIT_TIMEOUT_EXIT = 9  # a wait_for_file step gave up

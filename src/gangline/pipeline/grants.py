@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from gangline.agents.adapter import write_private
 from gangline.core.profiles import Role
 from gangline.repo.git import git
 
@@ -103,20 +103,6 @@ async def write_mcp_config(worktree: Path, url: str, token: str) -> Path:
     path = worktree / CONFIG_NAME
     write_private(path, json.dumps(mcp_config(url, token)))
     return path
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a file only its owner can read (it holds a token)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def remove_mcp_config(worktree: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gangline.core.errors import ConfigError, VerdictError
@@ -19,7 +19,9 @@ from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.records import REASON_CHARS
 from gangline.core.reports import parse_qa_verdict
+from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Stage, Trigger
+from gangline.core.types import SERVER, Clock
 from gangline.pipeline.merge import Merger
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.project.config import ProjectConfig
@@ -29,8 +31,6 @@ from gangline.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-SERVER = "gangline"  # the actor name on the server's own transitions
 
 RESTARTED = "gangline restarted while you were working. Check `git status` and `git log`, finish the item, and commit."
 PAUSED = "A person paused you and has now let you continue. Check `git status`, finish the item, and commit."
@@ -49,10 +49,28 @@ class Pipeline:
     store: Store
     worktrees: Worktrees
     agents: AgentRuns
-    merger: Merger
     env: Mapping[str, str]
     guide: str
     clock: Clock
+    merger: Merger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.merger = Merger(self.config, self.store, self.worktrees, self.agents, self.gates, self.clock)
+
+    async def do(self, step: Step, item: Item, started: Callable[[], None]) -> None:
+        """The job ``step`` on ``item``; ``started`` is called once a START has moved it to coding."""
+        if step is Step.START:
+            item = await self.start(item)
+            started()
+            await self.code(item)
+        elif step is Step.CODE:
+            await self.code(item)
+        elif step is Step.REVIEW:
+            await self.review(item)
+        elif step is Step.MERGE:
+            await self.merge(item)
+        else:
+            await self.archive(item)
 
     # --- coding ----------------------------------------------------------------------------
 

@@ -12,11 +12,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from gangline.core.errors import VerdictError
 from gangline.core.items import Item
 from gangline.core.policy import BUDGET_SUBTYPE
 from gangline.core.profiles import AgentProfile, Role
 from gangline.core.records import REASON_CHARS
+from gangline.core.reports import MergeReport, parse_merge_report
 from gangline.core.stages import Facts, IllegalTransition, Stage, Trigger
+from gangline.core.types import SERVER, Clock
 from gangline.pipeline.runs import AgentRuns
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport
@@ -27,10 +30,8 @@ from gangline.store import Store
 
 Render = Callable[[Item, AgentProfile, Path, str], str]
 Gates = Callable[[Item, Path, str | None, str], Awaitable[GatesReport]]
-Clock = Callable[[], float]
 
 _MAX_BASE_MOVES = 5  # people pushing to base faster than a merge can finish: give up and say so
-SERVER = "gangline"
 
 
 class Merger:
@@ -40,7 +41,6 @@ class Merger:
         store: Store,
         worktrees: Worktrees,
         agents: AgentRuns,
-        repo: Path,
         gates: Gates,
         clock: Clock,
     ) -> None:
@@ -48,7 +48,7 @@ class Merger:
         self.store = store
         self.worktrees = worktrees
         self.agents = agents
-        self.repo = repo
+        self.repo = worktrees.repo
         self.gates = gates
         self.clock = clock
         self._lock = asyncio.Lock()  # one merge workspace: one merge at a time
@@ -144,6 +144,10 @@ class Merger:
             if result.merge_failure is not None:  # reported through MCP: no point in another attempt
                 self._fail(item, f"the mergemaster gave up: {result.merge_failure}")
                 return None
+            said = _report_of(result.summary.result_text)
+            if said is not None and not said.resolved:  # its final message said so
+                self._fail(item, f"the mergemaster could not resolve it: {said.summary or 'it gave no reason'}")
+                return None
             squash = await inspect_resolution(workspace, squash.base_tip, message)
 
     def _done(self, item: Item, files_changed: int, commit: str) -> None:
@@ -184,3 +188,11 @@ async def _is_ancestor(repo: Path, commit: str, base: str) -> bool:
 async def _files_changed(repo: Path, old: str, new: str) -> int:
     result = await git(repo, "diff", "--name-only", "-z", old, new)
     return len([name for name in result.stdout.split("\0") if name])
+
+
+def _report_of(final_message: str | None) -> MergeReport | None:
+    """The mergemaster's report when its final message is one; the workspace decides otherwise."""
+    try:
+        return parse_merge_report(final_message)
+    except VerdictError:
+        return None

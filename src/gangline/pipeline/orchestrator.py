@@ -1,34 +1,38 @@
-"""The orchestrator: the only writer of pipeline state. It recovers, plans, runs jobs, and takes orders.
+"""The orchestrator: the only writer of pipeline state. It recovers, plans, runs jobs, and carries out orders.
 
-Event-driven: a finished job, a person's action or a new item wakes the loop at once; a
+Event-driven: a finished job, a person's order or a new item wakes the loop at once; a
 periodic reconcile tick catches everything else (items added by another process, timers).
+Its face is its named methods: the doors reach it through ``pipeline.orders`` and
+``pipeline.views``, the agents' MCP tools through the methods under "agents", never through
+the runner, the jobs or the store's writes directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gangline.agents.processes import kill_group_now, start_ticks
-from gangline.agents.recovery import kill_groups, leftover_groups, read_logged_run
+from gangline.agents.bus import Bus
 from gangline.agents.runner import Runner
-from gangline.core.errors import ConfigError, GanglineError, ServerLockedError, StateConflict
-from gangline.core.events import RunOutcome
-from gangline.core.items import Item, ItemDraft
-from gangline.core.profiles import Role, RunnerSettings
-from gangline.core.records import RunEnd
+from gangline.core.errors import GanglineError, RunnerError, StateConflict
+from gangline.core.items import Item, ItemDraft, ItemPatch
+from gangline.core.profiles import AgentProfile, Role, RunnerSettings
+from gangline.core.reports import QaVerdict
 from gangline.core.scheduler import Job, Plan, Step, plan
 from gangline.core.stages import Facts, Stage, Trigger
-from gangline.pipeline.jobs import RESTARTED, SERVER, Pipeline
-from gangline.pipeline.merge import Merger
-from gangline.pipeline.runs import AgentRuns
-from gangline.project.config import ProjectConfig, ProjectPaths
+from gangline.core.types import SERVER, Clock
+from gangline.pipeline.changes import Changes
+from gangline.pipeline.grants import Grants
+from gangline.pipeline.jobs import Pipeline
+from gangline.pipeline.restart import ProjectLock, recover
+from gangline.pipeline.runs import AgentResult, AgentRuns
+from gangline.pipeline.views import Live
+from gangline.project.config import ProjectConfig
+from gangline.project.paths import ProjectPaths
 from gangline.repo import baseguard
 from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import Worktrees
@@ -36,8 +40,8 @@ from gangline.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 _ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
+_STOPS_RUNS = (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW)
 
 
 class Orchestrator:
@@ -57,63 +61,54 @@ class Orchestrator:
         self.config = config
         self.store = store
         self.clock = clock
-        self.working: dict[int, Step] = {}  # item id -> the job the orchestrator is doing on it
-        self.idle = False  # after the last tick: nothing ran, nothing could start, nothing waited on a timer
         self.tick_s = tick_s
+        self.idle = False  # after the last tick: nothing ran, nothing could start, nothing waited on a timer
         self._env = env
-        settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
-        self.runner = Runner(settings, paths.runs_dir, env)
-        worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
-        self.agents = AgentRuns(store, self.runner, paths.root, SERVER, config.price_table())
-        self.pipeline = Pipeline(
-            config,
-            store,
-            worktrees,
-            self.agents,
-            Merger(config, store, worktrees, self.agents, paths.root, self._gates, clock),
-            env,
-            guide,
-            clock,
+        self.worktrees = Worktrees(paths.root, paths.worktrees_dir, paths.merge_dir, config.base_branch)
+        runner = Runner(
+            settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
-        self.changed = asyncio.Event()  # set after every change the orchestrator makes; viewers clear it
-        self._version = 0  # bumped by every change; wait_changed() lets any number of viewers wait on it
-        self._watchers: set[asyncio.Event] = set()
-        store.on_event = self._changed
+        self._agents = AgentRuns(store, runner, paths.root, config.price_table())
+        self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
+        self._changes = Changes()
+        store.on_event = self._changes.bump
         self._wake = asyncio.Event()
         self._jobs: dict[int, tuple[Role | None, asyncio.Task[None]]] = {}
+        self._working: dict[int, Step] = {}  # item id -> the job the orchestrator is doing on it
         self._tg: asyncio.TaskGroup | None = None
-        self._lock_fd = -1
+        self._lock = ProjectLock(paths)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def serve(self, until_idle: bool = False) -> None:
         """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
-        self._acquire_lock()
+        self._lock.acquire()
         try:
             await self._guard_base()
-            await self.recover()
+            recover(self.store, self.paths.root)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 try:
                     await self._loop(until_idle)
                 finally:
-                    await self.runner.shutdown()
+                    await self._agents.runner.shutdown()
         finally:
             self._tg = None
-            self._release_lock()
+            self._lock.release()
 
     async def _guard_base(self) -> None:
         """Install the hooks that make every agent's git refuse to move the base (see baseguard)."""
-        hooks = self.paths.hooks_dir
         own = await baseguard.repository_hooks(self.paths.root, self._env)
-        baseguard.install(hooks, self.config.base_branch, own)
-        self.agents.guard_env = baseguard.agent_env(hooks)
+        baseguard.install(self.paths.hooks_dir, self.config.base_branch, own)
+        self._agents.guard_env = baseguard.agent_env(self.paths.hooks_dir)
 
     async def _loop(self, until_idle: bool) -> None:
         while True:
             self._wake.clear()
             current = self.tick()
-            self.idle = not self._jobs and not current.jobs and not current.waiting
+            was_idle, self.idle = self.idle, not self._jobs and not current.jobs and not current.waiting
+            if self.idle and not was_idle:
+                self._changes.bump()  # viewers waiting for the pipeline to settle (wait_idle) hear of it now
             if until_idle and self.idle:
                 return
             timeout = self.tick_s
@@ -132,11 +127,8 @@ class Orchestrator:
         for role, _task in self._jobs.values():
             if role is not None:
                 running[role] = running.get(role, 0) + 1
-        limits = {
-            Role.CODER: self.config.concurrency.coder,
-            Role.QA: self.config.concurrency.qa,
-            Role.MERGEMASTER: self.config.concurrency.mergemaster,
-        }
+        concurrency = self.config.concurrency
+        limits = {Role.CODER: concurrency.coder, Role.QA: concurrency.qa, Role.MERGEMASTER: concurrency.mergemaster}
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
         current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
         for job in current.jobs:
@@ -151,22 +143,11 @@ class Orchestrator:
             role = None  # server QA takes no agent slot
         task = self._tg.create_task(self._job(job, item), name=f"{job.step.value}-{item.id}")
         self._jobs[item.id] = (role, task)
-        self.working[item.id] = job.step
+        self._working[item.id] = job.step
 
     async def _job(self, job: Job, item: Item) -> None:
         try:
-            if job.step is Step.START:
-                item = await self.pipeline.start(item)
-                self._notify()
-                await self.pipeline.code(item)
-            elif job.step is Step.CODE:
-                await self.pipeline.code(item)
-            elif job.step is Step.REVIEW:
-                await self.pipeline.review(item)
-            elif job.step is Step.MERGE:
-                await self.pipeline.merge(item)
-            else:
-                await self.pipeline.archive(item)
+            await self._pipeline.do(job.step, item, started=self._notify)
         except StateConflict as err:
             log.info("item moved under a job", extra={"action": "job_conflict", "item_id": item.id, "error": str(err)})
         except Exception as err:
@@ -174,7 +155,7 @@ class Orchestrator:
             self._hold_after_error(item.id, err)
         finally:
             del self._jobs[item.id]
-            self.working.pop(item.id, None)
+            self._working.pop(item.id, None)
             self._notify()
 
     def _hold_after_error(self, item_id: int, err: Exception) -> None:
@@ -185,104 +166,45 @@ class Orchestrator:
 
     def _notify(self) -> None:
         self._wake.set()
-        self._changed()
+        self._changes.bump()
 
-    def _changed(self) -> None:
-        """Tell viewers something was written (the loop itself wakes only on _notify)."""
-        self.changed.set()
-        self._version += 1
-        for watcher in self._watchers:
-            watcher.set()
+    # --- for viewers -----------------------------------------------------------------------
 
     @property
     def version(self) -> int:
         """How many changes viewers have been told of; pass it to wait_changed."""
-        return self._version
+        return self._changes.version
 
     async def wait_changed(self, seen: int, timeout_s: float) -> int:
-        """Wait (at most ``timeout_s``) for a change after version ``seen``; return the current version.
+        """Wait (at most ``timeout_s``) for a change after version ``seen``; return the current version."""
+        return await self._changes.wait_changed(seen, timeout_s)
 
-        Any number of viewers may wait at once; each costs one Event while it waits.
-        """
-        if self._version > seen:
-            return self._version
-        watcher = asyncio.Event()
-        self._watchers.add(watcher)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    await watcher.wait()
-        finally:
-            self._watchers.discard(watcher)
-        return self._version
+    async def wait_idle(self) -> None:
+        """Wait until nothing in the pipeline can move by itself any more."""
+        version = self.version
+        while not self.idle:
+            version = await self.wait_changed(version, 1.0)
 
-    # --- restart safety ----------------------------------------------------------------------
+    def live(self) -> Live:
+        """What it is doing now: whether it serves, its jobs, the agents running and those held back."""
+        running = self._tg is not None
+        return Live(running, len(self._jobs), len(self._agents.runner.running()), dict(self._working),
+                    dict(self._agents.throttled))  # fmt: skip
 
-    async def recover(self) -> list[str]:
-        """Kill what a previous server left running and close its live runs as crashed."""
-        kill_groups(leftover_groups(self.paths.root))
-        closed = []
-        for run in self.store.runs(live_only=True):
-            if run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:
-                kill_group_now(run.pgid)
-            logged = read_logged_run(Path(run.log_path))
-            end = RunEnd(
-                RunOutcome.CRASHED,
-                "gangline stopped while this run was live",
-                logged.session_id,
-                logged.usage,
-                logged.cost_usd,
-            )
-            self.store.finish_run(run.id, end, SERVER)
-            closed.append(run.id)
-            self._resume_after_restart(run.item_id, logged.session_id)
-        return closed
-
-    def _resume_after_restart(self, item_id: int, session_id: str | None) -> None:
-        try:
-            item = self.store.get_item(item_id)
-        except GanglineError:
-            return
-        if item.stage is not Stage.CODING or item.state.hold or item.state.frozen:
-            return  # QA and merge restart from scratch; held items wait for a person
-        session = session_id or item.session_id
-        self.store.bookkeep(
-            item_id,
-            "interrupted",
-            SERVER,
-            expected=item.state,
-            reason="gangline restarted",
-            updates={"session_id": session, "feedback": RESTARTED if session else item.feedback},
-        )
-
-    def _acquire_lock(self) -> None:
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.paths.state_dir / "server.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # flock dies with its process, so a SIGKILLed server never leaves a stale lock.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise ServerLockedError(
-                f"another gangline server (pid {holder}) is already running on {self.paths.root}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
-
-    def _release_lock(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-
-    # --- orders from people (the CLI now; REST, MCP and the UI later) ---------------------
+    # --- people's orders (through pipeline.orders) ------------------------------------------
 
     def add_item(self, draft: ItemDraft, actor: str) -> Item:
-        if draft.pinned_agent and self.config.profile(draft.pinned_agent) is None:
-            raise ConfigError("pinned_agent", f"no agent profile named {draft.pinned_agent!r} in project.toml")
         item = self.store.create_item(draft, actor)
+        self._notify()
+        return item
+
+    def edit_item(self, item_id: int, patch: ItemPatch, actor: str) -> Item:
+        item = self.store.edit_item(item_id, patch, actor)
+        self._notify()  # priority or dependencies may have changed what can start
+        return item
+
+    def delete_item(self, item_id: int, actor: str) -> Item:
+        item = self.store.delete_item(item_id, actor)
         self._notify()
         return item
 
@@ -295,37 +217,71 @@ class Orchestrator:
         """A person's transition: block, unblock, release, retry_merge, demote, freeze, approve..."""
         item = self.store.get_item(item_id)
         if trigger is Trigger.QA_FAILED:
-            item = self.pipeline.reject(item, actor, reason or "rejected by a reviewer")
+            item = self._pipeline.reject(item, actor, reason or "rejected by a reviewer")
         elif trigger is Trigger.ARCHIVE:
-            await self.pipeline.archive(item, actor)  # archiving prunes the worktree when it is safe
+            await self._pipeline.archive(item, actor)  # archiving prunes the worktree when it is safe
             item = self.store.get_item(item_id)
         else:
             ahead = None
             if trigger is Trigger.QA_PASSED and item.stage is Stage.QA:  # elsewhere the table refuses it anyway
-                ahead = await self.pipeline.worktrees.commits_ahead(item.id, item.slug)
+                ahead = await self.worktrees.commits_ahead(item.id, item.slug)
             facts = Facts(reason=reason, commits_ahead=ahead)
-            item = self.store.transition(
-                item_id, trigger, actor, expected=item.state, facts=facts, updates=_resets(trigger)
-            )
-        if trigger in (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW):
-            self._stop_runs_of(item_id, f"{trigger.value} by {actor}")
+            item = self.store.transition(item_id, trigger, actor, expected=item.state, facts=facts,
+                                         updates=_resets(trigger))  # fmt: skip
+        if trigger in _STOPS_RUNS:
+            for run in self.store.runs(item_id, live_only=True):
+                self.stop_run(run.id, f"{trigger.value} by {actor}")
         self._notify()
         return item
 
+    def stop_run(self, run_id: str, reason: str) -> None:
+        """Stop a run's agent if this process supervises it (one run by ``gangline run`` elsewhere is not)."""
+        with contextlib.suppress(RunnerError):  # it ended meanwhile, or runs in another process
+            self._agents.runner.stop_nowait(run_id, reason)
+
     def notify(self) -> None:
-        """Plan again now: a surface changed something the plan reads (an edit, a delete)."""
+        """Plan again now: something the plan reads changed."""
         self._notify()
 
-    def _stop_runs_of(self, item_id: int, reason: str) -> None:
-        for run in self.store.runs(item_id, live_only=True):
-            if run.id in self.runner.running():
-                self.runner.stop_nowait(run.id, reason)
+    # --- agents (their MCP tools, and tests that drive one run) --------------------------------
 
-    async def _gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
-        return await self.pipeline.gates(item, cwd, run_id, context)
+    @property
+    def grants(self) -> Grants:
+        """Each live run's MCP token."""
+        return self._agents.grants
 
-    def statistics(self) -> dict[str, int]:
-        return {"jobs": len(self._jobs), "runs": len(self.runner.running())}
+    def set_agent_mcp_url(self, url: str | None) -> None:
+        """gangline's MCP endpoint for agents, once the server listens (None: agents get no MCP)."""
+        self._agents.mcp_url = url
+
+    def on_run_started(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` as each agent run starts (its bus is then ``bus(run_id)``)."""
+        self._agents.on_start = callback
+
+    def bus(self, run_id: str) -> Bus | None:
+        """A live run's bus, for a viewer to follow; None once it ended (its log has everything)."""
+        return self._agents.buses.get(run_id)
+
+    async def run_agent(
+        self, item: Item, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None, attempt: int
+    ) -> AgentResult:
+        """One agent run on ``item``, recorded and watched as the pipeline's own are."""
+        return await self._agents.run(item, profile, prompt, cwd, resume, attempt)
+
+    async def run_gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
+        """The project's gates in ``cwd``, recorded on the item."""
+        return await self._pipeline.gates(item, cwd, run_id, context)
+
+    def report_qa(self, run_id: str, verdict: QaVerdict) -> None:
+        """A QA run's verdict, taken when the run ends instead of its final message."""
+        self._agents.qa_verdicts[run_id] = verdict
+
+    def qa_report(self, run_id: str) -> QaVerdict | None:
+        return self._agents.qa_verdicts.get(run_id)
+
+    def report_merge_failure(self, run_id: str, reason: str) -> None:
+        """A mergemaster's word that the merge cannot be resolved, taken when its run ends."""
+        self._agents.merge_failures[run_id] = reason
 
 
 def _resets(trigger: Trigger) -> dict[str, object]:

@@ -138,10 +138,10 @@ class Permissions:
     def pending(self) -> list[PermissionRequest]:
         return sorted((request for request, _ in self._pending.values()), key=lambda r: r.created_at)
 
-    async def wait_requested(self, timeout_s: float) -> list[PermissionRequest]:
-        """The pending requests, once there is at least one; TimeoutError after ``timeout_s``."""
+    async def wait_requested(self, timeout_s: float, count: int = 1) -> list[PermissionRequest]:
+        """The pending requests, once there are at least ``count``; TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s), self._asked:
-            await self._asked.wait_for(lambda: bool(self._pending))
+            await self._asked.wait_for(lambda: len(self._pending) >= count)
             return self.pending()
 
     def answer(

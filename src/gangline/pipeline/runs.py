@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gangline.agents.adapters import ADAPTERS, McpAccess
+from gangline.agents.adapter import McpAccess
 from gangline.agents.bus import Bus, follow
 from gangline.agents.processes import ProcessRecord
 from gangline.agents.recovery import PROJECT_VAR
+from gangline.agents.registry import ADAPTERS
 from gangline.agents.runlog import replay
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.budget import BudgetMeter, Price
@@ -29,6 +30,7 @@ from gangline.core.profiles import AgentProfile, CliKind, Role
 from gangline.core.records import NewRun, RunEnd
 from gangline.core.reports import QaVerdict
 from gangline.core.throttle import Throttle, answering, throttle_of
+from gangline.core.types import SERVER
 from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
 from gangline.store import Store
 
@@ -48,13 +50,13 @@ class AgentRuns:
     """Starts the agent runs the pipeline asks for and keeps their buses for live viewers."""
 
     def __init__(
-        self, store: Store, runner: Runner, project_root: Path, actor: str, prices: dict[str, Price] | None = None
+        self, store: Store, runner: Runner, project_root: Path, prices: dict[str, Price] | None = None
     ) -> None:
         self.store = store
         self.prices = prices or {}  # [price."<model>"] tables: what a token-only CLI's run cost
         self.runner = runner
         self.project_root = project_root
-        self.actor = actor
+        self.actor = SERVER
         self.buses: dict[str, Bus] = {}  # live runs, for anyone who wants to watch
         self.on_start: Callable[[str], None] = lambda run_id: None
         # gangline's MCP endpoint (http://127.0.0.1:<port>/mcp), set by the server once it listens.

@@ -1,20 +1,14 @@
-"""The project's settings, ``.gangline/project.toml``, read once into one typed object, and its paths."""
+"""The project's settings, ``.gangline/project.toml``, read once into one typed object."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tomllib
-import types
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gangline.core.budget import Price
 from gangline.core.errors import ConfigError
@@ -22,45 +16,8 @@ from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role
 from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
 from gangline.core.rules import parse_rule
-
-
-@dataclass(frozen=True)
-class ProjectPaths:
-    """Where a project's files live; ``root`` is the repository's top level."""
-
-    root: Path
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".gangline"
-
-    @property
-    def config_file(self) -> Path:
-        return self.state_dir / "project.toml"
-
-    @property
-    def guide_file(self) -> Path:
-        return self.state_dir / "guide.md"
-
-    @property
-    def db_file(self) -> Path:
-        return self.state_dir / "state.db"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
-
-    @property
-    def worktrees_dir(self) -> Path:
-        return self.state_dir / "worktrees"
-
-    @property
-    def merge_dir(self) -> Path:
-        return self.state_dir / "merge"
-
-    @property
-    def hooks_dir(self) -> Path:
-        return self.state_dir / "hooks"  # the base-branch guard's git hooks (repo.baseguard)
+from gangline.project.paths import ProjectPaths, shown
+from gangline.project.toml_errors import KeyedError, describe
 
 
 class GateSpec(_Strict):
@@ -129,15 +86,6 @@ class PermissionSettings(_Strict):
     unattended: bool = False
 
 
-class _KeyedError(ValueError):
-    """A cross-field problem that knows which TOML key to blame (pydantic only knows the model)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
 # Git's rules for ref names (git check-ref-format), applied to one branch name.
 _BAD_BRANCH = (
     (re.compile(r"[\x00-\x20\x7f]"), "contains a space or a control character"),
@@ -194,9 +142,9 @@ class ProjectConfig(_Strict):
         _check_unique("gate", [g.name for g in self.gates])
         _check_unique("agent", [a.name for a in self.agents])
         if not self.profiles_for(Role.CODER):
-            raise _KeyedError("agent", 'expected at least one [[agent]] with role = "coder", got none')
+            raise KeyedError("agent", 'expected at least one [[agent]] with role = "coder", got none')
         if self.qa_mode is QaMode.AGENT and not self.profiles_for(Role.QA):
-            raise _KeyedError("qa_mode", 'expected an [[agent]] with role = "qa" for qa_mode = "agent", got none')
+            raise KeyedError("qa_mode", 'expected an [[agent]] with role = "qa" for qa_mode = "agent", got none')
         for index, agent in enumerate(self.agents, 1):
             _check_template(index, agent)
             self._check_fallback(index, agent)
@@ -211,10 +159,10 @@ class ProjectConfig(_Strict):
         if other is None:
             names = ", ".join(a.name for a in self.agents if a.name != agent.name) or "none"
             message = f"expected the name of another [[agent]] ({names}), got {json.dumps(agent.fallback)}"
-            raise _KeyedError(key, message)
+            raise KeyedError(key, message)
         if other.role is not agent.role:
             message = f"expected a {agent.role.value} profile, got {other.name!r}, whose role is {other.role.value!r}"
-            raise _KeyedError(key, message)
+            raise KeyedError(key, message)
 
     def _check_priced(self, index: int, agent: AgentProfile) -> None:
         # A budget the server cannot price is a budget it cannot keep: refuse it up front.
@@ -223,11 +171,11 @@ class ProjectConfig(_Strict):
         key = f"agent[{index}].max_budget_usd"
         if agent.model is None:
             message = f'{agent.cli.value} reports only tokens: set model, and a [price."<model>"] table for it'
-            raise _KeyedError(key, message)
+            raise KeyedError(key, message)
         if agent.model not in self.prices:
             table = f"[price.{json.dumps(agent.model)}]"
             message = f"{agent.cli.value} reports only tokens: add a {table} table (input, output)"
-            raise _KeyedError(key, message)
+            raise KeyedError(key, message)
 
 
 def _check_unique(table: str, names: list[str]) -> None:
@@ -235,7 +183,7 @@ def _check_unique(table: str, names: list[str]) -> None:
         first = names.index(name) + 1
         if first != index:
             message = f"expected a name no other [[{table}]] uses, got {json.dumps(name)} ({table}[{first}] has it)"
-            raise _KeyedError(f"{table}[{index}].name", message)
+            raise KeyedError(f"{table}[{index}].name", message)
 
 
 def _check_template(index: int, agent: AgentProfile) -> None:
@@ -245,13 +193,13 @@ def _check_template(index: int, agent: AgentProfile) -> None:
     try:
         validate_template(agent.prompt_template, key, agent.role)
     except ConfigError as err:
-        raise _KeyedError(key, f"agent {agent.name!r}: {str(err).removeprefix(f'{key}: ')}") from None
+        raise KeyedError(key, f"agent {agent.name!r}: {str(err).removeprefix(f'{key}: ')}") from None
 
 
 def load_project(paths: ProjectPaths, env: Mapping[str, str]) -> ProjectConfig:
     """Read and validate ``paths.config_file``; ``${NAME}`` in an agent's env comes from ``env``."""
     path = paths.config_file
-    where = _shown(path)
+    where = shown(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -274,41 +222,8 @@ def load_project_text(text: str, where: str, env: Mapping[str, str]) -> ProjectC
         # By alias only: the file says [[agent]] and [[gate]], never "agents" or "gates".
         return ProjectConfig.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as err:
-        key, message = _describe(err)
+        key, message = describe(err, ProjectConfig)
         raise ConfigError(f"{where}: {key}" if key else where, message) from None
-
-
-def find_root(start: Path) -> Path:
-    """The top level of the git work tree holding ``start``, or ConfigError."""
-    top = git_output(start, "rev-parse", "--show-toplevel")
-    if not top:
-        message = "not inside a git repository; run gangline inside the repository it should work on"
-        raise ConfigError(str(start), message)
-    return Path(top)
-
-
-def git_output(cwd: Path, *args: str) -> str | None:
-    """``git args`` run in ``cwd``: its stdout stripped, or None when it fails."""
-    if not cwd.is_dir():
-        raise ConfigError(
-            str(cwd), "expected a directory, got nothing there" if not cwd.exists() else "not a directory"
-        )
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60, stdin=subprocess.DEVNULL
-        )
-    except FileNotFoundError:
-        raise ConfigError("git", "not found on PATH; gangline needs git") from None
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise ConfigError("git", f"could not run git {' '.join(args)}: {err}") from None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except (ValueError, OSError):
-        return str(path)
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -332,115 +247,3 @@ def _expand_values(values: dict[str, Any], env: Mapping[str, str], field: str) -
             message = f"expected the environment variable {ref[1]} to be set (the value is {value}), but it is not"
             raise ConfigError(f"{field}.{key}", message)
         values[key] = env[ref[1]]
-
-
-# --- pydantic's errors, said in the file's own terms ----------------------------------------------
-
-_NOUNS = {
-    "int": "an integer",
-    "float": "a number",
-    "string": "a string",
-    "bool": "true or false",
-    "tuple": "an array",
-    "list": "an array",
-    "dict": "a table",
-    "model": "a table",
-    "model_attributes": "a table",
-}
-_BOUNDS = {
-    "greater_than": ("greater than", "gt"),
-    "greater_than_equal": ("of at least", "ge"),
-    "less_than": ("less than", "lt"),
-    "less_than_equal": ("of at most", "le"),
-}
-
-
-def _describe(err: ValidationError) -> tuple[str, str]:
-    """The first problem as (TOML key with 1-based indices, what was expected and what was found)."""
-    first = err.errors(include_url=False)[0]
-    key, message = _key(first["loc"]), _message(first)
-    if first["type"] == "value_error" and isinstance(error := first.get("ctx", {}).get("error"), _KeyedError):
-        key = error.key
-    more = err.error_count() - 1
-    return key, message + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = "".join(f"[{part + 1}]" if isinstance(part, int) else f".{part}" for part in loc)
-    return key.lstrip(".")
-
-
-def _message(error: ErrorDetails) -> str:
-    kind, ctx, got = error["type"], error.get("ctx", {}), _show(error["input"])
-    if kind == "missing":
-        return "is required but missing"
-    if kind == "extra_forbidden":
-        model, _ = _resolve(error["loc"])
-        keys = ", ".join(_fields(model)) if model else "?"
-        return f"unknown key; expected one of: {keys}"
-    if kind == "tuple_type" and error["loc"] in (("agent",), ("gate",)):
-        return f"expected [[{error['loc'][0]}]] tables, got {got}"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind == "finite_number":
-        return f"expected a finite number, got {got}"
-    if kind in _BOUNDS:
-        words, name = _BOUNDS[kind]
-        return f"expected {_noun(_resolve(error['loc'])[1])} {words} {_show(ctx[name])}, got {got}"
-    if kind in ("enum", "literal_error"):
-        return f"expected one of {ctx['expected']}, got {got}"
-    if kind == "string_too_short":
-        return f"expected at least {ctx['min_length']} character(s), got {got}"
-    if kind == "string_too_long":
-        return f"expected at most {ctx['max_length']} characters, got {len(str(error['input']))}"
-    if kind == "string_pattern_mismatch":
-        return f"expected text matching {ctx['pattern']}, got {got}"
-    noun = _NOUNS.get(kind.removesuffix("_type").removesuffix("_parsing").removesuffix("_from_float"))
-    return f"expected {noun}, got {got}" if noun else f"{error['msg']}; got {got}"
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = json.dumps(value) if isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _noun(annotation: Any) -> str:
-    plain = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
-    return {int: "an integer", float: "a number", str: "a string"}.get(plain[0], "a value")
-
-
-def _resolve(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """The model holding the last key of ``loc``, and that key's type (None when it has none)."""
-    model: type[BaseModel] | None = ProjectConfig
-    annotation: Any = None
-    for part in (p for p in loc if isinstance(p, str)):
-        if get_origin(annotation) is dict:  # this part is a key of a table of tables ([price."<model>"])
-            annotation = get_args(annotation)[1]
-            continue
-        if annotation is not None:
-            model = _model_in(annotation)
-        field = _fields(model).get(part) if model else None
-        annotation = field.annotation if field else None
-        if field is None:
-            break
-    return model, annotation
-
-
-def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    return {info.alias or name: info for name, info in model.model_fields.items()}
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (tuple, list, Union, types.UnionType):
-        return next((m for a in get_args(annotation) if (m := _model_in(a))), None)
-    return None

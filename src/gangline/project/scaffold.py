@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gangline.core.errors import ConfigError
-from gangline.core.prompts import GUIDE
-from gangline.project.config import ProjectPaths, find_root, git_output, load_project_text
+from gangline.core.guide import GUIDE
+from gangline.project.config import load_project_text
+from gangline.project.paths import ProjectPaths, find_root, git_output
 
 
 @dataclass(frozen=True)

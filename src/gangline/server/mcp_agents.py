@@ -6,55 +6,35 @@ Every tool takes the item and the worktree from the run's grant, never from its 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from gangline.core.errors import GanglineError
-from gangline.core.items import Item, ItemDraft
+from gangline.core.items import Item
 from gangline.core.profiles import Role
 from gangline.core.records import GateRow, last_gates
 from gangline.core.reports import QaVerdict, parse_qa_verdict
+from gangline.core.validation import validated
+from gangline.core.wire import GateOut, ItemOut, NewItem
 from gangline.repo.git import GANGLINE_COMMITTER, git
 from gangline.repo.worktrees import branch_name, truncate_text
+from gangline.server.mcp_access import FORBIDDEN, Hub, tool_errors, view
 
-if TYPE_CHECKING:
-    from gangline.server.mcp import GanglineMcp
-
+INSTRUCTIONS = (
+    "gangline runs you on one work item in your own git worktree. These tools reach only that item and "
+    "worktree: read it (status, get_item_todos), tick criteria, run the project's gates server-side, commit, "
+    "and report (QA: report_qa_result; mergemaster: report_merge_failure)."
+)
 BODY_CHARS = 8000  # of an item's body in status; the prompt already carried all of it
 OUTPUT_BYTES = 4000  # of a gate's output in get_gate_result
 MAX_DIFF_BYTES = 200_000
 MAX_STATUS_LINES = 200
 MAX_FOLLOW_UPS = 10  # items one run may create: a loop in an agent must not flood the backlog
 NOTE_CHARS = 4000
-FORBIDDEN = -32001  # a JSON-RPC server error: the credentials do not reach what was named
-NOT_READY = -32002
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn gangline's own errors and invalid input into tool errors the caller can read and act on."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except GanglineError as err:
-            raise ToolError(str(err)) from err
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "input"
-            raise ToolError(f"{where}: {first['msg']}") from err
-
-    return wrapper
 
 
 class CriterionResult(BaseModel):
@@ -65,21 +45,12 @@ class CriterionResult(BaseModel):
     note: str = Field(default="", max_length=4000, description="Why, especially when it did not pass.")
 
 
-def item_view(item: Item, body: bool = True) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": item.id,
-        "name": item.name,
-        "title": item.title,
-        "kind": item.kind.value,
-        "stage": item.stage.value,
-        "hold": item.state.hold.value if item.state.hold else None,
-        "hold_reason": item.state.hold_reason,
-        "frozen": item.state.frozen,
-        "priority": item.priority,
-    }
-    if body:
-        view["body"] = item.body if len(item.body) <= BODY_CHARS else item.body[:BODY_CHARS] + "\n[... cut ...]"
-    return view
+def item_view(item: Item) -> dict[str, Any]:
+    """The item as every door shows it, its body cut: the agent's prompt already carried all of it."""
+    out = ItemOut.of(item)
+    if len(out.body) > BODY_CHARS:
+        out = out.model_copy(update={"body": out.body[:BODY_CHARS] + "\n[... cut ...]"})
+    return view(out)
 
 
 def criteria_view(item: Item) -> dict[str, Any]:
@@ -88,25 +59,24 @@ def criteria_view(item: Item) -> dict[str, Any]:
 
 
 def gate_view(row: GateRow, output: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "name": row.name,
-        "passed": row.exit_code == 0 and not row.timed_out,
-        "exit_code": row.exit_code,
-        "timed_out": row.timed_out,
-        "duration_s": round(row.duration_s, 3),
-        "context": row.context,
-        "run_id": row.run_id,
-    }
+    """A gate's result; with ``output``, the end of what it printed."""
+    shown = view(GateOut.of(row))
+    del shown["output"]
     if output:
         data = row.output.encode()
-        view["output"] = (
-            row.output if len(data) <= OUTPUT_BYTES else "[...]\n" + data[-OUTPUT_BYTES:].decode(errors="ignore")
-        )
-    return view
+        tail = "[...]\n" + data[-OUTPUT_BYTES:].decode(errors="ignore")
+        shown["output"] = row.output if len(data) <= OUTPUT_BYTES else tail
+    return shown
 
 
-def register(server: MCPServer, hub: GanglineMcp) -> None:
+def register(server: MCPServer, hub: Hub) -> None:
     """Add the agents' tools to ``server``; ``hub`` resolves each call's grant."""
+    for fn in _item_tools(hub) + _gate_tools(hub) + _git_tools(hub) + _report_tools(hub):
+        server.add_tool(tool_errors(fn))
+    server.add_tool(tool_errors(_permission_tool(hub)), structured_output=False)
+
+
+def _item_tools(hub: Hub) -> list[Any]:
     created: dict[str, int] = {}
 
     async def status(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
@@ -144,6 +114,22 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         event = orch.store.record_event("note", grant.actor, item_id=grant.item_id, run_id=grant.run_id, reason=note)
         return {"event_id": event}
 
+    async def create_item(
+        ctx: Context, title: str, body: str = "", criteria: list[str] | None = None, priority: int = 0
+    ) -> dict[str, Any]:
+        """Add a follow-up work item to the backlog (something you found that is outside your own item)."""
+        grant, _ = hub.grant_of(ctx)
+        if created.get(grant.run_id, 0) >= MAX_FOLLOW_UPS:
+            raise ToolError(f"a run may create at most {MAX_FOLLOW_UPS} follow-up items")
+        new = validated(NewItem, {"title": title, "body": body, "criteria": criteria or [], "priority": priority})
+        item = hub.state.orders().add_item(new, grant.actor)
+        created[grant.run_id] = created.get(grant.run_id, 0) + 1
+        return {key: value for key, value in view(item).items() if key != "body"}
+
+    return [status, get_item_todos, check_criterion, add_note, create_item]
+
+
+def _gate_tools(hub: Hub) -> list[Any]:
     async def run_gates(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
         """Run the project's gates (tests, linters) in your worktree on the server, as it will after you exit.
 
@@ -152,8 +138,7 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         grant, orch = hub.grant_of(ctx, item_id)
         if not orch.config.gates:
             return {"passed": True, "summary": "This project has no gates configured.", "gates": []}
-        item = orch.store.get_item(grant.item_id)
-        report = await orch.pipeline.gates(item, grant.worktree, grant.run_id, "agent")
+        report = await orch.run_gates(orch.store.get_item(grant.item_id), grant.worktree, grant.run_id, "agent")
         names = ", ".join(r.name for r in report.results)
         summary = f"All {len(report.results)} gate(s) passed: {names}." if report.passed else report.failure_summary()
         rows = [
@@ -167,6 +152,10 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         grant, orch = hub.grant_of(ctx, item_id)
         return {"gates": [gate_view(g, output=True) for g in last_gates(orch.store.gate_results(grant.item_id))]}
 
+    return [run_gates, get_gate_result]
+
+
+def _git_tools(hub: Hub) -> list[Any]:
     async def git_status(ctx: Context, item_id: int | None = None) -> dict[str, Any]:
         """``git status`` of your worktree: its branch, changed and untracked files, and commits ahead of the base."""
         grant, orch = hub.grant_of(ctx, item_id)
@@ -174,14 +163,9 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         lines = status.stdout.splitlines()
         ahead = await git(grant.worktree, "rev-list", "--count", f"refs/heads/{orch.config.base_branch}..HEAD")
         changes = lines[1:]
-        shown = changes[:MAX_STATUS_LINES] + (
-            [f"... and {len(changes) - MAX_STATUS_LINES} more"] if len(changes) > MAX_STATUS_LINES else []
-        )
-        return {
-            "branch": lines[0].removeprefix("## ") if lines else "",
-            "changes": shown,
-            "commits_ahead": int(ahead.stdout),
-        }
+        more = [f"... and {len(changes) - MAX_STATUS_LINES} more"] if len(changes) > MAX_STATUS_LINES else []
+        branch = lines[0].removeprefix("## ") if lines else ""
+        return {"branch": branch, "changes": changes[:MAX_STATUS_LINES] + more, "commits_ahead": int(ahead.stdout)}
 
     async def git_diff(
         ctx: Context, against_base: bool = False, max_bytes: int = 50_000, item_id: int | None = None
@@ -192,11 +176,11 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         limit = max(1000, min(max_bytes, MAX_DIFF_BYTES))
         span = f"refs/heads/{orch.config.base_branch}...HEAD" if against_base else "HEAD"
         diff = await git(grant.worktree, "diff", "--no-color", "--no-ext-diff", span)
-        view: dict[str, Any] = {"diff": truncate_text(diff.stdout, limit, "diff")}
+        shown: dict[str, Any] = {"diff": truncate_text(diff.stdout, limit, "diff")}
         if not against_base:  # git diff leaves out new files nobody added yet
             untracked = await git(grant.worktree, "ls-files", "--others", "--exclude-standard")
-            view["untracked"] = untracked.stdout.splitlines()[:MAX_STATUS_LINES]
-        return view
+            shown["untracked"] = untracked.stdout.splitlines()[:MAX_STATUS_LINES]
+        return shown
 
     async def git_commit(ctx: Context, message: str, item_id: int | None = None) -> dict[str, Any]:
         """Commit everything in your worktree (``git add -A`` then ``git commit``) on your item's branch."""
@@ -205,11 +189,10 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
             raise ToolError("QA only reviews: a QA run must not commit. Report your verdict with report_qa_result.")
         if not message.strip():
             raise ToolError("message: a commit needs a message")
+        base = orch.config.base_branch
         head = await git(grant.worktree, "symbolic-ref", "--quiet", "HEAD", check=False)
-        if head.stdout.strip() == f"refs/heads/{orch.config.base_branch}":
-            raise ToolError(
-                f"your worktree is on the base branch {orch.config.base_branch!r}; gangline never commits there"
-            )
+        if head.stdout.strip() == f"refs/heads/{base}":
+            raise ToolError(f"your worktree is on the base branch {base!r}; gangline never commits there")
         await git(grant.worktree, "add", "-A")
         if (await git(grant.worktree, "diff", "--cached", "--quiet", check=False)).returncode == 0:
             raise ToolError("nothing to commit: the worktree has no changes")
@@ -218,6 +201,10 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         files = await git(grant.worktree, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD")
         return {"commit": sha, "files": files.stdout.splitlines()[:MAX_STATUS_LINES]}
 
+    return [git_status, git_diff, git_commit]
+
+
+def _report_tools(hub: Hub) -> list[Any]:
     async def report_qa_result(
         ctx: Context,
         verdict: Literal["pass", "fail"],
@@ -234,16 +221,12 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
         payload = QaVerdict.model_validate(
             {"verdict": verdict, "criteria": [c.model_dump() for c in criteria], "summary": summary}
         )
-        accepted = parse_qa_verdict(payload.model_dump_json(), len(item.criteria))  # the same checks as a final message
-        orch.agents.qa_verdicts[grant.run_id] = accepted
-        orch.store.record_event(
-            "qa_reported",
-            grant.actor,
-            item_id=item.id,
-            run_id=grant.run_id,
-            reason=summary[:NOTE_CHARS] or verdict,
-            data={"verdict": verdict},
-        )
+        orch.report_qa(
+            grant.run_id, parse_qa_verdict(payload.model_dump_json(), len(item.criteria))
+        )  # a final's checks
+        said = summary[:NOTE_CHARS] or verdict
+        orch.store.record_event("qa_reported", grant.actor, item_id=item.id, run_id=grant.run_id, reason=said,
+                                data={"verdict": verdict})  # fmt: skip
         return {
             "accepted": True,
             "verdict": verdict,
@@ -259,45 +242,28 @@ def register(server: MCPServer, hub: GanglineMcp) -> None:
             )
         if not reason.strip():
             raise ToolError("reason: say why the merge cannot be done")
-        orch.agents.merge_failures[grant.run_id] = reason.strip()[:NOTE_CHARS]
-        orch.store.record_event(
-            "merge_failure_reported",
-            grant.actor,
-            item_id=grant.item_id,
-            run_id=grant.run_id,
-            reason=reason.strip()[:NOTE_CHARS],
-        )
+        said = reason.strip()[:NOTE_CHARS]
+        orch.report_merge_failure(grant.run_id, said)
+        orch.store.record_event("merge_failure_reported", grant.actor, item_id=grant.item_id, run_id=grant.run_id,
+                                reason=said)  # fmt: skip
         return {"accepted": True, "next": "gangline marks the merge as failed when your run ends; finish now."}
 
-    async def create_item(
-        ctx: Context, title: str, body: str = "", criteria: list[str] | None = None, priority: int = 0
-    ) -> dict[str, Any]:
-        """Add a follow-up work item to the backlog (something you found that is outside your own item)."""
-        grant, orch = hub.grant_of(ctx)
-        if created.get(grant.run_id, 0) >= MAX_FOLLOW_UPS:
-            raise ToolError(f"a run may create at most {MAX_FOLLOW_UPS} follow-up items")
-        draft = ItemDraft.model_validate(
-            {"title": title, "body": body, "criteria": criteria or [], "priority": priority}
-        )
-        item = orch.add_item(draft, grant.actor)
-        created[grant.run_id] = created.get(grant.run_id, 0) + 1
-        return item_view(item, body=False)
+    return [report_qa_result, report_merge_failure]
 
+
+def _permission_tool(hub: Hub) -> Any:
     async def prompt_permission(
         ctx: Context, tool_name: str, input: dict[str, Any], tool_use_id: str | None = None
     ) -> str:
         """Claude Code's --permission-prompt-tool: decides one tool call. Returns the decision as JSON text."""
         grant, _ = hub.grant_of(ctx)
-        _, permissions = hub.ready()
+        permissions = hub.state.permissions
+        if permissions is None:
+            raise ToolError("gangline is starting; try again in a moment")
         answer = await permissions.ask(grant.run_id, grant.item_id, grant.worktree, tool_name, input, tool_use_id)
         return answer.to_json()
 
-    for fn in (
-        status, get_item_todos, check_criterion, add_note, run_gates, get_gate_result, git_status, git_diff,
-        git_commit, report_qa_result, report_merge_failure, create_item,
-    ):  # fmt: skip
-        server.add_tool(domain_errors(fn))
-    server.add_tool(domain_errors(prompt_permission), structured_output=False)
+    return prompt_permission
 
 
 async def _identity(worktree: Path) -> tuple[str, ...]:

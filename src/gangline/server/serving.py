@@ -1,26 +1,43 @@
-"""``gangline serve``: the app on uvicorn, loopback unless a token guards it, stopped gracefully and bounded."""
+"""Serving a project: the app on uvicorn, loopback unless a token guards it, stopped gracefully and bounded.
+
+``gangline serve``, ``gangline run`` and ``gangline demo`` are one serving core and differ only
+in what they show: under each, agents get the same MCP tools and permission prompt tool, the
+same budget watching and the same recovery. ``serve`` listens where it is told and shows its
+URL; ``run`` listens on a private loopback port and narrates the pipeline; both write
+``.gangline/server.json`` so the other commands go through them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.server import HANDLED_SIGNALS
 
-from gangline.cli.client import announce_server, withdraw_server
 from gangline.core.errors import ConfigError
 from gangline.pipeline.grants import agent_mcp_url
-from gangline.project.config import ProjectConfig, ProjectPaths
-from gangline.server.app import Serving, create_app, is_loopback
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.project.config import ProjectConfig
+from gangline.project.paths import ProjectPaths, read_guide
+from gangline.project.serverfile import announce_server, withdraw_server
+from gangline.server.app import create_app
+from gangline.server.guard import is_loopback
+from gangline.server.state import state_of
 from gangline.store import open_sqlite
 
 MIN_TOKEN_CHARS = 16
 GRACEFUL_S = 5  # open connections (event streams never end by themselves) get this long to finish
 START_BOUND_S = 30  # serving(): how long the server may take to listen
 _MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+Watch = Callable[[Orchestrator], Awaitable[object]]
 
 
 def read_token(env: Mapping[str, str], name: str) -> str | None:
@@ -46,20 +63,44 @@ def check_bind(host: str, token: str | None, token_env: str) -> None:
 
 class Server(uvicorn.Server):
     """uvicorn's server, telling ``on_ready`` its URL once it listens (port 0 resolved), and ``on_closing``
-    when it begins to shut down (after which uvicorn may re-raise SIGTERM and end the process)."""
+    when it begins to shut down.
+
+    With ``reraise_signals`` (uvicorn's way) a SIGINT or SIGTERM that stopped it is raised again
+    once it has stopped, so the process ends by that signal; without, it is only recorded in
+    ``stopped_by`` for the caller to report.
+    """
 
     def __init__(
         self,
         config: uvicorn.Config,
-        serving: Serving,
         on_ready: Callable[[str], None],
-        on_closing: Callable[[], None] = lambda: None,
+        on_closing: Callable[[], None],
+        reraise_signals: bool = True,
     ) -> None:
         super().__init__(config)
         self.bind_error: ConfigError | None = None
-        self.serving = serving
         self.on_ready = on_ready
         self.on_closing = on_closing
+        self.reraise_signals = reraise_signals
+        self.stopped_by: int | None = None
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self.reraise_signals:
+            with super().capture_signals():
+                yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        self.stopped_by = self.stopped_by or sig
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -75,10 +116,10 @@ class Server(uvicorn.Server):
             return
         if self.started and not self.should_exit:
             self.on_ready(self.url())
+            self.listening.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Before uvicorn waits for open connections: event streams end now instead of at the timeout.
-        self.serving.closing.set()
         self.on_closing()
         await super().shutdown(sockets)
 
@@ -93,45 +134,94 @@ def build_server(
     port: int,
     on_ready: Callable[[str], None],
     on_closing: Callable[[], None] = lambda: None,
+    reraise_signals: bool = True,
 ) -> Server:
     """A server for ``app``; it stops by itself if the orchestrator does (a crash, or a locked project)."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_S,
-    )
-    serving: Serving = app.state.serving
+    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_S)  # fmt: skip
+    state = state_of(app)
     if port:
-        app.state.agent_mcp_url = agent_mcp_url(f"http://{host}:{port}")
+        state.agent_mcp_url = agent_mcp_url(f"http://{host}:{port}")
 
     def ready(url: str) -> None:
-        app.state.orchestrator.agents.mcp_url = agent_mcp_url(url)
+        state.running().set_agent_mcp_url(agent_mcp_url(url))
         on_ready(url)
 
-    server = Server(config, serving, ready, on_closing)
-    serving.on_stop = lambda: setattr(server, "should_exit", True)
+    def closing() -> None:
+        state.serving.closing.set()
+        on_closing()
+
+    server = Server(config, ready, closing, reraise_signals)
+    state.serving.on_stop = lambda: setattr(server, "should_exit", True)
     return server
 
 
-async def serve_app(
-    app: FastAPI,
-    host: str,
-    port: int,
-    on_ready: Callable[[str], None],
-    on_closing: Callable[[], None] = lambda: None,
-) -> None:
-    """Serve until SIGINT / SIGTERM (uvicorn's handlers) or the orchestrator stops; raise what stopped it."""
-    server = build_server(app, host, port, on_ready, on_closing)
-    await server.serve()
+async def serve_app(app: FastAPI, server: Server, watch: Watch | None = None) -> None:
+    """Serve until a signal, the orchestrator stopping, or ``watch`` (given the orchestrator once the
+    server listens) returning; then raise what stopped it, if anything went wrong."""
+    state = state_of(app)
+    async with asyncio.TaskGroup() as tg:
+        serving = tg.create_task(server.serve())
+        if watch is not None:
+            tg.create_task(_watching(serving, server, state.running, watch))
     if server.bind_error is not None:
         raise server.bind_error
-    error = app.state.serving.error
-    if error is not None:
-        raise error
+    if state.serving.error is not None:
+        raise state.serving.error
+
+
+async def _watching(serving: asyncio.Task[None], server: Server, running: Callable[[], Orchestrator],
+                    watch: Watch) -> None:  # fmt: skip
+    listening = asyncio.ensure_future(server.listening.wait())  # the lifespan (the orchestrator) is up then
+    await asyncio.wait({listening, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if not listening.done():
+        listening.cancel()
+        return
+    task = asyncio.ensure_future(watch(running()))
+    await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+        server.should_exit = True
+    else:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where to serve, guarded by what, and whether uvicorn's signal handling ends the process."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+    token: str | None = None
+    reraise_signals: bool = True
+
+
+async def serve_project(
+    paths: ProjectPaths,
+    config: ProjectConfig,
+    env: Mapping[str, str],
+    listen: Listen,
+    on_ready: Callable[[str], None],
+    watch: Watch | None = None,
+) -> int | None:
+    """Serve the project, announced in ``.gangline/server.json`` while it listens; the signal that stopped it."""
+    store = open_sqlite(paths.db_file, patient=True)
+
+    def ready(url: str) -> None:
+        announce_server(paths, url)  # how the CLI on this machine finds us
+        on_ready(url)
+
+    try:
+        app = create_app(paths, config, store, env, token=listen.token, guide=read_guide(paths))
+        server = build_server(app, listen.host, listen.port, ready, lambda: withdraw_server(paths),
+                              listen.reraise_signals)  # fmt: skip
+        await serve_app(app, server, watch)
+        return server.stopped_by
+    finally:
+        withdraw_server(paths)  # when serving failed before it could shut down
+        store.close()
 
 
 @asynccontextmanager
@@ -151,30 +241,5 @@ async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
             yield url
         finally:
             server.should_exit = True
-            serving_state: Serving = app.state.serving
-            async with asyncio.timeout(GRACEFUL_S + serving_state.shutdown_s + 10):
+            async with asyncio.timeout(GRACEFUL_S + state_of(app).serving.shutdown_s + 10):
                 await task
-
-
-def run_server(
-    paths: ProjectPaths,
-    config: ProjectConfig,
-    env: Mapping[str, str],
-    host: str,
-    port: int,
-    token: str | None,
-    guide: str,
-    on_ready: Callable[[str], None],
-) -> None:
-    store = open_sqlite(paths.db_file, patient=True)
-
-    def ready(url: str) -> None:
-        announce_server(paths, url)  # .gangline/server.json: how the CLI on this machine finds us
-        on_ready(url)
-
-    try:
-        app = create_app(paths, config, store, env, token=token, guide=guide)
-        asyncio.run(serve_app(app, host, port, ready, lambda: withdraw_server(paths)))
-    finally:
-        withdraw_server(paths)  # when serving failed before it could shut down
-        store.close()

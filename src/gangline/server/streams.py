@@ -27,9 +27,9 @@ from gangline.agents.runlog import replay
 from gangline.core.events import Gap, Record, RunFinished
 from gangline.core.records import EventRow
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.server.app import ERRORS, OrchestratorDep
+from gangline.server.errors import ERRORS
+from gangline.server.state import OrchestratorDep, state_of
 
-HEARTBEAT_S = 15.0  # a comment after this much silence; apps override with app.state.heartbeat_s
 POLL_S = 1.0  # re-read the store at least this often: the CLI writes it from another process
 PAGE = 500  # store rows per read
 CHUNK = 256  # log records per write while replaying
@@ -69,7 +69,7 @@ def _resume_from(after: int | None, last_event_id: int | None) -> int | None:
 class Pace:
     """When a quiet stream owes a keepalive, how long it may wait, and whether the server is closing.
 
-    ``app.state.heartbeat_s`` overrides the heartbeat. ``app.state.closing``, an
+    The heartbeat is the app's (``ServerState.heartbeat_s``). ``Serving.closing``, an
     ``asyncio.Event`` the server sets when it begins to shut down, ends every stream within
     ``POLL_S``: uvicorn waits for open connections before it stops, and an event stream
     never ends by itself. Clients reconnect with their last id.
@@ -83,8 +83,8 @@ class Pace:
 
     @classmethod
     def of(cls, request: Request) -> Pace:
-        state = request.app.state
-        return cls(float(getattr(state, "heartbeat_s", HEARTBEAT_S)), getattr(state, "closing", None))
+        state = state_of(request.app)
+        return cls(state.heartbeat_s, state.serving.closing)
 
     def sent(self) -> None:
         self._since = self._loop.time()
@@ -242,7 +242,7 @@ async def follow_run(orch: Orchestrator, run_id: str, cursor: RunCursor, pace: P
     """
     version = orch.version
     while not cursor.finished:
-        bus = orch.agents.buses.get(run_id)
+        bus = orch.bus(run_id)
         if bus is not None:
             async for chunk in _follow_bus(bus, cursor, pace):
                 yield chunk

@@ -41,7 +41,7 @@ class Items(StoreBase):
         with self._tx() as conn:
             item = self._item(conn, item_id)
             if item.stage is Stage.ARCHIVED:
-                raise StateConflict(item_id, "not archived", "archived")
+                raise StateConflict(item_id, "in a stage before archived", "archived")
             draft = patch.apply_to(item.draft())
             self._check_dependencies(conn, item_id, draft.depends_on)
             values = draft_values(draft)

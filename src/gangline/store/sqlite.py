@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import ExceptionContext
 
 from gangline.core.errors import DatabaseBusyError
 from gangline.core.types import Clock
+from gangline.store.migrations import HEAD_REVISION
 from gangline.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ def open_sqlite(
     path.parent.mkdir(parents=True, exist_ok=True)
     # The driver's own timeout covers the connect-time pragmas too (journal_mode reads the file).
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": wait_s})
+    _listen(engine, path, wait_s, patient)
+    migrate(engine)
+    return Store(engine, clock)
+
+
+def _listen(engine: Engine, path: Path, wait_s: float, patient: bool) -> None:
+    """The pragmas every connection gets, our own ``BEGIN IMMEDIATE``, and a lock past the wait said clearly."""
 
     @event.listens_for(engine, "handle_error")
     def _locked(context: ExceptionContext) -> None:
@@ -81,16 +89,19 @@ def open_sqlite(
                     extra={"action": "database_busy", "path": str(path), "waited_s": round(waited, 1)},
                 )
 
-    migrate(engine)
-    return Store(engine, clock)
-
 
 def _is_busy(err: BaseException) -> bool:
     return isinstance(err, sqlite3.OperationalError) and "database is locked" in str(err)
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest revision (Alembic), in one transaction."""
+    """Bring the schema to the latest revision (Alembic), in one transaction.
+
+    A database already at the latest revision is only read: Alembic is not even imported, so a
+    command that just reads starts fast.
+    """
+    if _revision(engine) == HEAD_REVISION:
+        return
     from alembic import command
     from alembic.config import Config
 
@@ -99,3 +110,10 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

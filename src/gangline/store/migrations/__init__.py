@@ -1,1 +1,3 @@
-"""Alembic migrations for gangline's state database (applied by ``store.migrate``)."""
+"""The schema's migrations (Alembic): one per revision in ``versions/``, each one transaction."""
+
+HEAD_REVISION = "0002"  # the latest revision; tests/store/test_store.py checks it against versions/

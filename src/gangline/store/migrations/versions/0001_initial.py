@@ -16,6 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _items()
+    _events()
+    _runs()
+    _gate_results()
+
+
+def _items() -> None:
     op.create_table(
         "items",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -55,6 +62,9 @@ def upgrade() -> None:
         sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("depends_on", sa.Integer, sa.ForeignKey("items.id"), primary_key=True),
     )
+
+
+def _events() -> None:
     op.create_table(
         "events",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -73,6 +83,9 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("events_by_item", "events", ["item_id", "id"])
+
+
+def _runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -107,6 +120,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("ended_at IS NULL"),
         postgresql_where=sa.text("ended_at IS NULL"),
     )
+
+
+def _gate_results() -> None:
     op.create_table(
         "gate_results",
         sa.Column("id", sa.Integer, primary_key=True),

@@ -1,0 +1,76 @@
+"""``gangline bench``: the measurements (BENCHMARKS.md says what each figure means), printed as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gangline.cli.common import bench_app, err_console
+
+
+def register() -> None:
+    for name, command in (("ingest", bench_ingest), ("pipeline", bench_pipeline), ("fanout", bench_fanout),
+                          ("soak", bench_soak)):  # fmt: skip
+        bench_app.command(name)(command)
+
+
+def bench_ingest(
+    events: Annotated[int, typer.Option(min=10, help="How many stream-json lines to push through.")] = 200_000,
+    transcript: Annotated[Path | None, typer.Option(help="Transcript to cycle (default: the shipped one).")] = None,
+) -> None:
+    """Fake CLI in a real PTY -> parse -> typed events -> durable log -> bus with 4 subscribers."""
+    from gangline.bench.ingest import ingest
+
+    figures = asyncio.run(ingest(events, os.environ, transcript))
+    print(json.dumps(figures.as_dict()))
+
+
+def bench_pipeline(
+    items: Annotated[int, typer.Option(min=1, help="Items to take through the whole pipeline.")] = 50,
+    backlog: Annotated[int, typer.Option(min=0, help="Items left waiting in the backlog all along.")] = 500,
+) -> None:
+    """Items through the whole pipeline with fake agents: items/min, coder-exit -> QA-spawn latency, tick cost."""
+    from gangline.bench.pipeline import pipeline
+
+    figures = asyncio.run(pipeline(items, backlog, os.environ))
+    print(json.dumps(figures.as_dict()))
+
+
+def bench_fanout(
+    agents: Annotated[int, typer.Option(min=1, max=64, help="Fake agents streaming at once.")] = 32,
+    rate: Annotated[float, typer.Option(min=0.1, help="Lines per second each agent writes.")] = 200.0,
+    subscribers: Annotated[int, typer.Option(min=1, help="SSE clients, spread round robin over the runs.")] = 50,
+    seconds: Annotated[float, typer.Option(min=0.1, help="How long each agent streams.")] = 20.0,
+) -> None:
+    """Fake agents -> the real server -> SSE subscribers on loopback: end-to-end latency, emitted vs delivered."""
+    from gangline.bench.fanout import fanout
+
+    figures = asyncio.run(fanout(agents, rate, subscribers, seconds, os.environ))
+    print(json.dumps(figures.as_dict()))
+
+
+def bench_soak(
+    agents: Annotated[int, typer.Option(min=1, max=64, help="Fake coders streaming at once.")] = 64,
+    minutes: Annotated[float, typer.Option(min=0.01, help="How long items flow.")] = 10.0,
+    backlog: Annotated[int, typer.Option(min=1, help="Items kept waiting in the backlog all along.")] = 1000,
+    sample_s: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 10.0,
+    stream_s: Annotated[
+        float | None, typer.Option(min=0.25, help="Seconds each fake coder streams before it commits (default 60).")
+    ] = None,
+) -> None:
+    """Agents streaming and items flowing for minutes: events emitted vs delivered, RSS, fds, CPU sampled."""
+    from gangline.bench.soak import STREAM_S, soak
+
+    run = soak(agents, minutes, backlog, sample_s, os.environ, stream_s=stream_s or STREAM_S)
+    figures = asyncio.run(run)
+    print(json.dumps(figures.as_dict()))
+    if figures.lost or not figures.fds_flat or not figures.rss_flat:
+        fds = f"{figures.fds_first_quarter:g} -> {figures.fds_last_quarter:g}"
+        rss = f"{figures.rss_mb_first_quarter:g} -> {figures.rss_mb_last_quarter:g} MB"
+        err_console.print(f"[red]error:[/] {figures.lost} events lost; open fds {fds}; RSS {rss}")
+        raise typer.Exit(1)

@@ -1,0 +1,89 @@
+"""Restart safety: one server per project (an flock), and what a killed server left is reaped and resumed.
+
+Leftover processes are killed, not adopted: the PTY that read an agent died with the old
+server, so its output since then is gone; resuming its session in a fresh run loses nothing
+that was committed (SPEC.md "Restart").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from gangline.agents.processes import kill_group_now, start_ticks
+from gangline.agents.recovery import kill_groups, leftover_groups, read_logged_run
+from gangline.core.errors import GanglineError, ServerLockedError
+from gangline.core.events import RunOutcome
+from gangline.core.records import RunEnd
+from gangline.core.stages import Stage
+from gangline.core.types import SERVER
+from gangline.pipeline.jobs import RESTARTED
+from gangline.project.paths import ProjectPaths
+from gangline.store import Store
+
+
+class ProjectLock:
+    """``.gangline/server.lock``, flocked while this process drives the project."""
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self.paths = paths
+        self._fd = -1
+
+    def acquire(self) -> None:
+        """Hold the lock, or ServerLockedError naming the process that does."""
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.paths.state_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # flock dies with its process, so a SIGKILLed server never leaves a stale lock.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ServerLockedError(
+                f"another gangline server (pid {holder}) is already running on {self.paths.root}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def recover(store: Store, root: Path) -> list[str]:
+    """Kill what a previous server left running and close its live runs as crashed; their ids."""
+    kill_groups(leftover_groups(root))
+    closed = []
+    for run in store.runs(live_only=True):
+        if run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:
+            kill_group_now(run.pgid)
+        logged = read_logged_run(Path(run.log_path))
+        end = RunEnd(
+            RunOutcome.CRASHED, "gangline stopped while this run was live", logged.session_id, logged.usage,
+            logged.cost_usd,
+        )  # fmt: skip
+        store.finish_run(run.id, end, SERVER)
+        closed.append(run.id)
+        _resume_after_restart(store, run.item_id, logged.session_id)
+    return closed
+
+
+def _resume_after_restart(store: Store, item_id: int, session_id: str | None) -> None:
+    try:
+        item = store.get_item(item_id)
+    except GanglineError:
+        return
+    if item.stage is not Stage.CODING or item.state.hold or item.state.frozen:
+        return  # QA and merge restart from scratch; held items wait for a person
+    session = session_id or item.session_id
+    store.bookkeep(
+        item_id,
+        "interrupted",
+        SERVER,
+        expected=item.state,
+        reason="gangline restarted",
+        updates={"session_id": session, "feedback": RESTARTED if session else item.feedback},
+    )

@@ -1,0 +1,83 @@
+"""Who may talk to the server at all: a bearer token, or else loopback names and same-origin writes only."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gangline.core.problems import ErrorDetail
+from gangline.server.errors import error_response
+from gangline.server.ui import is_ui_path
+
+# /health: probes (systemd, a load balancer, the CLI looking for a server) carry no secret.
+# /mcp: checks its own bearer, which is either a run's token or the server token.
+OPEN_PATHS = frozenset({"/health", "/mcp"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Guard:
+    """With a token: every request but OPEN_PATHS carries ``Authorization: Bearer <token>``.
+
+    Without one (loopback only): the Host must be a loopback name, so a page that rebinds its
+    DNS name to 127.0.0.1 is refused, and a write from a browser must come from this origin,
+    so another site's form cannot POST to the server (CSRF).
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope, Headers(scope=scope))
+        if refused is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": refused[1].message[:120]})
+        else:
+            status, detail = refused
+            challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            await error_response(status, detail, challenge)(scope, receive, send)
+
+    def refusal(self, scope: Scope, headers: Headers) -> tuple[int, ErrorDetail] | None:
+        if self.token is not None:
+            if scope["path"] in OPEN_PATHS or is_ui_path(scope["path"]):
+                return None
+            scheme, _, credentials = headers.get("authorization", "").partition(" ")
+            # compare_digest takes as long for a near miss as for a wild guess.
+            given = credentials.strip().encode("latin-1")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given, self.token):
+                return None
+            return 401, ErrorDetail(code="unauthorized", message="this server needs Authorization: Bearer <token>")
+        host = headers.get("host", "")
+        if not is_loopback(_hostname(host)):
+            message = (
+                f"Host {host!r} is not a loopback name; a server without a token answers only 127.0.0.1 / localhost"
+            )
+            return 403, ErrorDetail(code="forbidden", message=message)
+        origin = headers.get("origin")
+        if scope.get("method", "GET") not in _SAFE_METHODS and origin is not None and urlsplit(origin).netloc != host:
+            return 403, ErrorDetail(code="forbidden", message=f"a write from origin {origin!r} is not allowed")
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1), bracketed or not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host

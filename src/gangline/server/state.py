@@ -1,0 +1,90 @@
+"""What every route of the app shares, typed: one ``ServerState`` on ``app.state``, and the routes' dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, cast
+
+from fastapi import Depends, Header, Request
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from gangline.core.errors import Unavailable
+from gangline.core.types import Clock
+from gangline.pipeline.orchestrator import Orchestrator
+from gangline.pipeline.orders import Orders
+from gangline.pipeline.permissions import Permissions
+from gangline.pipeline.views import Live, Views
+from gangline.project.config import ProjectConfig
+from gangline.project.paths import ProjectPaths
+from gangline.server.lifetime import Serving
+from gangline.store import Store
+
+HEARTBEAT_S = 15.0  # an event stream sends a comment after this much silence
+
+
+@dataclass
+class ServerState:
+    """The project the app serves, and what the lifespan adds while the pipeline is driven."""
+
+    paths: ProjectPaths
+    config: ProjectConfig
+    store: Store
+    clock: Clock
+    serving: Serving
+    heartbeat_s: float = HEARTBEAT_S
+    agent_mcp_url: str | None = None  # known before the socket binds when the port is fixed
+    orchestrator: Orchestrator | None = None  # set by the lifespan
+    permissions: Permissions | None = None
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # the metrics' (server.metrics)
+    views: Views = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.views = Views(self.store, self.live, self.clock)
+
+    def live(self) -> Live:
+        return self.orchestrator.live() if self.orchestrator is not None else Live()
+
+    def running(self) -> Orchestrator:
+        if self.orchestrator is None:
+            raise Unavailable("the orchestrator is not running (the app was started without its lifespan)")
+        return self.orchestrator
+
+    def orders(self) -> Orders:
+        return Orders(self.running(), self.views, self.permissions)
+
+
+def state_of(app: Starlette) -> ServerState:
+    return cast(ServerState, app.state.gangline)
+
+
+def get_state(request: Request) -> ServerState:
+    return state_of(request.app)
+
+
+def get_views(request: Request) -> Views:
+    return state_of(request.app).views
+
+
+def get_orders(request: Request) -> Orders:
+    return state_of(request.app).orders()
+
+
+def get_orchestrator(request: Request) -> Orchestrator:
+    return state_of(request.app).running()
+
+
+def get_actor(
+    x_gangline_actor: Annotated[
+        str | None,
+        Header(description="Who asks, for the event log (default: api).", pattern=r"^[A-Za-z0-9][\w.@+ -]{0,63}$"),
+    ] = None,
+) -> str:
+    return x_gangline_actor.strip() if x_gangline_actor else "api"
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+ViewsDep = Annotated[Views, Depends(get_views)]
+OrdersDep = Annotated[Orders, Depends(get_orders)]
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+ActorDep = Annotated[str, Depends(get_actor)]

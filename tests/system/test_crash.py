@@ -1,0 +1,254 @@
+"""Crash consistency: SIGKILL the server at random points of a multi-item run, restart, check the invariants."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from gangline.agents.processes import ProcessRecord, spawn_in_pty
+from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
+from gangline.core.events import RunOutcome
+from gangline.core.items import ItemDraft
+from gangline.core.profiles import Role
+from gangline.core.records import NewRun
+from gangline.core.stages import Stage, Trigger
+from gangline.store import Store, open_sqlite
+from gangline.store import sqlite as store_module
+from kits.pipeline_kit import Project, commit_file, git
+
+ITEMS = 3
+
+
+def serve(project: Project, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``gangline run --until-idle`` as its own process: the server a person would run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gangline", "run", "--until-idle", "--quiet"],
+        cwd=project.root,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_events(store: Store, count: int, server: subprocess.Popen[bytes], bound_s: float = 60) -> None:
+    """Block until the store holds ``count`` events or the server exits (bounded)."""
+    deadline = time.monotonic() + bound_s
+    while len(store.events_after(0, limit=count)) < count and server.poll() is None:
+        assert time.monotonic() < deadline, f"fewer than {count} events after {bound_s}s"
+        time.sleep(0.01)  # polling a condition with a bound, not waiting on the clock
+
+
+def check_invariants(project: Project, finished: bool, count: int = ITEMS) -> None:
+    store = project.store
+    items = store.list_items()
+    assert len(items) == count, "an item was lost"
+    for item in items:
+        chain = [e for e in store.events_after(0, limit=100_000, item_id=item.id) if e.kind == "transition"]
+        stage = "backlog"
+        for event in chain:  # every transition starts where the previous one ended: none lost
+            assert event.from_stage == stage, (item.id, [(e.trigger, e.from_stage, e.to_stage) for e in chain])
+            stage = event.to_stage or stage
+        assert stage == item.stage.value
+        runs = store.runs(item.id)
+        assert len([r for r in runs if r.live]) <= 1
+        for earlier, later in itertools.pairwise(runs):  # never two runs of an item at once
+            assert earlier.ended_at is not None and earlier.ended_at <= later.started_at
+    base = git(project.root, "log", "--format=%H %s%n%b", "main")
+    merged = [line for line in base.splitlines() if line.startswith("Gangline-Item:")]
+    done = [i for i in items if i.stage is Stage.DONE]
+    assert len(merged) == len(done) == len(set(merged)), "the base moved other than by one merge per done item"
+    if finished:
+        assert not any(r.live for r in store.runs())
+        assert leftover_groups(project.root) == set(), "an agent or gate outlived the server"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_path: Path, seed: int) -> None:
+    project = Project(tmp_path)
+    slow = [{"say": "thinking"}, {"sleep": 0.3}, *commit_file("work/{item_slug}.txt", "{item_id}\n"), {"sleep": 0.2}]
+    project.agent("coder", [slow])
+    project.agent(
+        "qa", [[{"sleep": 0.2}, {"final_json": {"verdict": "pass", "criteria": [], "summary": "ok"}}]], role="qa"
+    )
+    project.configure(
+        qa_mode="agent",
+        gates=[("work", 'sleep 0.2; test -n "$(git ls-files work)"')],
+        concurrency={"coder": 2, "qa": 1},
+    )
+    for n in range(ITEMS):
+        project.add(f"Item number {n}")
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(4):
+        server = serve(project)
+        target = len(project.store.events_after(0, limit=100_000)) + rng.randint(2, 12)
+        wait_for_events(project.store, target, server)
+        if server.poll() is not None:
+            server.communicate()
+            break
+        server.send_signal(signal.SIGKILL)
+        server.communicate()
+        kills += 1
+        check_invariants(project, finished=False)
+    server = serve(project)
+    _, err = server.communicate(timeout=120)
+    assert server.returncode == 0, err.decode()
+    assert kills >= 1
+    check_invariants(project, finished=True)
+    assert all(i.stage is Stage.DONE for i in project.store.list_items())
+    crashed = [r for r in project.store.runs() if r.outcome is RunOutcome.CRASHED]
+    assert all("gangline stopped" in (r.reason or "") for r in crashed)
+
+
+# Each stage's instant, told by what the store or the gate itself shows (never by a timer).
+STAGES: dict[str, Callable[[Store, Path], bool]] = {
+    "coding": lambda store, marks: any(r.live and r.pid for r in store.runs()),
+    "parked for a rate limit": lambda store, marks: any(e.kind == "parked" for e in store.events_after(0)),
+    "gates": lambda store, marks: (marks / "gate").exists(),
+    "merge": lambda store, marks: (marks / "merge-gate").exists(),
+}
+MARKING_GATE = (
+    'case "$PWD" in */.gangline/merge*) touch "$MARKS/merge-gate";; *) touch "$MARKS/gate";; esac; '
+    'sleep 0.5; test -n "$(git ls-files work)"'
+)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once(tmp_path: Path, stage: str) -> None:
+    project = Project(tmp_path)
+    limited = [{"say": "starting"}, {"sleep": 0.5}, {"rate_limit": {"resets_in_s": 1}}]
+    project.agent("coder", [limited, [{"sleep": 0.3}, *commit_file("work/{item_slug}.txt", "{item_id}\n")]])
+    project.configure(gates=[("work", MARKING_GATE)], rate_limit={"margin_s": 0})
+    item = project.add("Survive a kill")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    server = serve(project, {"MARKS": str(marks)})
+    deadline = time.monotonic() + 60
+    while not STAGES[stage](project.store, marks):
+        assert server.poll() is None, f"the server ended before reaching {stage}: {server.communicate()[1]!r}"
+        assert time.monotonic() < deadline, f"never reached {stage}"
+        time.sleep(0.01)  # polling a condition with a bound, not waiting on the clock
+    server.send_signal(signal.SIGKILL)
+    server.communicate()
+    check_invariants(project, finished=False, count=1)
+    parked_before = [e.data for e in project.store.events_after(0) if e.kind == "parked"]
+    server = serve(project, {"MARKS": str(marks)})
+    _, err = server.communicate(timeout=120)
+    assert server.returncode == 0, err.decode()
+    check_invariants(project, finished=True, count=1)
+    done = project.item(item.id)
+    assert done.stage is Stage.DONE and done.retries == 0, done.state  # a crash costs no retry
+    assert project.base_file(f"work/{item.slug}.txt") == str(item.id)
+    coder = [r for r in project.store.runs(item.id) if r.role is Role.CODER]
+    for earlier, later in itertools.pairwise(coder):  # a killed or parked run's session goes on, not a new one
+        if earlier.outcome in (RunOutcome.CRASHED, RunOutcome.RATE_LIMITED) and earlier.session_id:
+            assert later.resumed_session == earlier.session_id, (earlier, later)
+    if stage == "coding":
+        assert any(r.outcome is RunOutcome.CRASHED for r in coder), "the kill did not land in a run"
+    if stage == "parked for a rate limit":  # the park, and its reset time, outlived the server
+        assert [e.data for e in project.store.events_after(0) if e.kind == "parked"][: len(parked_before)] == (
+            parked_before
+        )
+
+
+async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_their_items(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[*commit_file("a.txt", "x"), {"say": "done"}]])
+    project.configure()
+    item = project.add("Interrupted")
+    coding = project.store.transition(item.id, Trigger.START, "gangline")
+    # What a server killed mid-run leaves behind: a live run row and its agent, still running.
+    orphan = spawn_in_pty(["sleep", "1000"], project.root, {**os.environ, PROJECT_VAR: str(project.root)})
+    run = NewRun("1-coder-1", item.id, Role.CODER, "coder", 1, str(project.root), str(tmp_path / "none.jsonl"))
+    project.store.start_run(run, coding.state, "gangline")
+    rec: ProcessRecord = orphan.record
+    project.store.record_process(run.id, rec.pid, rec.pgid, rec.start_ticks)
+    await project.run_until_idle()
+    assert orphan.popen.wait(timeout=5) == -signal.SIGKILL
+    os.close(orphan.master_fd)
+    first, second = project.store.runs(item.id)
+    assert first.outcome is RunOutcome.CRASHED and first.reason == "gangline stopped while this run was live"
+    assert second.outcome is RunOutcome.SUCCEEDED
+    assert project.stage(item.id) is Stage.DONE and project.item(item.id).retries == 0
+
+
+def test_a_second_server_on_the_same_project_is_refused(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[{"wait_for_file": str(tmp_path / "go"), "timeout_s": 60}]])
+    project.configure()
+    project.add("Hold the server")
+    first = serve(project)
+    try:
+        wait_for_events(project.store, 3, first)  # created, start, run_started: the first one is serving
+        second = serve(project)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 8 and b"another gangline server" in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+        kill_groups(leftover_groups(project.root))  # its agent, orphaned by the kill
+
+
+# A newer gangline opening the database, SIGKILLed right after its migration's first DDL statement:
+# the worst instant, a table created and the new revision not yet recorded.
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from pathlib import Path
+from sqlalchemy import event
+import gangline.store.sqlite as store
+
+real_migrate = store.migrate
+
+def migrate(engine):
+    @event.listens_for(engine, "after_cursor_execute")
+    def _die(conn, cursor, statement, *rest):
+        if statement.lstrip().upper().startswith("CREATE TABLE"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_migrate(engine)
+
+store.migrate = migrate
+store.open_sqlite(Path(sys.argv[1]))
+"""
+
+
+def _migrate_to(revision: str) -> Callable[[Engine], None]:
+    def migrate(engine: Engine) -> None:
+        config = Config()
+        config.set_main_option("script_location", "gangline.store:migrations")
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+    return migrate
+
+
+def test_a_server_killed_in_the_middle_of_a_migration_leaves_the_database_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "state.db"
+    with monkeypatch.context() as older:  # the database of an older gangline (first revision), holding an item
+        older.setattr(store_module, "migrate", _migrate_to("0001"))
+        old = open_sqlite(db)
+        old.create_item(ItemDraft(title="Keep me", body="all of it"), "ann")
+        old.close()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_MIGRATION, str(db)], capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    store = open_sqlite(db)  # the next start migrates from the last commit, which was the old schema
+    try:
+        assert [(i.title, i.body) for i in store.list_items()] == [("Keep me", "all of it")]
+        assert store.permission_rules() == []  # the table the interrupted migration adds is there and works
+    finally:
+        store.close()
