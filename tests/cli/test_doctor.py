@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gangline.cli.doctor import Check, run_checks
+from gangline.cli.checks import Check, run_checks
 from kits.agent_clis import CODEX_PINNED, GEMINI_PINNED, require_codex, require_gemini
 from kits.claude_cli import require_claude
 from kits.pipeline_kit import Project

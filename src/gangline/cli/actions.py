@@ -7,7 +7,7 @@ each command sends one through the door and prints the item's new stage and hold
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,7 +15,9 @@ from gangline.cli.common import ACTING, console, err_console, print_json
 from gangline.cli.items import open_door
 from gangline.cli.text import first_line, inert
 from gangline.core.orders import ACTIONS, ItemAction
-from gangline.core.wire import ItemOut
+
+if TYPE_CHECKING:
+    from gangline.core.wire import ItemOut
 
 # The order --help lists them in: what a person reaches for first.
 HELP_ORDER = (

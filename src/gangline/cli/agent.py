@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import uuid
@@ -33,6 +32,8 @@ def agent(
     extra_arg: Annotated[list[str] | None, typer.Option(help="Extra argument for the CLI (repeatable).")] = None,
 ) -> None:
     """Run one agent in a directory, outside the pipeline, and render its events live."""
+    import asyncio
+
     from gangline.agents.bus import Bus
     from gangline.agents.runner import Runner, RunRequest
     from gangline.cli.render import Renderer

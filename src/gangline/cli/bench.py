@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,8 @@ def bench_ingest(
     transcript: Annotated[Path | None, typer.Option(help="Transcript to cycle (default: the shipped one).")] = None,
 ) -> None:
     """Fake CLI in a real PTY -> parse -> typed events -> durable log -> bus with 4 subscribers."""
+    import asyncio
+
     from gangline.bench.ingest import ingest
 
     figures = asyncio.run(ingest(events, os.environ, transcript))
@@ -35,6 +36,8 @@ def bench_pipeline(
     backlog: Annotated[int, typer.Option(min=0, help="Items left waiting in the backlog all along.")] = 500,
 ) -> None:
     """Items through the whole pipeline with fake agents: items/min, coder-exit -> QA-spawn latency, tick cost."""
+    import asyncio
+
     from gangline.bench.pipeline import pipeline
 
     figures = asyncio.run(pipeline(items, backlog, os.environ))
@@ -48,6 +51,8 @@ def bench_fanout(
     seconds: Annotated[float, typer.Option(min=0.1, help="How long each agent streams.")] = 20.0,
 ) -> None:
     """Fake agents -> the real server -> SSE subscribers on loopback: end-to-end latency, emitted vs delivered."""
+    import asyncio
+
     from gangline.bench.fanout import fanout
 
     figures = asyncio.run(fanout(agents, rate, subscribers, seconds, os.environ))
@@ -64,6 +69,8 @@ def bench_soak(
     ] = None,
 ) -> None:
     """Agents streaming and items flowing for minutes: events emitted vs delivered, RSS, fds, CPU sampled."""
+    import asyncio
+
     from gangline.bench.soak import STREAM_S, soak
 
     run = soak(agents, minutes, backlog, sample_s, os.environ, stream_s=stream_s or STREAM_S)

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 
 from gangline.core.errors import ConfigError
-from gangline.core.validation import validated
 from gangline.project.paths import ProjectPaths, find_root
 
-if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for the commands that open it
+if TYPE_CHECKING:  # pydantic and the store (SQLAlchemy) load only for the commands that use them
+    from pydantic import BaseModel
+
     from gangline.store import Store
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 E = TypeVar("E", bound=StrEnum)
 
 app = typer.Typer(
@@ -78,6 +78,8 @@ def choice(enum: type[E], value: str, option: str) -> E:
 
 def from_options(model: type[M], values: Mapping[str, object], options: Mapping[str, str]) -> M:
     """``values`` validated as ``model`` (as every door validates); a problem names the option it came from."""
+    from gangline.core.validation import validated
+
     try:
         return validated(model, {name: value for name, value in values.items() if value is not None})
     except ConfigError as err:
@@ -103,8 +105,8 @@ def read_text(path: Path, option: str) -> str:
 def print_json(value: object) -> None:
     """``value`` (a wire record, a list of them, or plain JSON) as JSON alone on stdout."""
     # Straight to stdout, never through rich: JSON is for programs, and rich would read "[...]" as markup.
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a wire record
         value = value.model_dump(mode="json")
     elif isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+        value = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

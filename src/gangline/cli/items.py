@@ -18,12 +18,12 @@ import typer
 from gangline.cli.common import actor, as_option, console, err_console, from_options, initialised, print_json, read_text
 from gangline.cli.text import inert
 from gangline.core.errors import ConfigError, NotFoundError
-from gangline.core.items import ItemPatch, Kind, template
 from gangline.core.stages import Stage
-from gangline.core.wire import ItemOut, ItemQuery, NewItem
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models (pydantic) load when a command runs, not for --help
     from gangline.cli.door import Door
+    from gangline.core.items import ItemPatch
+    from gangline.core.wire import ItemOut
     from gangline.project.itemfile import ItemFile
 
 # The field each option fills, to name the option in an error.
@@ -92,6 +92,9 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="Print the new item as JSON.")] = False,
 ) -> None:
     """Add a work item to the backlog."""
+    from gangline.core.items import Kind, template
+    from gangline.core.wire import NewItem
+
     if from_file is not None:
         given = [title, kind, body, body_file, criterion, depends_on, priority, agent, qa, start_after]
         if any(value is not None for value in given) or frozen:
@@ -186,6 +189,8 @@ def _import(door: Door, files: list[tuple[Path, ItemFile]], update: bool, quiet:
 
 
 def _write(door: Door, item_file: ItemFile, existing: ItemOut | None, where: str) -> tuple[ItemOut, str]:
+    from gangline.core.wire import NewItem
+
     if existing is not None:
         item = door.edit_item(existing.id, _patch_from_file(item_file))
         said = f"updated #{item.id} {inert(item.slug)} from {where}"
@@ -210,6 +215,8 @@ def _existing(door: Door, item_id: int | None) -> ItemOut | None:
 
 def _patch_from_file(item_file: ItemFile) -> ItemPatch:
     """Everything the file says, as a patch; an optional field the file leaves empty is cleared."""
+    from gangline.core.items import ItemPatch
+
     draft = item_file.draft
     cleared = tuple(name for name in ("pinned_agent", "qa_mode") if getattr(draft, name) is None)
     values = draft.model_dump(exclude={"frozen", *cleared})
@@ -241,6 +248,7 @@ def list_items(
 ) -> None:
     """List work items with their stage, hold, retries and cost so far."""
     from gangline.cli.tables import items_table
+    from gangline.core.wire import ItemQuery
 
     query = from_options(ItemQuery, {"stages": stage or [], "include_archived": show_all}, OPTION_OF)
     with open_door() as door:
@@ -286,6 +294,8 @@ def edit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Change what a person wrote about an item; its stage is changed only by the actions."""
+    from gangline.core.items import ItemPatch
+
     if body is not None and body_file is not None:
         raise ConfigError("--body-file", "give --body or --body-file, not both")
     values: dict[str, Any] = {

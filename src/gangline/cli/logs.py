@@ -13,16 +13,16 @@ import msgspec
 import typer
 
 from gangline.agents.processes import start_ticks
-from gangline.cli.client import Client, find_server
 from gangline.cli.common import WATCHING, actor, console, err_console, initialised, opened
 from gangline.cli.render import Renderer
 from gangline.cli.text import inert
 from gangline.core.errors import GanglineError, NotFoundError, RunLogError
 from gangline.core.events import Record, RunFinished, TextDelta, ThinkingDelta
-from gangline.core.records import RunRow
-from gangline.core.wire import RunOut
 
 if TYPE_CHECKING:
+    from gangline.cli.client import Client
+    from gangline.core.records import RunRow
+    from gangline.core.wire import RunOut
     from gangline.store import Store
 
 
@@ -59,6 +59,8 @@ def logs(
     An item id shows the item's latest run. With -f a live run is followed as it happens, and the
     command ends when the run does (Ctrl-C stops following; the run goes on).
     """
+    from gangline.cli.client import find_server
+
     paths = initialised()
     emit, finish = _printer(as_json)
     server = find_server(paths, os.environ, actor())
@@ -117,6 +119,8 @@ def _header(run: RunOut | RunRow, as_json: bool) -> None:
 
 
 def _server_run(server: Client, target: str) -> RunOut:
+    from gangline.core.wire import RunOut
+
     if target.isdigit():
         server.call("GET", f"/api/items/{target}")  # a missing item says so
         runs = server.fetch(list[RunOut], "GET", "/api/runs", params={"item": target})

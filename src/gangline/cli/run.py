@@ -5,7 +5,6 @@ The web stack (FastAPI, uvicorn, the MCP SDK) is imported only when one of these
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -15,7 +14,6 @@ import typer
 
 from gangline.cli.common import choice, console, initialised, opened
 from gangline.cli.text import first_line, inert
-from gangline.core.profiles import CliKind
 from gangline.core.stages import Stage
 from gangline.project.paths import ProjectPaths
 
@@ -51,6 +49,8 @@ def run(
       8  another gangline server is running on this repository
       130 / 143  stopped by SIGINT / SIGTERM
     """
+    import asyncio
+
     from gangline.project.config import load_project
     from gangline.server.serving import read_token
 
@@ -64,6 +64,8 @@ def run(
 async def _run(
     paths: ProjectPaths, config: ProjectConfig, env: dict[str, str], token: str | None, until_idle: bool, quiet: bool
 ) -> int:
+    import asyncio
+
     from gangline.cli.narrate import follow_pipeline
     from gangline.server.serving import Listen, serve_project
 
@@ -124,6 +126,8 @@ def serve(
       8  another gangline server is running on this repository
       130 / 143  stopped by SIGINT / SIGTERM
     """
+    import asyncio
+
     from gangline.project.config import load_project
     from gangline.server.serving import Listen, check_bind, read_token, serve_project
 
@@ -161,7 +165,10 @@ def demo(
     ] = None,
 ) -> None:
     """Serve the board and take a small backlog through the whole pipeline on a throwaway git repository, live."""
+    import asyncio
+
     from gangline.cli.demo import DemoOptions, DemoResult, claude_is_configured, run_demo
+    from gangline.core.profiles import CliKind
 
     env = dict(os.environ)
     if agent == "auto":

@@ -12,7 +12,6 @@ from gangline.cli.common import WATCHING, console, from_options, print_json
 from gangline.cli.items import open_door
 from gangline.cli.text import clock_time, inert
 from gangline.core.errors import ConfigError
-from gangline.core.wire import CostQuery, PermissionAnswer
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 # A person types "always-allow"; the order says always_allow.
@@ -48,6 +47,7 @@ def cost(
 ) -> None:
     """Tokens and cost from the ledger, summed per item, profile, day or run, with the total."""
     from gangline.cli.tables import costs_table
+    from gangline.core.wire import CostQuery
 
     query = from_options(CostQuery, {"by": by, "item_id": item}, {"by": "--by", "item_id": "--item"})
     with open_door() as door:
@@ -93,6 +93,8 @@ def answer_permission(
     ] = None,
 ) -> None:
     """Answer a pending permission request; the agent's tool call goes on with the answer."""
+    from gangline.core.wire import PermissionAnswer
+
     values: dict[str, Any] = {"decision": _DECISIONS.get(decision, decision), "message": message}
     if updated_input is not None:
         try:

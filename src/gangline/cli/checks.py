@@ -1,0 +1,114 @@
+"""What ``gangline doctor`` checks: git, the repository, project.toml, each agent CLI, the port, the disk."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gangline.agents.adapter import resolve_binary
+from gangline.agents.registry import ADAPTERS
+from gangline.core.errors import GanglineError
+from gangline.core.profiles import AgentProfile, CliKind
+from gangline.project.config import load_project
+from gangline.project.paths import ProjectPaths, find_root
+
+MIN_GIT = (2, 36)  # `git worktree list --porcelain` parsing and `merge --no-autostash`
+MIN_FREE_BYTES = 1 << 30
+_CLI_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
+    """Every check, in the order a person would fix them; later checks are skipped when earlier ones fail."""
+    checks = [check_git(env)]
+    try:
+        root = find_root(start)
+    except GanglineError as err:
+        return [*checks, Check("repository", False, str(err), "run gangline inside the repository it should work on")]
+    checks.append(Check("repository", True, str(root)))
+    paths = ProjectPaths(root)
+    try:
+        config = load_project(paths, env)
+    except GanglineError as err:
+        return [*checks, Check("configuration", False, str(err), "edit .gangline/project.toml (or run gangline init)")]
+    checks.append(Check("configuration", True, f"{len(config.agents)} agent profile(s), {len(config.gates)} gate(s)"))
+    checks += [check_agent(profile, env) for profile in config.agents]
+    return [*checks, check_port(port), check_disk(paths)]
+
+
+def check_git(env: Mapping[str, str]) -> Check:
+    found = shutil.which("git", path=env.get("PATH"))
+    if found is None:
+        return Check("git", False, "git is not on PATH", "install git (2.36 or newer)")
+    out = _output([found, "--version"], env)
+    match = re.search(r"(\d+)\.(\d+)", out or "")
+    if match is None:
+        return Check("git", False, f"could not read the version of {found}", "check that git runs")
+    version = (int(match[1]), int(match[2]))
+    if version < MIN_GIT:
+        return Check("git", False, f"git {match[0]} is older than 2.36", "upgrade git to 2.36 or newer")
+    return Check("git", True, f"{found}, version {match[0]}")
+
+
+def check_agent(profile: AgentProfile, env: Mapping[str, str]) -> Check:
+    """The profile's CLI: found, its version, and every flag gangline will pass listed in its help."""
+    name = f"agent {profile.name}"
+    if profile.cli is CliKind.FAKE:
+        return Check(name, True, "the fake agent shipped with gangline")
+    adapter = ADAPTERS[profile.cli]
+    try:
+        binary = resolve_binary(profile, profile.command or adapter.binary)
+    except GanglineError as err:
+        return Check(name, False, str(err), f"{adapter.install}, or set command = <path> in its [[agent]] table")
+    version = (_output([binary, "--version"], env) or "").strip().splitlines()
+    detail = f"{profile.cli.value} at {binary}, {version[0] if version else 'version unknown'}"
+    helps: dict[tuple[str, ...], str] = {}
+    missing: list[str] = []
+    for check in adapter.flags(profile):
+        if check.help_args not in helps:
+            helps[check.help_args] = _output([binary, *check.help_args], env) or ""
+        if not re.search(rf"(?<![\w-]){re.escape(check.flag)}(?![\w-])", helps[check.help_args]):
+            missing.append(" ".join((*check.help_args[:-1], check.flag)))
+    if missing:
+        return Check(name, False, f"{detail}; its --help lacks {', '.join(missing)}", "upgrade the agent CLI")
+    return Check(name, True, detail)
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> Check:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return Check("port", False, f"{host}:{port} is not free: {err.strerror}", "choose another --port")
+    return Check("port", True, f"{host}:{port} is free")
+
+
+def check_disk(paths: ProjectPaths) -> Check:
+    usage = shutil.disk_usage(paths.root)
+    free_gib = usage.free / (1 << 30)
+    if usage.free < MIN_FREE_BYTES:
+        fix = "free some space: every item gets a worktree, and run logs grow with every agent"
+        return Check("disk", False, f"{free_gib:.2f} GiB free at {paths.root}", fix)
+    return Check("disk", True, f"{free_gib:.1f} GiB free")
+
+
+def _output(argv: list[str], env: Mapping[str, str]) -> str | None:
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_CLI_TIMEOUT_S, env=dict(env), stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
