@@ -195,25 +195,33 @@ def oversized() -> list[str]:
 # --- the tests ---------------------------------------------------------------------------------
 
 
+def _said(found: list[str]) -> str:
+    return "\n" + "\n".join(found)
+
+
 def test_no_package_imports_a_package_above_it() -> None:
-    assert layering_violations(graph()) == []
+    wrong = layering_violations(graph())
+    assert wrong == [], _said(wrong)
 
 
 def test_the_core_imports_no_library_that_does_io() -> None:
-    assert io_in_core(graph()) == []
+    wrong = io_in_core(graph())
+    assert wrong == [], _said(wrong)
 
 
 def test_no_two_modules_import_each_other_even_around_a_loop() -> None:
-    assert cycles(graph()) == []
+    loops = [" -> ".join(group) for group in cycles(graph())]
+    assert loops == [], _said(loops)
 
 
 def test_no_module_is_over_400_lines_and_no_function_over_60() -> None:
-    assert oversized() == []
+    too_big = oversized()
+    assert too_big == [], _said(too_big)
 
 
 def test_every_module_says_what_it_owns_in_a_docstring() -> None:
     missing = [name for name, path in modules().items() if not ast.get_docstring(ast.parse(path.read_text()))]
-    assert missing == []
+    assert missing == [], _said(missing)
 
 
 @pytest.mark.parametrize(

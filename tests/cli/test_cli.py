@@ -84,3 +84,10 @@ def test_bench_ingest_prints_one_json_line_with_its_figures(events: str) -> None
     figures = json.loads(out.stdout)
     assert set(figures) == {"events", "seconds", "events_per_s", "peak_rss_mb"}
     assert figures["events"] == 2000 and figures["seconds"] > 0 and figures["peak_rss_mb"] > 0
+
+
+def test_version_prints_the_installed_version_and_exits_0() -> None:
+    from gangline import __version__
+
+    out = gangline("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"gangline {__version__}", out.stdout + out.stderr

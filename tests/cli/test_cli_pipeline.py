@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,34 @@ def test_demo_with_the_fake_agent_takes_every_item_to_done(tmp_path: Path) -> No
     assert "agent fake" in out and "Every item reached done." in out
     assert out.count("merge → done") == 4 and "▶ qa run" in out
     assert "Greet by name (#4)" in out and "Total cost: $" in out
+
+
+# Stands in for Claude Code: keeps the argv it was started with, then calls the MCP server its
+# --mcp-config names with the run's token, as the real CLI does before its first turn.
+_AGENT_THAT_CALLS_MCP = r"""
+import json, sys, urllib.request
+argv = sys.argv[1:]
+config = json.loads(open(argv[argv.index("--mcp-config") + 1]).read())["mcpServers"]["gangline"]
+hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+         "capabilities": {}, "clientInfo": {"name": "stand-in", "version": "1"}}}
+request = urllib.request.Request(config["url"], json.dumps(hello).encode(), method="POST", headers={
+    **config["headers"], "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+with urllib.request.urlopen(request, timeout=30) as answer:
+    status = answer.status
+open(sys.argv[0] + ".seen", "w").write(json.dumps({"argv": argv, "mcp_status": status}))
+print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "looked around"}))
+"""
+
+
+def test_under_run_an_agent_gets_gangline_s_mcp_server_and_permission_tool_as_under_serve(repo: Path) -> None:
+    agent = repo.parent / "stand_in_claude.py"
+    agent.write_text(f"#!{sys.executable}\n{_AGENT_THAT_CALLS_MCP}")
+    agent.chmod(0o755)
+    text = f'max_retries = 0\n[[agent]]\nname = "coder"\ncli = "claude"\ncommand = {json.dumps(str(agent))}\n'
+    (repo / ".gangline" / "project.toml").write_text(text)
+    ok(gangline("add", "Look around", cwd=repo))
+    gangline("run", "--until-idle", "--quiet", cwd=repo)  # the stand-in commits nothing: the item is blocked
+    seen = json.loads(Path(f"{agent}.seen").read_text())
+    argv = seen["argv"]
+    assert argv[argv.index("--permission-prompt-tool") + 1] == "mcp__gangline__prompt_permission"
+    assert "--strict-mcp-config" in argv and seen["mcp_status"] == 200  # the run's token reached the server

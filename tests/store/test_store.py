@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from gangline.core.profiles import Role
 from gangline.core.records import NewRun, RunEnd
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
 from gangline.store import Store, open_sqlite
+from gangline.store.migrations import HEAD_REVISION
 from gangline.store.schema import metadata
 
 
@@ -207,3 +210,21 @@ def test_a_patient_store_refuses_a_zero_wait_that_would_spin(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="spin"):
         open_sqlite(tmp_path / "state.db", busy_timeout_s=0, patient=True)
     assert not (tmp_path / "state.db").exists()
+
+
+def test_the_revision_the_store_checks_for_is_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "gangline.store:migrations")
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_opening_a_database_at_the_newest_revision_reads_it_without_loading_alembic(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    open_sqlite(db).close()  # created and migrated
+    code = "import sys; from gangline.store import open_sqlite; open_sqlite(__import__('pathlib').Path(sys.argv[1]))"
+    code += "; print('alembic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -239,10 +239,6 @@ class Orchestrator:
         with contextlib.suppress(RunnerError):  # it ended meanwhile, or runs in another process
             self._agents.runner.stop_nowait(run_id, reason)
 
-    def notify(self) -> None:
-        """Plan again now: something the plan reads changed."""
-        self._notify()
-
     # --- agents (their MCP tools, and tests that drive one run) --------------------------------
 
     @property
