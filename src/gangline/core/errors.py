@@ -21,7 +21,7 @@
 Each class has a stable ``code``, the one word every door says it with: REST's
 ``{"error": {"code", "message", "field"?...}}`` (``detail()``), the MCP tools' error text (the same
 object), and the CLI's exit code (``exit_code``; a command through a server turns the code back
-into the class, ``wire.error_from_detail``). Callers read fields, never match on message text.
+into the class, ``problems.error_from_detail``). Callers read fields, never match on message text.
 
     code                 class                 exit  HTTP
     invalid              ConfigError              2   422

@@ -183,7 +183,7 @@ class Answered:
 
 
 class PermissionPolicy(Protocol):
-    """What the project says (``project.PermissionSettings`` is one)."""
+    """What the project says (``project.config.PermissionSettings`` is one)."""
 
     @property
     def allow(self) -> tuple[str, ...]: ...

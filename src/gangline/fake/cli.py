@@ -3,7 +3,7 @@
 It accepts and ignores Claude Code's own flags, so the runner can drive it the same way,
 and adds its own for the demo, tests and benchmarks (``--help`` lists them). With
 ``--scenario`` it acts on its working directory (writes files, runs commands, commits) and
-prints the stream-json the real CLI would; the format is in ``gangline.scenario``.
+prints the stream-json the real CLI would; the format is in ``gangline.fake.scenario``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario",
         type=Path,
         default=None,
-        help="play this JSON scenario instead of a transcript (see gangline.scenario); "
+        help="play this JSON scenario instead of a transcript (see gangline.fake.scenario); "
         "--transcript, --rate, --repeat-to, --stamp, --hang-after, --exit-code and --stderr are then ignored",
     )
     p.add_argument(

@@ -74,7 +74,7 @@ PermissionRule = Annotated[str, AfterValidator(_check_rule)]
 
 
 class PermissionSettings(_Strict):
-    """How agents' tool calls are decided when the CLI would ask (``permissions.py`` has the order).
+    """How agents' tool calls are decided when the CLI would ask (``core.rules`` has the order).
 
     ``allow`` and ``deny`` hold rules like ``"Write"``, ``"Bash(git status:*)"`` or
     ``"mcp__gangline__*"``. ``unattended``: nobody is asked; what no rule allows is denied at once.

@@ -23,7 +23,7 @@ DRAIN_S = 1.0
 
 
 class GateLike(Protocol):
-    """What run_gates needs of a gate (``gangline.project.GateSpec`` is one)."""
+    """What run_gates needs of a gate (``project.config.GateSpec`` is one)."""
 
     @property
     def name(self) -> str: ...

@@ -1,7 +1,7 @@
 """The tables of gangline's state, in portable SQLAlchemy Core (SQLite by default, PostgreSQL later).
 
 Migrations in ``gangline/migrations`` create and change these tables; this module is what the
-queries in ``store.py`` are written against, and a test checks that the two agree.
+queries of the store's tables are written against, and a test checks that the two agree.
 """
 
 from __future__ import annotations
