@@ -32,6 +32,7 @@ from gangline.core.wire import (
     PermissionRequestOut,
     StatusOut,
 )
+from gangline.pipeline.permissions import NOT_SERVED
 from gangline.pipeline.views import Views
 from gangline.project.paths import ProjectPaths
 from gangline.store import Store, open_sqlite
@@ -171,7 +172,7 @@ def door(paths: ProjectPaths, actor: str, say: Console, *, server_only: bool = F
             client.close()
         return
     if server_only:
-        raise Unavailable("no server running: permission requests exist only inside a running gangline serve")
+        raise Unavailable(NOT_SERVED)
     where = paths.db_file.relative_to(paths.root) if paths.db_file.is_relative_to(paths.root) else paths.db_file
     say.print(f"no server running: using {where} directly", style="dim", markup=False)
     store = open_sqlite(paths.db_file)

@@ -23,7 +23,7 @@ from gangline.core.wire import (
     RunOut,
 )
 from gangline.pipeline.orchestrator import Orchestrator
-from gangline.pipeline.permissions import Permissions
+from gangline.pipeline.permissions import NOT_SERVED, Permissions
 from gangline.pipeline.views import Views
 from gangline.project.config import ProjectConfig
 
@@ -106,7 +106,7 @@ class Orders:
 
     def _permissions(self) -> Permissions:
         if self.permissions is None:
-            raise Unavailable("no server running: permission requests exist only inside a running gangline serve")
+            raise Unavailable(NOT_SERVED)
         return self.permissions
 
 

@@ -30,6 +30,8 @@ from gangline.core.rules import (
 from gangline.store import Store
 
 _INPUT_CHARS = 2000  # of a tool's input kept in an event row
+# Said wherever the questions are asked for and no server keeps them (a command on the store).
+NOT_SERVED = "no server running: permission requests exist only inside a running gangline serve (or run)"
 
 
 def _timeout_message(tool_name: str, seconds: float) -> str:
