@@ -95,14 +95,16 @@ async def test_a_20_mb_line_becomes_one_malformed_event_and_later_lines_survive(
 async def test_a_cli_that_exits_at_once_says_why(run_agent: RunFn, tmp_path: Path) -> None:
     empty = transcript(tmp_path, b"")
     summary = await run_agent(fake_profile("--transcript", empty, "--exit-code", "7", "--stderr", "bad flag --frob"))
-    assert summary.outcome is RunOutcome.CRASHED
+    assert summary.outcome is RunOutcome.REFUSED
     assert summary.exit_code == 7
-    assert summary.reason == "CLI exited with code 7 before starting a session; last output: bad flag --frob"
+    assert summary.reason == (
+        "the agent CLI refused to start: it exited with code 7 before starting a session, saying: bad flag --frob"
+    )
 
 
 async def test_a_cli_that_prints_nothing_says_so(run_agent: RunFn, tmp_path: Path) -> None:
     summary = await run_agent(fake_profile("--transcript", transcript(tmp_path, b""), "--exit-code", "1"))
-    assert summary.reason == "CLI exited with code 1 before starting a session; it printed nothing"
+    assert summary.reason.endswith("exited with code 1 before starting a session, saying: it printed nothing")
 
 
 async def test_stopping_a_cli_that_ignores_sigterm_escalates_to_sigkill(tmp_path: Path) -> None:

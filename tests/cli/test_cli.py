@@ -69,7 +69,7 @@ def test_agent_exit_code_is_non_zero_when_the_agent_fails(tmp_path: Path) -> Non
     empty.write_bytes(b"")
     out = run_fake(tmp_path, empty, "--exit-code", "2")
     assert out.returncode == 1
-    assert "run crashed" in out.stdout and "exited with code 2 before starting a session" in out.stdout
+    assert "run refused" in out.stdout and "exited with code 2 before starting a session" in out.stdout
 
 
 def test_log_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:

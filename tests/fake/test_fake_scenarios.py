@@ -263,7 +263,7 @@ async def test_a_hanging_agent_runs_until_it_is_stopped(tmp_path: Path) -> None:
 async def test_an_invalid_scenario_exits_2_naming_the_file_and_the_step(run_agent: RunFn, tmp_path: Path) -> None:
     path = scenario(tmp_path, [{"say": "fine"}, {"dance": "badly"}], name="broken.json")
     summary = await run_agent(played(path))
-    assert summary.outcome is RunOutcome.CRASHED and summary.exit_code == 2
+    assert summary.outcome is RunOutcome.REFUSED and summary.exit_code == 2
     assert f"{path}: attempts[0][1]" in summary.reason
     assert "expected exactly one of say, write" in summary.reason and "found 'dance'" in summary.reason
 

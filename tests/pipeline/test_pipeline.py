@@ -49,6 +49,32 @@ async def test_an_agent_that_crashes_after_committing_still_delivers_its_work(pr
     assert project.base_file("a.txt") == "kept"
 
 
+async def test_a_cli_that_refuses_to_start_blocks_at_once_with_its_own_words(project: Project) -> None:
+    said = "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
+    project.agent("coder", [[{"refuse": said}]])
+    project.configure()
+    item = project.add("Never starts")
+    await project.run_until_idle()
+    held = project.item(item.id)
+    assert held.state.hold is Hold.BLOCKED
+    reason = held.state.hold_reason or ""
+    assert reason.startswith("the agent CLI refused to start: it exited with code 1 before starting a session")
+    assert f"saying: {said}. Fix: " in reason
+    assert "Fix: " in reason and "bubblewrap" in reason
+    [run] = project.store.runs(item.id)  # no retry: the same set-up fails the same way
+    assert run.outcome is RunOutcome.REFUSED
+
+
+async def test_a_block_after_crashes_names_the_crash_not_only_the_missing_commit(project: Project) -> None:
+    project.agent("coder", [[{"say": "working"}, {"crash": "SIGKILL"}]])
+    project.configure(max_retries=2)
+    item = project.add("Crashes every time")
+    await project.run_until_idle()
+    reason = project.item(item.id).state.hold_reason or ""
+    assert reason.startswith("3 attempts failed; the last: The run crashed (CLI was killed by SIGKILL without a result")
+    assert reason.endswith("You exited without committing any work. Do the item and commit it with git.")
+
+
 async def test_an_agent_that_never_commits_is_retried_then_blocked_with_the_reason(project: Project) -> None:
     project.agent("coder", [[{"say": "I looked around and did nothing."}]])
     project.configure(max_retries=2)
@@ -238,7 +264,7 @@ async def test_agent_qa_checks_the_criteria_and_a_failing_verdict_sends_the_item
 
 async def test_prose_from_a_qa_agent_is_not_a_verdict(project: Project) -> None:
     project.agent("coder", [WRITE])
-    project.agent("qa", [[{"say": 'Looks good to me! {"verdict": "pass"}'}]], role="qa")
+    project.agent("qa", [[{"say": 'Looks good to me! {{"verdict": "pass"}}'}]], role="qa")
     project.configure(qa_mode="agent", max_retries=0)
     item = project.add("Needs a real verdict")
     await project.run_until_idle()

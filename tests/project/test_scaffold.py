@@ -12,7 +12,15 @@ from gangline.core.guide import GUIDE
 from gangline.core.profiles import QaMode, Role
 from gangline.project.config import load_project, load_project_text
 from gangline.project.paths import ProjectPaths
-from gangline.project.scaffold import GATE_EXAMPLE, MERGEMASTER_EXAMPLE, QA_EXAMPLE, init_project, project_toml
+from gangline.project.scaffold import (
+    GATE_EXAMPLE,
+    GITIGNORE,
+    MERGEMASTER_EXAMPLE,
+    QA_EXAMPLE,
+    init_project,
+    project_toml,
+    refresh_gitignore,
+)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -123,3 +131,32 @@ def test_every_setting_is_written_out_with_its_default() -> None:
         "margin_s",
     ):
         assert f"\n{key}" in text
+
+
+def test_the_ignore_rules_cover_everything_gangline_writes_but_the_settings_and_the_guide(repo: Path) -> None:
+    init_project(repo, {})
+    state = ProjectPaths(repo).state_dir
+    for name in ("state.db", "state.db-wal", "server.json", "secret", "runs/1-coder-1.jsonl", "hooks/pre-push",
+                 "worktrees/1-x/a.txt", "homes/coder/.claude.json", "something-new/later.txt"):  # fmt: skip
+        (state / name).parent.mkdir(parents=True, exist_ok=True)
+        (state / name).write_text("x")
+    shown = git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(shown) == ["?? .gangline/.gitignore", "?? .gangline/guide.md", "?? .gangline/project.toml"]
+
+
+def test_an_earlier_gangline_s_ignore_rules_are_replaced_and_a_person_s_own_are_kept(repo: Path) -> None:
+    paths = ProjectPaths(repo)
+    paths.state_dir.mkdir()
+    ignore = paths.state_dir / ".gitignore"
+    ignore.write_text(
+        "# gangline's runtime state: local to this machine, never committed.\n"
+        "# project.toml and guide.md are meant to be committed.\n"
+        "state.db*\nruns/\nworktrees/\nmerge/\ngates/\n*.lock\n"
+    )
+    assert refresh_gitignore(paths) is True
+    assert ignore.read_text() == GITIGNORE
+    ignore.write_text("state.db\n# mine\n")
+    assert refresh_gitignore(paths) is False
+    assert ignore.read_text() == "state.db\n# mine\n"
+    ignore.unlink()
+    assert refresh_gitignore(paths) is True and ignore.read_text() == GITIGNORE

@@ -301,7 +301,7 @@ class LiveRun:
 
     def _last_text(self) -> list[str]:
         # Decoded only at the end: the hot path keeps the raw bytes.
-        return [line.decode("utf-8", "replace")[:300] for line in self._last_lines]
+        return [line.decode("utf-8", "replace")[:500] for line in self._last_lines]
 
     def _conclude(self, returncode: int | None) -> Conclusion:
         return decide(

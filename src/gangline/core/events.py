@@ -22,7 +22,10 @@ class RunOutcome(enum.StrEnum):
     STALLED = "stalled"  # no output within the inactivity timeout
     RATE_LIMITED = "rate_limited"  # hard rate-limit block; resume after ``resets_at``
     STOPPED = "stopped"  # a person or shutdown asked it to stop
-    CRASHED = "crashed"  # the CLI died without a result (signal, or exit before a session)
+    CRASHED = "crashed"  # the CLI died without a result (a signal, or an exit mid-session)
+    # The CLI exited on its own before starting a session: its configuration, flags or
+    # authentication; retrying cannot fix it, so the item is blocked at once.
+    REFUSED = "refused"
 
 
 class _Event(msgspec.Struct, tag_field="kind", omit_defaults=True, gc=False):

@@ -37,8 +37,58 @@ def decide(
     exit_text = _exit_text(returncode)
     tail = f"; last output: {' | '.join(last_lines[-3:])}" if last_lines else "; it printed nothing"
     if not session_started:
+        if returncode is not None and returncode >= 0:
+            return Conclusion(RunOutcome.REFUSED, _refusal(exit_text, last_lines))
         return Conclusion(RunOutcome.CRASHED, f"CLI {exit_text} before starting a session{tail}")
     return Conclusion(RunOutcome.CRASHED, f"CLI {exit_text} without a result{tail}")
+
+
+# What an agent CLI prints when it refuses to start, and what fixes it (SPEC.md "Run outcomes").
+FIXES: tuple[tuple[str, str], ...] = (
+    (
+        "cannot be used with root/sudo privileges",
+        "Claude Code refuses bypassPermissions as root outside a sandbox: install bubblewrap so that gangline "
+        'runs the agent in its sandbox (sandbox = "auto"), or set permission_mode = "acceptEdits", '
+        "or run gangline as a user other than root",
+    ),
+    (
+        "invalid auth method",
+        "the Gemini CLI has no authentication: set GEMINI_API_KEY in gangline's environment (or name the "
+        "variable in the profile's provider.key_env), or sign in once by running gemini yourself",
+    ),
+    (
+        "please set an auth method",
+        "the Gemini CLI has no authentication: set GEMINI_API_KEY in gangline's environment (or name the "
+        "variable in the profile's provider.key_env), or sign in once by running gemini yourself",
+    ),
+    (
+        "invalid api key",
+        "Claude Code has no valid credentials: set ANTHROPIC_API_KEY in gangline's environment, or sign in "
+        "once by running claude yourself and typing /login",
+    ),
+    (
+        "not logged in",
+        "the CLI has no credentials: sign in once by running it yourself, or set its API key in gangline's environment",
+    ),
+    (
+        "unknown option",
+        "the CLI does not know a flag gangline or the profile passes: run gangline doctor, and check the "
+        "profile's extra_args and the CLI's version",
+    ),
+)
+
+
+def fix_for(lines: list[str]) -> str | None:
+    """The fix gangline knows for what a CLI printed when it refused to start, if any."""
+    text = "\n".join(lines).lower()
+    return next((fix for pattern, fix in FIXES if pattern in text), None)
+
+
+def _refusal(exit_text: str, last_lines: list[str]) -> str:
+    said = " | ".join(line.strip() for line in last_lines[-3:] if line.strip()) or "it printed nothing"
+    fix = fix_for(last_lines)
+    reason = f"the agent CLI refused to start: it {exit_text} before starting a session, saying: {said}"
+    return f"{reason}. Fix: {fix}" if fix else reason
 
 
 def _result_reason(result: Result, returncode: int | None) -> str:

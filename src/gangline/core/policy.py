@@ -53,6 +53,8 @@ def after_run(
     """The first matching row wins."""
     if not automatable:
         return AfterRun(Next.LEAVE, "a person changed the item while the agent ran")
+    if ending.outcome is RunOutcome.REFUSED:  # a configuration or sign-in problem: retrying cannot fix it
+        return AfterRun(Next.BLOCK, ending.reason)
     budget = _budget_exceeded(ending, max_budget_usd)
     if budget is not None:
         return AfterRun(Next.BLOCK, budget)

@@ -37,6 +37,7 @@ from gangline.fake.scenario import (
     Hang,
     RateLimited,
     RateLimitSpec,
+    Refuse,
     ResultOverride,
     ResultSpec,
     Run,
@@ -217,6 +218,9 @@ class _Player:
         self.outcome: ResultSpec = SUCCESS
 
     def play(self, steps: list[Step], permission_mode: str) -> int:
+        if steps and isinstance(steps[0], Refuse):  # before any session, as a CLI refusing its set-up
+            os.write(2, steps[0].refuse.encode() + b"\n")
+            return steps[0].code
         _emit(self.stream.init(permission_mode))
         for step in steps:
             if self.pace_s > 0:
@@ -257,6 +261,9 @@ class _Player:
                 _crash(step.crash)
             case Exit():
                 return step.exit
+            case Refuse():  # not first: the session has started, so this is an ordinary exit
+                os.write(2, step.refuse.encode() + b"\n")
+                return step.code
             case Hang():
                 threading.Event().wait()
             case WaitForFile():

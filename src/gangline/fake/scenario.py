@@ -16,6 +16,8 @@ and ``}}`` for literal braces, in shell commands too). The steps:
     {"result": {"subtype", "is_error", "errors", "terminal_reason"}}   override the final result
     {"rate_limit": {"resets_in_s", "limit_type"}}   a hard OAuth rate limit, error result, exit 1
     {"crash": "SIGKILL"|"SIGSEGV"|"SIGABRT"|"SIGTERM"}, {"exit": n}, {"hang": true}   end here
+    {"refuse": text, "code": n}             alone: print text on stderr and exit n (default 1)
+                                            before starting a session, as a CLI refusing its set-up does
     {"wait_for_file": path, "timeout_s": 30}   block until the file exists; exit 9 on timeout
     {"sleep": seconds}
 
@@ -142,6 +144,11 @@ class Exit(_Step):
     exit: Annotated[int, msgspec.Meta(ge=0, le=255)]
 
 
+class Refuse(_Step):
+    refuse: str
+    code: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
+
+
 class Hang(_Step):
     hang: Literal[True]
 
@@ -168,13 +175,14 @@ Step = (
     | ResultOverride
     | Crash
     | Exit
+    | Refuse
     | Hang
     | WaitForFile
     | Sleep
 )
 # A step's action key is its first field.
 STEP_KINDS: dict[str, type[Step]] = {cls.__struct_fields__[0]: cls for cls in get_args(Step)}
-ENDS_PROCESS = (RateLimited, Crash, Exit, Hang)
+ENDS_PROCESS = (RateLimited, Crash, Exit, Refuse, Hang)
 
 
 # --- loading ------------------------------------------------------------------------------

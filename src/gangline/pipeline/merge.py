@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gangline.core.errors import VerdictError
+from gangline.core.events import RunOutcome
 from gangline.core.items import Item
 from gangline.core.policy import BUDGET_SUBTYPE
 from gangline.core.profiles import AgentProfile, Role
@@ -140,6 +141,9 @@ class Merger:
             if result.ending.budget_note or result.ending.result_subtype == BUDGET_SUBTYPE:
                 note = result.ending.budget_note or "budget exceeded"
                 self.store.hold(item.id, Trigger.BLOCK, SERVER, note, expected=item.state)
+                return None
+            if result.ending.outcome is RunOutcome.REFUSED:  # its configuration: another attempt fails the same way
+                self._fail(item, f"the mergemaster could not run: {result.ending.reason}")
                 return None
             if result.merge_failure is not None:  # reported through MCP: no point in another attempt
                 self._fail(item, f"the mergemaster gave up: {result.merge_failure}")

@@ -33,6 +33,7 @@ from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.pipeline.views import Live
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
+from gangline.project.scaffold import refresh_gitignore
 from gangline.repo import baseguard
 from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import Worktrees
@@ -84,6 +85,7 @@ class Orchestrator:
         """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
         self._lock.acquire()
         try:
+            refresh_gitignore(self.paths)
             await self._guard_base()
             recover(self.store, self.paths.root)
             async with asyncio.TaskGroup() as tg:

@@ -23,15 +23,20 @@ class InitResult:
 
 
 GITIGNORE = """\
-# gangline's runtime state: local to this machine, never committed.
-# project.toml and guide.md are meant to be committed.
-state.db*
-runs/
-worktrees/
-merge/
-gates/
-*.lock
+# gangline's runtime state (the database, runs, worktrees, hooks, secrets, the server file, and
+# whatever later versions write) is local to this machine: everything here is ignored but the
+# files meant to be committed.
+*
+!.gitignore
+!project.toml
+!guide.md
 """
+# What earlier versions wrote: replaced by GITIGNORE when a server opens the project.
+_OLD_GITIGNORES = (
+    "# gangline's runtime state: local to this machine, never committed.\n"
+    "# project.toml and guide.md are meant to be committed.\n"
+    "state.db*\nruns/\nworktrees/\nmerge/\ngates/\n*.lock\n",
+)
 
 GATE_EXAMPLE = """\
 [[gate]]
@@ -177,6 +182,20 @@ def init_project(start: Path, env: Mapping[str, str]) -> InitResult:
     if not _write_new(paths.config_file, text):
         raise ConfigError(str(root), f"already initialised; edit {paths.config_file} instead")
     return InitResult(root, [*created, paths.config_file], base_branch)
+
+
+def refresh_gitignore(paths: ProjectPaths) -> bool:
+    """Write ``.gangline/.gitignore`` if it is missing or one an earlier gangline wrote; a person's own edit stays."""
+    path = paths.state_dir / ".gitignore"
+    try:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+    except OSError:
+        return False
+    if current is not None and current not in _OLD_GITIGNORES:
+        return False
+    if current is not None:
+        path.unlink()
+    return _write_new(path, GITIGNORE)
 
 
 def _work_tree_root(start: Path) -> Path:
