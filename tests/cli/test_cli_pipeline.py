@@ -194,10 +194,12 @@ print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "re
 
 
 def test_under_run_an_agent_gets_gangline_s_mcp_server_and_permission_tool_as_under_serve(repo: Path) -> None:
-    agent = repo.parent / "stand_in_claude.py"
+    folder = repo.parent / "stand-in"  # where it leaves what it saw: shown writable in its sandbox
+    folder.mkdir()
+    agent = folder / "stand_in_claude.py"
     agent.write_text(f"#!{sys.executable}\n{_AGENT_THAT_CALLS_MCP}")
     agent.chmod(0o755)
-    text = f'max_retries = 0\n[[agent]]\nname = "coder"\ncli = "claude"\ncommand = {json.dumps(str(agent))}\n'
+    text = f'max_retries = 0\nsandbox_writable = [{json.dumps(str(folder))}]\n[[agent]]\nname = "coder"\ncli = "claude"\ncommand = {json.dumps(str(agent))}\n'
     (repo / ".gangline" / "project.toml").write_text(text)
     ok(gangline("add", "Look around", cwd=repo))
     gangline("run", "--until-idle", "--quiet", cwd=repo)  # the stand-in commits nothing: the item is blocked

@@ -54,7 +54,11 @@ class Project:
         self.agents.append("[[agent]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()))
 
     def configure(self, gates: Sequence[tuple[str, str]] = (), tables: str = "", **settings: Any) -> ProjectConfig:
-        """Write project.toml: ``settings`` as keys (a dict is a table), the gates, ``tables`` (TOML), the agents."""
+        """Write project.toml: ``settings`` as keys (a dict is a table), the gates, ``tables`` (TOML), the agents.
+
+        The fake agents keep their attempt counters beside their scenarios, which the sandbox shows writable.
+        """
+        settings.setdefault("sandbox_writable", [str(self.scenarios)])
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if not isinstance(v, dict)]
         for key, table in settings.items():
             if isinstance(table, dict):

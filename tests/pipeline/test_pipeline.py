@@ -404,7 +404,7 @@ async def test_a_person_committing_on_the_base_during_the_merge_keeps_their_comm
         'git -C "$ROOT" -c user.name=Ann -c user.email=ann@example.invalid commit --quiet -m "by a person"; fi'
     )
     project.agent("coder", [WRITE])
-    project.configure(gates=[("person", person)])
+    project.configure(gates=[("person", person)], sandbox="off")  # the gate plays a person, outside any sandbox
     count = project.root.parent / "gate-runs"
     item = project.add("Merge while a person commits")
     with pytest.MonkeyPatch.context() as env:  # the gate's shell reads these two

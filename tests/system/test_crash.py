@@ -131,10 +131,12 @@ def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once
     project = Project(tmp_path)
     limited = [{"say": "starting"}, {"sleep": 0.5}, {"rate_limit": {"resets_in_s": 1}}]
     project.agent("coder", [limited, [{"sleep": 0.3}, *commit_file("work/{item_slug}.txt", "{item_id}\n")]])
-    project.configure(gates=[("work", MARKING_GATE)], rate_limit={"margin_s": 0})
-    item = project.add("Survive a kill")
     marks = tmp_path / "marks"
     marks.mkdir()
+    # The gate leaves its marks outside the worktree: shown writable in its sandbox.
+    writable = [str(project.scenarios), str(marks)]
+    project.configure(gates=[("work", MARKING_GATE)], rate_limit={"margin_s": 0}, sandbox_writable=writable)
+    item = project.add("Survive a kill")
     server = serve(project, {"MARKS": str(marks)})
     deadline = time.monotonic() + 60
     while not STAGES[stage](project.store, marks):

@@ -149,7 +149,9 @@ async def test_a_gate_that_never_ends_is_killed_with_its_children_and_blocks_the
     pids = tmp_path / "gate.pids"
     project.agent("coder", [commit_file("a.txt", "work\n")])
     hang = f"echo $$ >> {pids}; sleep 1000 & echo $! >> {pids}; sleep 1000"
-    project.configure(max_retries=0, tables=f"[[gate]]\nname = \"hang\"\ncommand = '{hang}'\ntimeout_s = 1\n")
+    # Unconfined, so the pids it writes are the machine's (in the sandbox its pid namespace ends them all).
+    tables = f"[[gate]]\nname = \"hang\"\ncommand = '{hang}'\ntimeout_s = 1\n"
+    project.configure(max_retries=0, sandbox="off", tables=tables)
     item = project.add("Hanging tests")
     await project.run_until_idle(timeout_s=BOUND_S)
     held = project.item(item.id)

@@ -303,7 +303,8 @@ async def test_the_projects_own_hooks_still_run_on_an_agents_commits(tmp_path: P
     project = Project(tmp_path)
     hooks = project.root / ".git" / "hooks"
     (hooks / "pre-commit").write_text(
-        '#!/bin/sh\necho "$GANGLINE_ITEM_ID" >> "$(git rev-parse --git-common-dir)/ran"\n'
+        # Into the worktree's own git directory: in the sandbox the rest of .git is read-only.
+        '#!/bin/sh\necho "$GANGLINE_ITEM_ID" >> "$(git rev-parse --git-dir)/ran"\n'
     )
     (hooks / "pre-commit").chmod(0o755)
     project.agent("coder", [commit_file("hooked.txt", "checked\n")])
@@ -311,7 +312,8 @@ async def test_the_projects_own_hooks_still_run_on_an_agents_commits(tmp_path: P
     item = project.add("Commit through the hooks")
     await project.run_until_idle()
     assert project.stage(item.id).value == "done"
-    assert (project.root / ".git" / "ran").read_text() == f"{item.id}\n"  # the agent's commit, and only it
+    [ran] = (project.root / ".git").glob("**/ran")
+    assert ran.read_text() == f"{item.id}\n"  # the agent's commit, and only it
 
 
 # --- 5. REST off loopback -------------------------------------------------------------------------

@@ -64,6 +64,10 @@ class AgentAdapter(Protocol):
 
     def flags(self, profile: AgentProfile) -> list[FlagCheck]: ...
 
+    def state_dirs(self, profile: AgentProfile) -> tuple[Path, ...]:
+        """Directories beyond its home state the CLI writes and keeps across runs (shown writable in the sandbox)."""
+        ...
+
 
 def resolve_binary(profile: AgentProfile, binary: str) -> str:
     """An absolute path to an executable file, or AgentNotFoundError saying what is wrong."""

@@ -381,6 +381,9 @@ class ClaudeAdapter:
             raise ValueError("Claude Code gets its MCP server from a config file in the worktree")
         return with_mcp(profile, access.claude_config, access.permission_tool)
 
+    def state_dirs(self, profile: AgentProfile) -> tuple[Path, ...]:
+        return ()
+
     def flags(self, profile: AgentProfile) -> list[FlagCheck]:
         wanted = list(_CLAUDE_ALWAYS)
         wanted += [flag for field, flag in _CLAUDE_BY_FIELD.items() if getattr(profile, field)]

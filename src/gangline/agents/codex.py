@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gangline.agents.adapter import (
@@ -269,6 +270,9 @@ class CodexAdapter:
         extra = ("-c", f"{server}.url={toml_string(access.url)}", "-c", token_var)
         env = {**profile.env, MCP_TOKEN_VAR: access.token}
         return profile.model_copy(update={"extra_args": (*extra, *profile.extra_args), "env": env})
+
+    def state_dirs(self, profile: AgentProfile) -> tuple[Path, ...]:
+        return ()
 
     def flags(self, profile: AgentProfile) -> list[FlagCheck]:
         exec_flags = ("--json", "--skip-git-repo-check", "--config")

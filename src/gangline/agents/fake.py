@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from gangline.agents.adapter import FlagCheck, McpAccess, resolve_binary, safe_prompt
 from gangline.agents.claude import ClaudeAdapter
@@ -24,6 +25,19 @@ class FakeAdapter(ClaudeAdapter):
 
     def flags(self, profile: AgentProfile) -> list[FlagCheck]:
         return []
+
+    def state_dirs(self, profile: AgentProfile) -> tuple[Path, ...]:
+        """Where its attempt counters live: ``--scenario-state DIR``, or ``<scenario>.state`` beside the scenario."""
+        args = list(profile.extra_args)
+        named = {flag: args[i + 1] for i, flag in enumerate(args[:-1]) if flag in ("--scenario", "--scenario-state")}
+        if "--scenario-state" in named:
+            folder = Path(named["--scenario-state"])
+        elif "--scenario" in named:
+            folder = Path(f"{Path(named['--scenario']).absolute()}.state")
+        else:
+            return ()
+        folder.mkdir(parents=True, exist_ok=True)  # the sandbox shows it where it is: it must exist
+        return (folder,)
 
     def command(self, profile: AgentProfile, prompt: str, resume_session_id: str | None) -> list[str]:
         if profile.command:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gangline.agents.adapter import FlagCheck, McpAccess, clean_environment, resolve_binary, safe_prompt, write_private
@@ -205,6 +206,9 @@ class GeminiAdapter:
         env = {**profile.env, "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(access.config_file)}
         extra = ("--allowed-mcp-server-names", "gangline", *profile.extra_args)
         return profile.model_copy(update={"extra_args": extra, "env": env})
+
+    def state_dirs(self, profile: AgentProfile) -> tuple[Path, ...]:
+        return ()
 
     def flags(self, profile: AgentProfile) -> list[FlagCheck]:
         wanted = ["--prompt", "--output-format", "--approval-mode", "--skip-trust", "--resume"]

@@ -19,6 +19,7 @@ from gangline.agents.adapter import AgentAdapter
 from gangline.agents.bus import Bus
 from gangline.agents.decoding import priced
 from gangline.agents.framing import LineFramer
+from gangline.agents.leftovers import MARK_VAR, RunCgroup, cgroup_prefix, end_marked, spawned_here
 from gangline.agents.processes import (
     ProcessRecord,
     ProcessRegistry,
@@ -27,12 +28,15 @@ from gangline.agents.processes import (
     spawn_in_pty,
     terminate_group,
 )
+from gangline.agents.recovery import PROJECT_VAR
 from gangline.agents.runlog import RunLog
+from gangline.agents.sandbox import Room, unwrapped_status
 from gangline.core.budget import Price
 from gangline.core.errors import RunLogError
 from gangline.core.events import (
     Event,
     Malformed,
+    ProcessesEnded,
     ProcessStarted,
     RateLimit,
     Record,
@@ -68,6 +72,9 @@ class RunRequest:
     price: Price | None = None
     # What earlier runs in the resumed session were already counted for (Codex reports a thread's total).
     session_usage: Usage | None = None
+    # The sandbox the run works in, and the bwrap that makes it; None: unconfined.
+    room: Room | None = None
+    bwrap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,25 +136,51 @@ class LiveRun:
 
     async def drive(self, argv: list[str], env: dict[str, str], registry: ProcessRegistry) -> RunSummary:
         rid = self.request.run_id
+        mark = env[MARK_VAR]
+        cgroup = RunCgroup.make(cgroup_prefix(env.get(PROJECT_VAR, "")) + mark)
         try:
             spawned = spawn_in_pty(argv, self.request.cwd, env)
         except OSError as err:
+            if cgroup is not None:
+                cgroup.remove()
             conclusion = Conclusion(RunOutcome.CRASHED, f"could not start {argv[0]!r}: {err.strerror or err}")
             return self._finish(conclusion, None, None)
+        if cgroup is not None and not cgroup.add(spawned.popen.pid):
+            cgroup.remove()
+            cgroup = None
         self.pgid = spawned.record.pgid
         registry.register(rid, spawned.record)
+        spawned_here.add(spawned.popen.pid)
         try:
             self._record_start(spawned, argv, env)
             returncode = await self._supervise(spawned)
+            if self.request.room is not None:
+                returncode = unwrapped_status(returncode)
         except asyncio.CancelledError:
             self._killed_for = self._killed_for or (RunOutcome.STOPPED, "runner cancelled")
             self._teardown(spawned)
+            self._end_leftovers(mark, cgroup)
             self._finish(self._conclude(spawned.popen.poll()), spawned, spawned.popen.poll())
             raise
         finally:
             registry.unregister(rid)
+            spawned_here.discard(spawned.popen.pid)
         self._teardown(spawned)
+        self._end_leftovers(mark, cgroup)
         return self._finish(self._conclude(returncode), spawned, returncode)
+
+    def _end_leftovers(self, mark: str, cgroup: RunCgroup | None) -> None:
+        """Whatever the run started that outlived its CLI and its group dies now, and the log says what."""
+        items: list[tuple[Event, msgspec.Raw | None]] = []
+        if cgroup is not None:
+            ended = cgroup.end()
+            if ended:
+                items.append((ProcessesEnded("cgroup", ended), None))
+        ended = end_marked({MARK_VAR: mark})
+        if ended:
+            items.append((ProcessesEnded("marker", ended), None))
+        if items:
+            self._commit(items, time.time())
 
     # --- supervision -------------------------------------------------------------------
 

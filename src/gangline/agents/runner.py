@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 from gangline.agents.bus import Bus
+from gangline.agents.leftovers import MARK_VAR, become_subreaper
 from gangline.agents.processes import ProcessRegistry, kill_group_now
 from gangline.agents.registry import ADAPTERS
 from gangline.agents.run import LiveRun, RunRequest, RunSummary
 from gangline.agents.runlog import RunLog
+from gangline.agents.sandbox import confine
 from gangline.core.errors import GanglineError, RunnerError
 from gangline.core.events import RunOutcome
 from gangline.core.profiles import RunnerSettings
@@ -38,6 +41,8 @@ class Runner:
         self.registry = registry or ProcessRegistry()
         self._base_env = dict(base_env)
         self._active: dict[str, LiveRun] = {}
+        # An orphan of a run is reparented to us, not to init: the run's end finds and reaps it.
+        self.subreaper = become_subreaper()
 
     def log_path(self, run_id: str) -> Path:
         return self.log_dir / f"{run_id}.jsonl"
@@ -59,6 +64,9 @@ class Runner:
             if not request.cwd.is_dir():
                 raise RunnerError(request.run_id, f"working directory {str(request.cwd)!r} does not exist")
             env = adapter.environment(request.profile, {**self._base_env, **request.env})
+            env[MARK_VAR] = secrets.token_hex(12)  # found on everything the run starts, wherever it went
+            if request.room is not None and request.bwrap is not None:
+                argv = confine(argv, request.room, request.bwrap)
             run = LiveRun(request, self.settings, adapter, RunLog(self.log_path(request.run_id)), bus)
         except GanglineError:
             bus.close()  # subscribers waiting for this run must not wait forever

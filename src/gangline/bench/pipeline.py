@@ -160,7 +160,8 @@ def bench_repo(root: Path, env: Mapping[str, str]) -> ProjectPaths:
 
 
 def _bench_config(paths: ProjectPaths, work: Path, env: Mapping[str, str]) -> ProjectConfig:
-    tables = [_SETTINGS]
+    # The fake agents keep their attempt counters in ``work``: the sandbox shows it writable.
+    tables = [f"sandbox_writable = {json.dumps([str(work)])}", _SETTINGS]
     for role, steps in ((Role.CODER, _CODER_STEPS), (Role.QA, _QA_STEPS)):
         scenario = work / f"{role.value}.json"
         scenario.write_text(json.dumps({"attempts": [steps]}))

@@ -66,6 +66,18 @@ class ProcessStarted(_Event, tag="process_started"):
     env_names: list[str]  # names only: values may be secrets
 
 
+class EndedProcess(msgspec.Struct, gc=False):
+    pid: int
+    command: str  # its command line, cut at 200 characters
+
+
+class ProcessesEnded(_Event, tag="processes_ended"):
+    """Processes the run left behind when its CLI ended, found by its marker or its cgroup, and killed."""
+
+    how: str  # "marker" (the run's variable in their environment) or "cgroup"
+    processes: list[EndedProcess] = []
+
+
 class RunFinished(_Event, tag="run_finished"):
     outcome: RunOutcome
     reason: str
@@ -290,6 +302,7 @@ class Malformed(_Event, tag="malformed"):
 
 Event = (
     ProcessStarted
+    | ProcessesEnded
     | RunFinished
     | Gap
     | SessionStarted

@@ -25,6 +25,14 @@ class CliKind(enum.StrEnum):
     FAKE = "fake"
 
 
+class SandboxMode(enum.StrEnum):
+    """Whether gangline runs agents and gates in its sandbox (``sandbox`` in project.toml)."""
+
+    AUTO = "auto"  # where bubblewrap can make one; otherwise without, and doctor says so
+    REQUIRED = "required"  # never start an agent or a gate without it
+    OFF = "off"
+
+
 class Sandbox(enum.StrEnum):
     """Codex's sandbox for the commands its agent runs."""
 

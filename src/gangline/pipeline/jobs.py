@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gangline.agents.sandbox import confine
 from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.events import RunOutcome
 from gangline.core.items import Item
@@ -178,8 +179,15 @@ class Pipeline:
         return AfterRun(Next.LEAVE, "gates passed")
 
     async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
-        env = {**self.env, **self.agents.env_for(item, Role.CODER, run_id or f"{item.id}-{context}")}
-        report = await run_gates(self.config.gates, cwd, env)
+        key = run_id or f"{item.id}-{context}"
+        env = {**self.env, **self.agents.env_for(item, Role.CODER, key)}
+        opened = self.agents.rooms.for_gates(key, cwd)
+        try:
+            confined = (lambda argv: confine(argv, opened.room, opened.bwrap)) if opened is not None else None
+            report = await run_gates(self.config.gates, cwd, env, confine=confined)
+        finally:
+            if opened is not None:
+                await self.agents.rooms.close(opened)
         for res in report.results:
             self.store.record_gate(item.id, run_id, context, asdict(res))
         passed = "passed" if report.passed else "failed"

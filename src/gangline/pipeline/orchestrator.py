@@ -29,6 +29,7 @@ from gangline.pipeline.changes import Changes
 from gangline.pipeline.grants import Grants
 from gangline.pipeline.jobs import Pipeline
 from gangline.pipeline.restart import ProjectLock, recover
+from gangline.pipeline.rooms import Rooms
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.pipeline.views import Live
 from gangline.project.config import ProjectConfig
@@ -69,7 +70,8 @@ class Orchestrator:
         runner = Runner(
             settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
-        self._agents = AgentRuns(store, runner, paths.root, config.price_table())
+        rooms = Rooms(paths, config.sandbox, env, config.sandbox_writable, config.sandbox_hidden)
+        self._agents = AgentRuns(store, runner, rooms, config.price_table())
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self._changes = Changes()
         store.on_event = self._changes.bump

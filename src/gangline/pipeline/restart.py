@@ -11,6 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from gangline.agents.leftovers import cgroup_prefix, stale_cgroups
 from gangline.agents.processes import kill_group_now, start_ticks
 from gangline.agents.recovery import kill_groups, leftover_groups, read_logged_run
 from gangline.core.errors import GanglineError, ServerLockedError
@@ -56,6 +57,8 @@ class ProjectLock:
 def recover(store: Store, root: Path) -> list[str]:
     """Kill what a previous server left running and close its live runs as crashed; their ids."""
     kill_groups(leftover_groups(root))
+    for cgroup in stale_cgroups(cgroup_prefix(str(root))):
+        cgroup.end()  # anything still in a run's cgroup, and the cgroup
     closed = []
     for run in store.runs(live_only=True):
         if run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:

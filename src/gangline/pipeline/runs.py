@@ -32,6 +32,9 @@ from gangline.core.reports import QaVerdict
 from gangline.core.throttle import Throttle, answering, throttle_of
 from gangline.core.types import SERVER
 from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
+from gangline.pipeline.rooms import Opened, Rooms
+from gangline.repo.quarantine import Harvest
+from gangline.repo.worktrees import item_dir_name
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,12 @@ class AgentResult:
 class AgentRuns:
     """Starts the agent runs the pipeline asks for and keeps their buses for live viewers."""
 
-    def __init__(
-        self, store: Store, runner: Runner, project_root: Path, prices: dict[str, Price] | None = None
-    ) -> None:
+    def __init__(self, store: Store, runner: Runner, rooms: Rooms, prices: dict[str, Price] | None = None) -> None:
         self.store = store
+        self.rooms = rooms  # the sandbox every run and gate works in
         self.prices = prices or {}  # [price."<model>"] tables: what a token-only CLI's run cost
         self.runner = runner
-        self.project_root = project_root
+        self.project_root = rooms.paths.root
         self.actor = SERVER
         self.buses: dict[str, Bus] = {}  # live runs, for anyone who wants to watch
         self.on_start: Callable[[str], None] = lambda run_id: None
@@ -92,13 +94,16 @@ class AgentRuns:
         self.buses[run_id] = bus
         watched = _Watched(run_id, item.id)
         not_started: GanglineError | None = None
+        opened: Opened | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(watched, bus, meter))
                 try:
+                    launched = await self._with_mcp(run_id, item, profile, cwd, bus)
+                    opened = await self._open_room(run_id, item, profile, cwd, bus)
                     request = RunRequest(
                         run_id,
-                        await self._with_mcp(run_id, item, profile, cwd, bus),
+                        launched,
                         prompt,
                         cwd,
                         resume_session_id=resume,
@@ -106,12 +111,16 @@ class AgentRuns:
                         on_started=lambda rec: self._started(run_id, rec),
                         price=self.prices.get(profile.model) if profile.model else None,
                         session_usage=self.store.session_usage(item.id, resume) if resume else None,
+                        room=opened.room if opened else None,
+                        bwrap=opened.bwrap if opened else None,
                     )
                     summary = await self.runner.run(request, bus)
                 except GanglineError as err:  # nothing was spawned; the bus is closed
                     not_started = err
                     summary = _not_started(run_id, log_path, str(err))
         finally:
+            if opened is not None:
+                await self._close_room(run_id, item, opened)
             self.buses.pop(run_id, None)
             self.throttled.pop(run_id, None)
             self.grants.revoke(run_id)
@@ -147,6 +156,29 @@ class AgentRuns:
             if isinstance(err, GanglineError):
                 raise
             raise RunnerError(run_id, f"cannot write the MCP configuration for {cwd}: {err}") from err
+
+    async def _open_room(self, run_id: str, item: Item, profile: AgentProfile, cwd: Path, bus: Bus) -> Opened | None:
+        """The run's sandbox, or None when runs go unconfined; RunnerError when it cannot be made."""
+        branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
+        try:
+            return await self.rooms.open(run_id, profile, cwd, branch)
+        except (OSError, GanglineError) as err:
+            bus.close()  # the runner never saw this bus
+            if isinstance(err, GanglineError):
+                raise
+            raise RunnerError(run_id, f"cannot prepare its sandbox: {err}") from err
+
+    async def _close_room(self, run_id: str, item: Item, opened: Opened) -> None:
+        """Take in what the sandboxed run committed; say so in the item's history when it was refused."""
+        try:
+            harvest = await self.rooms.close(opened)
+        except GanglineError as err:
+            harvest = Harvest(0, refused=f"its objects could not be taken in: {err}")
+        if harvest is None or (harvest.new_tip is None and harvest.refused is None):
+            return
+        data = {"objects": harvest.objects, "tip": harvest.new_tip, "refused": harvest.refused}
+        kind = "sandbox_refused" if harvest.refused else "sandbox_commits"
+        self.store.record_event(kind, self.actor, item_id=item.id, run_id=run_id, reason=harvest.refused, data=data)
 
     def _private_settings(self, run_id: str) -> Path:
         """A file for the run's MCP settings outside its worktree (Gemini's), removed when it ends."""

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_v
 
 from gangline.core.budget import Price
 from gangline.core.errors import ConfigError
-from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role
+from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxMode
 from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
 from gangline.core.rules import parse_rule
@@ -106,6 +106,12 @@ def _check_branch(name: str) -> str:
     return name
 
 
+def _absolute_or_home(path: str) -> str:
+    if not (path.startswith("/") or path.startswith("~/")) or "\0" in path:
+        raise ValueError(f"expected an absolute path or one under ~/, got {json.dumps(path)}")
+    return path
+
+
 class ProjectConfig(_Strict):
     """Everything ``.gangline/project.toml`` says. Build it with ``load_project``."""
 
@@ -120,6 +126,11 @@ class ProjectConfig(_Strict):
     archive_after_s: float = Field(default=86400.0, ge=0)
     rate_limit: RateLimitPolicy = Field(default_factory=RateLimitPolicy)
     permissions: PermissionSettings = Field(default_factory=PermissionSettings)
+    sandbox: SandboxMode = SandboxMode.AUTO
+    # More directories the sandbox shows writable (a toolchain's cache), absolute or under ~/.
+    sandbox_writable: tuple[Annotated[str, AfterValidator(_absolute_or_home)], ...] = ()
+    # More paths it hides (a file or directory of secrets), absolute or under ~/.
+    sandbox_hidden: tuple[Annotated[str, AfterValidator(_absolute_or_home)], ...] = ()
     agents: tuple[AgentProfile, ...] = Field(default=(), alias="agent")
     prices: dict[str, ModelPrice] = Field(default_factory=dict, alias="price")
 

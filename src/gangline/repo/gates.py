@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -20,6 +20,9 @@ _REAP_S = 5.0
 # After a gate's shell exits, how long a background child may keep the output pipe open
 # before the group is killed; the bound that stops `server & run-tests` hanging run_gates.
 DRAIN_S = 1.0
+
+
+Confine = Callable[[list[str]], list[str]]  # a command line, as run inside a sandbox
 
 
 class GateLike(Protocol):
@@ -112,11 +115,12 @@ async def run_gates(
     env: Mapping[str, str],
     kill_grace_s: float = 2.0,
     output_limit: int = 64 * 1024,
+    confine: Confine | None = None,
 ) -> GatesReport:
-    """Run ``gates`` in order in ``cwd``, stopping at the first that fails."""
+    """Run ``gates`` in order in ``cwd``, stopping at the first that fails; ``confine`` wraps each in a sandbox."""
     results: list[GateResult] = []
     for gate in gates:
-        result = await run_gate(gate, cwd, env, kill_grace_s, output_limit)
+        result = await run_gate(gate, cwd, env, kill_grace_s, output_limit, confine)
         results.append(result)
         if not result.passed:
             break
@@ -124,14 +128,20 @@ async def run_gates(
 
 
 async def run_gate(
-    gate: GateLike, cwd: Path, env: Mapping[str, str], kill_grace_s: float, output_limit: int
+    gate: GateLike,
+    cwd: Path,
+    env: Mapping[str, str],
+    kill_grace_s: float,
+    output_limit: int,
+    confine: Confine | None = None,
 ) -> GateResult:
     """One gate: ``/bin/sh -c`` in its own process group, killed whole on timeout or when done."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     output = BoundedOutput(output_limit)
     try:
-        proc, pipe = await _spawn(gate.command, cwd, env)
+        argv = ["/bin/sh", "-c", gate.command]
+        proc, pipe = await _spawn(confine(argv) if confine else argv, cwd, env)
     except OSError as exc:
         return GateResult(gate.name, gate.command, None, False, loop.time() - started, f"cannot start: {exc}", False)
     timed_out = finished = False
@@ -154,14 +164,12 @@ async def run_gate(
     )
 
 
-async def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process, BinaryIO]:
-    """Start ``/bin/sh -c command`` leading a new session; its output and errors share one pipe."""
+async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process, BinaryIO]:
+    """Start ``argv`` leading a new session; its output and errors share one pipe."""
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
+            *argv,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -221,11 +221,14 @@ class Worktrees:
         entry = await self._entry(path)
         if entry is None:
             return False
-        if path.is_dir():
+        if path.is_dir() and (path / ".git").exists():
             await self._clear_stale_index_lock(path)
             return True
-        # Registered but gone: git still counts its branch as checked out until pruned.
+        # Registered but gone (or emptied, its .git file with the rest): git still counts its
+        # branch as checked out until pruned.
         await self._git("worktree", "prune")
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # emptied by hand, or by an agent whose sandbox kept only the directory
         return False
 
     async def _clear_stale_index_lock(self, worktree: Path) -> None:

@@ -1,0 +1,161 @@
+"""The sandbox each run and each gate works in, for this project: what it shows, and taking the work back after.
+
+``Rooms`` decides from ``sandbox`` in project.toml and the machine whether runs are confined
+(SPEC.md "Sandbox"), builds each run's ``Room`` (its worktree, its git quarantine, its temporary
+directory, its CLI's state; never ``.gangline/`` nor the person's secrets), and when the run
+ends takes its commits in and the CLI's refreshed sign-in back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gangline.agents import homes
+from gangline.agents.registry import ADAPTERS
+from gangline.agents.sandbox import Room, bwrap_path, why_unavailable
+from gangline.core.errors import RunnerError
+from gangline.core.profiles import AgentProfile, CliKind, SandboxMode
+from gangline.project.paths import ProjectPaths
+from gangline.repo import quarantine
+from gangline.repo.quarantine import GitRoom, Harvest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One run's room, and what closing it must take back."""
+
+    room: Room
+    bwrap: str
+    base: Path  # the run's own directory (temporary files, git quarantine), removed when it closes
+    git: GitRoom | None
+    sign_in: homes.SignIn | None
+
+
+class Rooms:
+    """The project's sandbox: whether it is in force, and each run's room."""
+
+    def __init__(
+        self,
+        paths: ProjectPaths,
+        mode: SandboxMode,
+        env: Mapping[str, str],
+        writable: tuple[str, ...] = (),
+        hidden: tuple[str, ...] = (),
+    ) -> None:
+        self.paths = paths
+        self.mode = mode
+        self.home = Path(env.get("HOME") or os.path.expanduser("~"))
+        self._env = dict(env)
+        self._writable = tuple(self._expand(p) for p in writable)
+        self._hidden = tuple(self._expand(p) for p in hidden)
+
+    def bwrap(self) -> str | None:
+        """The bwrap to confine runs with, None when runs go unconfined; RunnerError when ``required`` cannot be met."""
+        if self.mode is SandboxMode.OFF:
+            return None
+        found = bwrap_path()
+        if found is None and self.mode is SandboxMode.REQUIRED:
+            raise RunnerError("sandbox", f'sandbox = "required", but {why_unavailable()}')
+        return found
+
+    def describe(self) -> str:
+        """What is in force, in a line (doctor, status)."""
+        if self.mode is SandboxMode.OFF:
+            return 'off (sandbox = "off"): agents and gates run with the server\'s own access'
+        found = bwrap_path()
+        if found is not None:
+            return f"on ({found}): each run sees the machine read-only but its worktree; .gangline/ is hidden"
+        if self.mode is SandboxMode.REQUIRED:
+            return f"required but unavailable: {why_unavailable()}; no agent or gate will start"
+        return f"off (auto, unavailable): {why_unavailable()}"
+
+    async def open(self, run_id: str, profile: AgentProfile, workdir: Path, branch: str | None) -> Opened | None:
+        """The room of an agent run in ``workdir`` (whose item branch is ``branch``), or None when unconfined."""
+        bwrap = self.bwrap()
+        if bwrap is None:
+            return None
+        base = self._fresh(self.paths.runs_dir / f"{run_id}.sandbox")
+        git = await quarantine.prepare(workdir, base / "git", branch)
+        cli = homes.HOMES[profile.cli]
+        home = Path(profile.env.get("HOME") or self.home)  # a profile may give its CLI a HOME of its own
+        state = self.paths.state_dir / "agents" / profile.name / cli.subdir
+        sign_in = homes.bring_in(cli, state, homes.person_dir(cli, {**self._env, **profile.env}, home))
+        env = self._temp_env(base) | git.env()
+        own_state = ADAPTERS[profile.cli].state_dirs(profile)
+        moved = list(git.moved())
+        if cli.env_var is not None:
+            env[cli.env_var] = str(state)
+            own_state = (state, *own_state)
+        if cli.shown_at is not None:
+            shown = home / cli.shown_at
+            shown.mkdir(parents=True, exist_ok=True)  # the mount point, on a file system shown read-only
+            moved.append((state, shown))
+        if profile.cli in (CliKind.CLAUDE, CliKind.FAKE) and os.geteuid() == 0:
+            env["IS_SANDBOX"] = "1"  # Claude Code allows bypassPermissions as root only in a sandbox: this is one
+        room = Room(
+            workdir=workdir,
+            writable=(git.private, git.objects, base / "tmp", self._cache(), *own_state, *self._writable),
+            moved=tuple(moved),
+            readable=(self.paths.hooks_dir, self.paths.runs_dir / f"{run_id}.settings.json"),
+            hidden=self._hidden_paths(home),
+            env=env,
+        )
+        return Opened(room, bwrap, base, git, sign_in)
+
+    def for_gates(self, key: str, workdir: Path) -> Opened | None:
+        """The room the gates run in: the worktree writable, git read-only, nothing of .gangline/ shown."""
+        bwrap = self.bwrap()
+        if bwrap is None:
+            return None
+        base = self._fresh(self.paths.runs_dir / f"{key}.gates.sandbox")
+        room = Room(
+            workdir=workdir,
+            writable=(base / "tmp", self._cache(), *self._writable),
+            readable=(self.paths.hooks_dir,),
+            hidden=self._hidden_paths(),
+            env=self._temp_env(base),
+        )
+        return Opened(room, bwrap, base, None, None)
+
+    async def close(self, opened: Opened) -> Harvest | None:
+        """Take the run's commits in and the CLI's refreshed sign-in back; remove the run's own directory."""
+        try:
+            harvest = await quarantine.harvest(opened.git) if opened.git is not None else None
+            if opened.sign_in is not None:
+                for path in homes.take_back(opened.sign_in):
+                    log.info("sign-in refreshed", extra={"action": "sign_in_back", "path": str(path)})
+            return harvest
+        finally:
+            shutil.rmtree(opened.base, ignore_errors=True)
+
+    # --- the parts ------------------------------------------------------------------------
+
+    def _fresh(self, base: Path) -> Path:
+        shutil.rmtree(base, ignore_errors=True)
+        (base / "tmp").mkdir(parents=True, mode=0o700)
+        return base
+
+    def _cache(self) -> Path:
+        cache = self.paths.state_dir / "cache"
+        cache.mkdir(exist_ok=True)
+        return cache
+
+    def _temp_env(self, base: Path) -> dict[str, str]:
+        tmp = str(base / "tmp")
+        cache = str(self._cache())
+        return {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp, "CLAUDE_CODE_TMPDIR": tmp, "XDG_CACHE_HOME": cache,
+                "npm_config_cache": f"{cache}/npm"}  # fmt: skip
+
+    def _hidden_paths(self, *more_homes: Path) -> tuple[Path, ...]:
+        in_homes = (h / name for h in dict.fromkeys((self.home, *more_homes)) for name in homes.HIDDEN_IN_HOME)
+        return (self.paths.state_dir, *in_homes, *self._hidden)
+
+    def _expand(self, path: str) -> Path:
+        return self.home / path[2:] if path.startswith("~/") else Path(path)

@@ -1,0 +1,171 @@
+"""A sandboxed run's git: new objects in a quarantine, its branch's refs in a directory of its own, taken in after.
+
+Inside the sandbox the repository's git directory is read-only but for the worktree's own
+metadata. Git writes the run's new objects to ``GIT_OBJECT_DIRECTORY`` (the quarantine, as
+``git receive-pack`` does for a push) and reads the repository's through
+``GIT_ALTERNATE_OBJECT_DIRECTORIES``; ``refs/heads/gangline/`` and its reflogs are a
+directory of the run's that holds only the item's branch. So an agent can commit on its own
+branch and nothing else: not another item's branch, not the base, not an existing object.
+
+When the run ends, gangline takes the work in (``harvest``): every quarantined object is
+packed and indexed again by ``git index-pack``, which names each object by its real hash (a
+file planted under another object's name cannot poison the store); the new tip must be
+complete in the repository; then the branch moves by compare-and-set from the tip it had when
+the run started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from gangline.core.errors import GitError
+from gangline.repo.git import git, git_env
+
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+BRANCH_DIR = "gangline"  # item branches are refs/heads/gangline/<id>-<slug>
+
+
+@dataclass(frozen=True)
+class GitRoom:
+    """The git side of one sandboxed run in a worktree of the repository whose git directory is ``common``."""
+
+    common: Path  # the repository's git directory
+    private: Path  # the worktree's own metadata (HEAD, index), <common>/worktrees/<name>
+    quarantine: Path  # the run's directory: objects/, refs/, logs/
+    branch: str | None  # the item's branch name under refs/heads/gangline/, or None (a detached workspace)
+    start_tip: str | None  # the branch's tip when the run started
+
+    @property
+    def objects(self) -> Path:
+        return self.quarantine / "objects"
+
+    @property
+    def refs(self) -> Path:
+        return self.quarantine / "refs"
+
+    @property
+    def logs(self) -> Path:
+        return self.quarantine / "logs"
+
+    def moved(self) -> tuple[tuple[Path, Path], ...]:
+        """The run's ref directories, shown where the repository keeps the item branches' refs and reflogs."""
+        return (
+            (self.refs, self.common / "refs" / "heads" / BRANCH_DIR),
+            (self.logs, self.common / "logs" / "refs" / "heads" / BRANCH_DIR),
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_OBJECT_DIRECTORY": str(self.objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.common / "objects"),
+        }
+
+
+@dataclass(frozen=True)
+class Harvest:
+    """What a run's git work came to: the branch's new tip if it moved, or why it was not taken."""
+
+    objects: int
+    new_tip: str | None = None
+    refused: str | None = None
+
+
+async def prepare(workdir: Path, quarantine: Path, branch: str | None) -> GitRoom:
+    """Make the run's quarantine for a worktree, with the item branch's current tip in its own refs."""
+    common = Path((await git(workdir, "rev-parse", "--path-format=absolute", "--git-common-dir")).stdout.strip())
+    private = Path((await git(workdir, "rev-parse", "--path-format=absolute", "--git-dir")).stdout.strip())
+    if quarantine.exists():
+        shutil.rmtree(quarantine)
+    for path in (quarantine / "objects" / "pack", quarantine / "refs", quarantine / "logs"):
+        path.mkdir(parents=True)
+    tip = None
+    if branch is not None:
+        name = f"refs/heads/{BRANCH_DIR}/{branch}"
+        tip = (await git(workdir, "rev-parse", "--verify", "--quiet", name, check=False)).stdout.strip() or None
+        if tip is not None:
+            (quarantine / "refs" / branch).write_text(tip + "\n")
+    room = GitRoom(common, private, quarantine, branch, tip)
+    for _source, shown in room.moved():
+        shown.mkdir(parents=True, exist_ok=True)  # the mount point, on a file system the sandbox shows read-only
+    return room
+
+
+async def harvest(room: GitRoom) -> Harvest:
+    """Take the run's objects and its branch's new tip into the repository; the quarantine is removed."""
+    try:
+        count = await _import_objects(room)
+        if room.branch is None:
+            return Harvest(count)
+        new_tip = _read_tip(room.refs / room.branch)
+        if new_tip is None or new_tip == room.start_tip:
+            return Harvest(count)
+        if not _SHA.fullmatch(new_tip):
+            return Harvest(count, refused=f"the run left {new_tip[:80]!r} as its branch's tip, not a commit id")
+        complete = await git(room.common, "rev-list", "--quiet", "--objects", new_tip, "--not", *_tips(room),
+                             check=False)  # fmt: skip
+        if complete.returncode != 0:
+            return Harvest(count, refused=f"the run's commit {new_tip[:12]} is incomplete: objects are missing")
+        ref = f"refs/heads/{BRANCH_DIR}/{room.branch}"
+        message = "gangline: the commits of a sandboxed run"
+        moved = await git(room.common, "update-ref", "-m", message, ref, new_tip, room.start_tip or "", check=False)
+        if moved.returncode != 0:
+            return Harvest(count, refused=f"the branch moved while the run worked: {moved.stderr.strip()}")
+        return Harvest(count, new_tip)
+    finally:
+        shutil.rmtree(room.quarantine, ignore_errors=True)
+
+
+def _tips(room: GitRoom) -> list[str]:
+    return [room.start_tip] if room.start_tip else ["--all"]
+
+
+def _read_tip(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None  # the run deleted its branch: nothing to take
+    return text or None
+
+
+async def _import_objects(room: GitRoom) -> int:
+    """Pack every quarantined object and index it into the repository; how many there were."""
+    loose = [p for p in room.objects.iterdir() if p.name != "pack"]
+    if not loose and not any((room.objects / "pack").iterdir()):
+        return 0
+    # git() drops GIT_OBJECT_DIRECTORY from its environment on purpose; here it is the point.
+    env = git_env(None) | {"GIT_OBJECT_DIRECTORY": str(room.objects)}
+    listing = await asyncio.create_subprocess_exec(
+        "git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", cwd=room.common, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    listed, listing_err = await listing.communicate()
+    if listing.returncode != 0:
+        raise GitError(("cat-file",), room.common, listing.returncode, listing_err.decode(errors="replace"))
+    ids = listed.split()
+    if not ids:
+        return 0
+    reading, writing = os.pipe()
+    try:
+        pack = await asyncio.create_subprocess_exec(
+            "git", "pack-objects", "--quiet", "--stdout", cwd=room.common, env=env,
+            stdin=subprocess.PIPE, stdout=writing, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        index = await asyncio.create_subprocess_exec(
+            "git", "index-pack", "--stdin", cwd=room.common, env=git_env(None),
+            stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(reading)
+        os.close(writing)
+    _, pack_err = await pack.communicate(b"\n".join(ids) + b"\n")
+    _, index_err = await index.communicate()
+    if pack.returncode != 0 or index.returncode != 0:
+        said = (pack_err or index_err).decode(errors="replace").strip()
+        raise GitError(("index-pack",), room.common, index.returncode or pack.returncode, said)
+    return len(ids)
