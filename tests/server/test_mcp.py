@@ -57,7 +57,7 @@ async def test_a_run_gets_its_own_token_in_a_file_git_ignores_and_loses_it_when_
     project: Project, tmp_path: Path
 ) -> None:
     item = frozen_item(project, "Peek")
-    seen = tmp_path / "seen"
+    seen = project.scenarios / "seen"  # the kit's sandbox shows its scenarios' folder writable
     seen.mkdir()
     look = (
         f"cp {CONFIG_NAME} {seen}/config.json; stat -c %a {CONFIG_NAME} > {seen}/mode; "
