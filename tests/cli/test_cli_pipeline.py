@@ -199,7 +199,10 @@ def test_under_run_an_agent_gets_gangline_s_mcp_server_and_permission_tool_as_un
     agent = folder / "stand_in_claude.py"
     agent.write_text(f"#!{sys.executable}\n{_AGENT_THAT_CALLS_MCP}")
     agent.chmod(0o755)
-    text = f'max_retries = 0\nsandbox_writable = [{json.dumps(str(folder))}]\n[[agent]]\nname = "coder"\ncli = "claude"\ncommand = {json.dumps(str(agent))}\n'
+    text = (
+        f"max_retries = 0\nsandbox_writable = [{json.dumps(str(folder))}]\n"
+        f'[[agent]]\nname = "coder"\ncli = "claude"\ncommand = {json.dumps(str(agent))}\n'
+    )
     (repo / ".gangline" / "project.toml").write_text(text)
     ok(gangline("add", "Look around", cwd=repo))
     gangline("run", "--until-idle", "--quiet", cwd=repo)  # the stand-in commits nothing: the item is blocked

@@ -61,12 +61,12 @@ def test_only_loopback_addresses_count_as_loopback(host: str, loopback: bool) ->
     assert is_loopback(host) is loopback
 
 
-def test_a_non_loopback_address_needs_a_token_and_names_the_variable() -> None:
-    check_bind("127.0.0.1", None, "GANGLINE_TOKEN")
-    check_bind("0.0.0.0", TOKEN, "GANGLINE_TOKEN")
+def test_only_loopback_may_be_served_without_a_credential() -> None:
+    check_bind("127.0.0.1", no_auth=True)
+    check_bind("0.0.0.0", no_auth=False)  # the project's secret guards it
     with pytest.raises(ConfigError) as refused:
-        check_bind("0.0.0.0", None, "MY_TOKEN")
-    assert refused.value.field == "--host" and "MY_TOKEN" in str(refused.value)
+        check_bind("0.0.0.0", no_auth=True)
+    assert refused.value.field == "--no-auth" and "not a loopback address" in str(refused.value)
 
 
 def test_the_token_comes_from_the_environment_and_must_not_be_short() -> None:
@@ -158,9 +158,12 @@ async def _finished(proc: asyncio.subprocess.Process, timeout_s: float = 60) -> 
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_serve_refuses_a_public_address_without_a_token_and_exits_2(project: Project) -> None:
-    code, _out, err = await _finished(await _gangline("serve", "--host", "0.0.0.0", cwd=project.root, env=_env()))
-    assert code == 2 and "not a loopback address" in err and "GANGLINE_TOKEN" in err and "Traceback" not in err
+async def test_serve_refuses_a_public_address_without_a_credential_and_a_short_token_and_exits_2(
+    project: Project,
+) -> None:
+    opened = await _gangline("serve", "--host", "0.0.0.0", "--no-auth", cwd=project.root, env=_env())
+    code, _out, err = await _finished(opened)
+    assert code == 2 and "not a loopback address" in err and "--no-auth" in err and "Traceback" not in err
     short = await _gangline("serve", "--host", "0.0.0.0", cwd=project.root, env=_env(GANGLINE_TOKEN="short"))
     code, _out, err = await _finished(short)
     assert code == 2 and "at least 16 characters" in err

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from gangline.core.errors import ConfigError, GanglineError
 from gangline.core.problems import ErrorDetail, error_from_detail
 from gangline.project.paths import ProjectPaths
+from gangline.project.secret import read_secret
 from gangline.project.serverfile import live_server
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def find_server(paths: ProjectPaths, env: Mapping[str, str], actor: str) -> Clie
     found = live_server(paths)
     if found is None:
         return None  # never started, or killed without removing its file
-    client = Client(found.url, env.get(TOKEN_ENV) or None, actor)
+    # The person's credential: a token from the environment, else the project's secret, found by itself.
+    client = Client(found.url, env.get(TOKEN_ENV) or read_secret(paths), actor)
     if client.probe():
         return client
     client.close()

@@ -169,9 +169,12 @@ async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str
         demo_backlog(store)
     board: list[str] = []
 
-    def ready(url: str) -> None:
+    def ready(url: str, login: str | None) -> None:
         board.append(f"{url}/")
-        console.print(f"The board: [bold link={url}/]{url}/[/]  (open it to watch the pipeline move)")
+        shown = login or f"{url}/"
+        console.print(
+            f"The board: [bold link={shown}]{shown}[/]  (open it to watch the pipeline move; it signs you in once)"
+        )
 
     async def watch(orch: Orchestrator) -> None:
         narrator = asyncio.create_task(follow_pipeline(orch, console))

@@ -25,8 +25,31 @@ TOKEN_ENV = "GANGLINE_TOKEN"
 
 
 def register(app: typer.Typer) -> None:
-    for command in (run, serve, demo):
+    for command in (run, serve, demo, login):
         app.command()(command)
+
+
+def login() -> None:
+    """Print a new one-time link that opens the running server's board signed in.
+
+    Exit codes:
+      0  printed
+      1  no server is running for this project
+      2  the server refused the credential
+    """
+    from gangline.cli.client import find_server
+    from gangline.core.wire import LoginLink
+
+    paths = initialised()
+    client = find_server(paths, os.environ, "cli")
+    if client is None:
+        console.print("no gangline server is running for this project; start one with gangline serve")
+        raise typer.Exit(1)
+    try:
+        link = client.fetch(LoginLink, "POST", "/api/login-links")
+    finally:
+        client.close()
+    console.print(f"Open the board, signed in (this link works once): {inert(link.url)}")
 
 
 def run(
@@ -82,7 +105,7 @@ async def _run(
                 await asyncio.wait({narrating})
 
     listen = Listen(port=0, token=token, reraise_signals=False)
-    stopped_by = await serve_project(paths, config, env, listen, lambda url: None, watch)
+    stopped_by = await serve_project(paths, config, env, listen, lambda url, login: None, watch)
     return _summarise(paths, stopped_by)
 
 
@@ -108,21 +131,31 @@ def _summarise(paths: ProjectPaths, stopped_by: int | None) -> int:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (anything but loopback: mind who can reach it).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8765,
     token_env: Annotated[
-        str, typer.Option(help="Environment variable holding the bearer token every request must carry.")
+        str, typer.Option(help="Environment variable holding a bearer token to use instead of the project's secret.")
     ] = TOKEN_ENV,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth", help="Loopback only: no credential at all; any process here, agents included, can drive it."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the REST API, the live events and the pipeline, until Ctrl-C or SIGTERM.
+    """Serve the REST API, the live events, the board and the pipeline, until Ctrl-C or SIGTERM.
 
-    With a token (from the environment, never a flag) every route but /health needs
-    "Authorization: Bearer <token>". On Ctrl-C or SIGTERM open requests get 5 s, then the
-    running agents are stopped; their items keep their sessions and resume on the next start.
+    Every route but /health needs the person's credential: "Authorization: Bearer" with the
+    project's secret (.gangline/secret, made on first use; the CLI sends it by itself) or a
+    token from the environment, or the board's session, which the printed one-time login link
+    sets. On Ctrl-C or SIGTERM open requests get 5 s, then the running agents are stopped; their
+    items keep their sessions and resume on the next start.
 
     Exit codes:
       0  stopped
-      2  a configuration error, or a non-loopback --host without a token
+      2  a configuration error, or --no-auth with a non-loopback --host
       8  another gangline server is running on this repository
       130 / 143  stopped by SIGINT / SIGTERM
     """
@@ -133,16 +166,21 @@ def serve(
 
     env = dict(os.environ)
     token = read_token(env, token_env)
-    check_bind(host, token, token_env)
+    check_bind(host, no_auth)
     paths = initialised()
     config = load_project(paths, env)
+    if no_auth:
+        warn = "--no-auth: no credential guards this server; any process on this machine, agents included"
+        console.print(f"[yellow]{warn}, can add, approve and merge work.[/]")
 
-    def ready(url: str) -> None:
+    def ready(url: str, login: str | None) -> None:
         auth = f" (token from ${inert(token_env)})" if token else ""
         shown = inert(url)
         console.print(f"gangline serving {shown}{auth}: API at {shown}/api, docs at {shown}/docs. Ctrl-C stops it.")
+        if login is not None:
+            console.print(f"Open the board, signed in (this link works once): {inert(login)}")
 
-    asyncio.run(serve_project(paths, config, env, Listen(host, port, token), ready))
+    asyncio.run(serve_project(paths, config, env, Listen(host, port, token, no_auth=no_auth), ready))
 
 
 def demo(

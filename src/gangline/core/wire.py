@@ -360,3 +360,9 @@ class HealthOut(BaseModel):
     ok: bool
     db: bool  # the database answers
     orchestrator: bool  # the pipeline is being driven
+
+
+class LoginLink(BaseModel):
+    """A one-time link that signs a browser in to the board (``POST /api/login-links``, ``gangline login``)."""
+
+    url: str

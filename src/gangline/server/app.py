@@ -22,7 +22,7 @@ from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.permissions import Permissions
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
-from gangline.server import diff, errors, items, permissions, runs, streams
+from gangline.server import diff, errors, items, permissions, runs, signin, streams
 from gangline.server.guard import Guard
 from gangline.server.lifetime import Serving, shutdown_bound
 from gangline.server.mcp import GanglineMcp
@@ -77,13 +77,13 @@ def create_app(
     app = FastAPI(title="gangline", version=__version__, description=_DESCRIPTION, lifespan=lifespan,
                   dependencies=documented)  # fmt: skip
     app.state.gangline = state
-    app.add_middleware(Guard, token=token)
+    app.add_middleware(Guard, token=token, logins=state.logins)
     app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     app.add_exception_handler(GanglineError, errors.gangline_error)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     app.add_exception_handler(Exception, errors.internal_error)
-    for module in (items, diff, runs, streams, permissions):
+    for module in (items, diff, runs, streams, permissions, signin):
         app.include_router(module.router)
     # A class instance as the endpoint: Starlette hands it the raw ASGI call, every method.
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))

@@ -1,4 +1,10 @@
-"""Who may talk to the server at all: a bearer token, or else loopback names and same-origin writes only."""
+"""Who may talk to the server: the person's credential (a bearer or the board's session), or, opted out, loopback.
+
+With a token (the project's secret, or one from the environment) every request but OPEN_PATHS,
+the login link's landing and the board's static files carries it as ``Authorization: Bearer``
+(the CLI, scripts, MCP clients) or the session cookie a login link set (the board). A write
+with the cookie must also come from this origin (CSRF; the cookie is SameSite=Strict too).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,23 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gangline.core.problems import ErrorDetail
 from gangline.server.errors import error_response
+from gangline.server.login import LOGIN_PATH, SESSION_COOKIE, Logins
 from gangline.server.ui import is_ui_path
 
 # /health: probes (systemd, a load balancer, the CLI looking for a server) carry no secret.
 # /mcp: checks its own bearer, which is either a run's token or the server token.
 OPEN_PATHS = frozenset({"/health", "/mcp"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+NEEDS_CREDENTIAL = (
+    "this server needs the person's credential: Authorization: Bearer <the project's secret, .gangline/secret, "
+    "which the gangline CLI sends by itself>, or, in a browser, sign in through the login link gangline serve "
+    "printed (`gangline login` makes a new one)"
+)
 
 
 class Guard:
@@ -27,9 +40,10 @@ class Guard:
     so another site's form cannot POST to the server (CSRF).
     """
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, logins: Logins | None = None) -> None:
         self.app = app
         self.token = token.encode() if token is not None else None
+        self.logins = logins or Logins()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -47,21 +61,27 @@ class Guard:
 
     def refusal(self, scope: Scope, headers: Headers) -> tuple[int, ErrorDetail] | None:
         if self.token is not None:
-            if scope["path"] in OPEN_PATHS or is_ui_path(scope["path"]):
+            if scope["path"] in OPEN_PATHS or scope["path"] == LOGIN_PATH or is_ui_path(scope["path"]):
                 return None
             scheme, _, credentials = headers.get("authorization", "").partition(" ")
             # compare_digest takes as long for a near miss as for a wild guess.
             given = credentials.strip().encode("latin-1")
             if scheme.lower() == "bearer" and hmac.compare_digest(given, self.token):
                 return None
-            return 401, ErrorDetail(code="unauthorized", message="this server needs Authorization: Bearer <token>")
+            if self.logins.is_session(cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)):
+                return self._cross_site(scope, headers)
+            return 401, ErrorDetail(code="unauthorized", message=NEEDS_CREDENTIAL)
         host = headers.get("host", "")
         if not is_loopback(_hostname(host)):
             message = (
                 f"Host {host!r} is not a loopback name; a server without a token answers only 127.0.0.1 / localhost"
             )
             return 403, ErrorDetail(code="forbidden", message=message)
-        origin = headers.get("origin")
+        return self._cross_site(scope, headers)
+
+    def _cross_site(self, scope: Scope, headers: Headers) -> tuple[int, ErrorDetail] | None:
+        """A browser's write from another origin is refused (CSRF)."""
+        origin, host = headers.get("origin"), headers.get("host", "")
         if scope.get("method", "GET") not in _SAFE_METHODS and origin is not None and urlsplit(origin).netloc != host:
             return 403, ErrorDetail(code="forbidden", message=f"a write from origin {origin!r} is not allowed")
         return None

@@ -26,9 +26,11 @@ from gangline.pipeline.grants import agent_mcp_url
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths, read_guide
+from gangline.project.secret import person_secret
 from gangline.project.serverfile import announce_server, withdraw_server
 from gangline.server.app import create_app
 from gangline.server.guard import is_loopback
+from gangline.server.login import LOGIN_PATH
 from gangline.server.state import state_of
 from gangline.store import open_sqlite
 
@@ -50,14 +52,13 @@ def read_token(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def check_bind(host: str, token: str | None, token_env: str) -> None:
-    """Refuse to serve beyond this machine without a token."""
-    if token is None and not is_loopback(host):
+def check_bind(host: str, no_auth: bool) -> None:
+    """Refuse to serve beyond this machine without the person's credential."""
+    if no_auth and not is_loopback(host):
         raise ConfigError(
-            "--host",
-            f"{host} is not a loopback address, and serving it without a token would let anyone who can reach it "
-            f"drive the agents; set {token_env} to a secret of at least {MIN_TOKEN_CHARS} characters "
-            f"(make one with: {_MAKE_TOKEN}), or serve 127.0.0.1",
+            "--no-auth",
+            f"{host} is not a loopback address, and serving it without a credential would let anyone who can "
+            "reach it drive the agents; drop --no-auth (the project's secret then guards it), or serve 127.0.0.1",
         )
 
 
@@ -194,8 +195,9 @@ class Listen:
 
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
-    token: str | None = None
+    token: str | None = None  # from the environment; None: the project's secret (project.secret)
     reraise_signals: bool = True
+    no_auth: bool = False  # loopback only: no credential at all (serve --no-auth)
 
 
 async def serve_project(
@@ -203,18 +205,28 @@ async def serve_project(
     config: ProjectConfig,
     env: Mapping[str, str],
     listen: Listen,
-    on_ready: Callable[[str], None],
+    on_ready: Callable[[str, str | None], None],
     watch: Watch | None = None,
 ) -> int | None:
-    """Serve the project, announced in ``.gangline/server.json`` while it listens; the signal that stopped it."""
+    """Serve the project, announced in ``.gangline/server.json`` while it listens; the signal that stopped it.
+
+    ``on_ready`` gets the URL and a one-time login link for the board (None without a credential).
+    """
+    check_bind(listen.host, listen.no_auth)
+    token = None if listen.no_auth else (listen.token or person_secret(paths))
+    if token is not None:  # nothing an agent or a gate is given carries the person's credential
+        env = {name: value for name, value in env.items() if value != token}
     store = open_sqlite(paths.db_file, patient=True)
+    login: list[str] = []
 
     def ready(url: str) -> None:
         announce_server(paths, url)  # how the CLI on this machine finds us
-        on_ready(url)
+        on_ready(url, f"{url}{LOGIN_PATH}?code={login[0]}" if login else None)
 
     try:
-        app = create_app(paths, config, store, env, token=listen.token, guide=read_guide(paths))
+        app = create_app(paths, config, store, env, token=token, guide=read_guide(paths))
+        if token is not None:
+            login.append(state_of(app).logins.new_code())
         server = build_server(app, listen.host, listen.port, ready, lambda: withdraw_server(paths),
                               listen.reraise_signals)  # fmt: skip
         await serve_app(app, server, watch)

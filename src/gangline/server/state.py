@@ -18,6 +18,7 @@ from gangline.pipeline.views import Live, Views
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
 from gangline.server.lifetime import Serving
+from gangline.server.login import Logins
 from gangline.store import Store
 
 HEARTBEAT_S = 15.0  # an event stream sends a comment after this much silence
@@ -37,6 +38,7 @@ class ServerState:
     orchestrator: Orchestrator | None = None  # set by the lifespan
     permissions: Permissions | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # the metrics' (server.metrics)
+    logins: Logins = field(default_factory=Logins)  # one-time login links and the board's sessions
     views: Views = field(init=False)
 
     def __post_init__(self) -> None:

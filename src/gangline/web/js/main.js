@@ -90,8 +90,14 @@ function askToken() {
     h(
       "form",
       { method: "dialog", class: "token-form" },
-      h("h2", {}, "This server needs its token"),
-      h("label", { for: "token" }, "Token (the server's GANGLINE_TOKEN)"),
+      h("h2", {}, "Sign in to this server"),
+      h(
+        "p",
+        { class: "hint" },
+        "Open the login link gangline serve printed, or run gangline login in the project for a new one. " +
+          "Or paste the project's secret (.gangline/secret) or the server's GANGLINE_TOKEN here:",
+      ),
+      h("label", { for: "token" }, "Secret or token"),
       input,
       h("p", { class: "hint" }, "Kept in this tab only, until you close it."),
       h("div", { class: "buttons" }, h("button", { type: "submit", value: "ok", class: "primary" }, "Connect")),
