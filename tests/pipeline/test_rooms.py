@@ -193,3 +193,15 @@ def cgroups_here() -> bool:
     if probe is not None:
         probe.remove()
     return probe is not None
+
+
+async def test_commits_a_killed_server_never_took_in_are_taken_in_when_it_restarts(project: ProjectPaths) -> None:
+    mine = await worktree(project, 1, "mine")
+    opened = await Rooms(project, SandboxMode.REQUIRED, os.environ).open("1-coder-1", CODER, mine, "1-mine")
+    assert opened is not None
+    inside(opened, "echo w > w.txt && git add w.txt && git -c user.name=A -c user.email=a@b commit -q -m kept")
+    # The server dies here: nothing closes the room. The next one starts:
+    [(run_id, harvest)] = await Rooms(project, SandboxMode.REQUIRED, os.environ).recover()
+    assert run_id == "1-coder-1" and harvest.new_tip is not None
+    assert git(project.root, "log", "-1", "--format=%s", "gangline/1-mine") == "kept"
+    assert not list(project.runs_dir.glob("*.sandbox"))

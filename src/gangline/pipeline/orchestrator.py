@@ -90,6 +90,7 @@ class Orchestrator:
             refresh_gitignore(self.paths)
             await self._guard_base()
             recover(self.store, self.paths.root)
+            await self._agents.recover_rooms()  # before any item is checked: commits a kill left outside
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 try:

@@ -135,6 +135,16 @@ class Rooms:
         finally:
             shutil.rmtree(opened.base, ignore_errors=True)
 
+    async def recover(self) -> list[tuple[str, Harvest]]:
+        """After a restart: take in what runs of a killed server committed in their sandboxes; (run id, harvest)."""
+        found = []
+        for base in sorted(self.paths.runs_dir.glob("*.sandbox")) if self.paths.runs_dir.is_dir() else []:
+            git = quarantine.left_behind(base / "git")
+            if git is not None:
+                found.append((base.name.removesuffix(".sandbox"), await quarantine.harvest(git)))
+            shutil.rmtree(base, ignore_errors=True)
+        return found
+
     # --- the parts ------------------------------------------------------------------------
 
     def _fresh(self, base: Path) -> Path:

@@ -169,16 +169,26 @@ class AgentRuns:
             raise RunnerError(run_id, f"cannot prepare its sandbox: {err}") from err
 
     async def _close_room(self, run_id: str, item: Item, opened: Opened) -> None:
-        """Take in what the sandboxed run committed; say so in the item's history when it was refused."""
+        """Take in what the sandboxed run committed; say so in the item's history."""
         try:
             harvest = await self.rooms.close(opened)
         except GanglineError as err:
             harvest = Harvest(0, refused=f"its objects could not be taken in: {err}")
-        if harvest is None or (harvest.new_tip is None and harvest.refused is None):
+        if harvest is not None:
+            self.record_harvest(run_id, item.id, harvest)
+
+    async def recover_rooms(self) -> None:
+        """After a restart: the commits of sandboxed runs a killed server never took in."""
+        for run_id, harvest in await self.rooms.recover():
+            item_id = int(run_id.split("-", 1)[0]) if run_id.split("-", 1)[0].isdigit() else None
+            self.record_harvest(run_id, item_id, harvest)
+
+    def record_harvest(self, run_id: str, item_id: int | None, harvest: Harvest) -> None:
+        if harvest.new_tip is None and harvest.refused is None:
             return
         data = {"objects": harvest.objects, "tip": harvest.new_tip, "refused": harvest.refused}
         kind = "sandbox_refused" if harvest.refused else "sandbox_commits"
-        self.store.record_event(kind, self.actor, item_id=item.id, run_id=run_id, reason=harvest.refused, data=data)
+        self.store.record_event(kind, self.actor, item_id=item_id, run_id=run_id, reason=harvest.refused, data=data)
 
     def _private_settings(self, run_id: str) -> Path:
         """A file for the run's MCP settings outside its worktree (Gemini's), removed when it ends."""

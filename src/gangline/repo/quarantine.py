@@ -17,6 +17,7 @@ the run started.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,8 @@ from gangline.core.errors import GitError
 from gangline.repo.git import git, git_env
 
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-BRANCH_DIR = "gangline"  # item branches are refs/heads/gangline/<id>-<slug>
+BRANCH_DIR = "gangline"
+ROOM_FILE = "room.json"  # item branches are refs/heads/gangline/<id>-<slug>
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,30 @@ async def prepare(workdir: Path, quarantine: Path, branch: str | None) -> GitRoo
         if tip is not None:
             (quarantine / "refs" / branch).write_text(tip + "\n")
     room = GitRoom(common, private, quarantine, branch, tip)
+    # What harvest needs, kept beside the objects: a server killed mid-run takes them in when it restarts.
+    plan = {"common": str(common), "private": str(private), "branch": branch, "start_tip": tip}
+    (quarantine / ROOM_FILE).write_text(json.dumps(plan))
     for _source, shown in room.moved():
         shown.mkdir(parents=True, exist_ok=True)  # the mount point, on a file system the sandbox shows read-only
     return room
 
 
+def left_behind(quarantine: Path) -> GitRoom | None:
+    """The quarantine a run left when its server was killed, as prepare made it; None if there is none."""
+    try:
+        plan = json.loads((quarantine / ROOM_FILE).read_text())
+        return GitRoom(Path(plan["common"]), Path(plan["private"]), quarantine, plan["branch"], plan["start_tip"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 async def harvest(room: GitRoom) -> Harvest:
     """Take the run's objects and its branch's new tip into the repository; the quarantine is removed."""
     try:
-        count = await _import_objects(room)
+        try:
+            count = await _import_objects(room)
+        except GitError as err:
+            return Harvest(0, refused=f"the run's objects could not be taken in: {err}")
         if room.branch is None:
             return Harvest(count)
         new_tip = _read_tip(room.refs / room.branch)
