@@ -33,10 +33,12 @@ def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(t
     )
     project.agent("fake", [[{"say": "hi"}]], role="qa")
     project.configure()
-    checks = by_name(run_checks(project.root, os.environ, port=0))
+    checks = by_name(run_checks(project.root, {**os.environ, "ANTHROPIC_API_KEY": "sk-signed-in"}, port=0))
     assert all(c.ok for c in checks.values()), checks
     assert "2.1.330 (Claude Code)" in checks["agent claude"].detail
-    assert set(checks) == {"git", "repository", "configuration", "agent claude", "agent fake", "port", "disk"}
+    assert checks["sandbox"].detail.startswith("on (") and ".gangline/ is hidden" in checks["sandbox"].detail
+    assert set(checks) == {"git", "repository", "configuration", "sandbox", "agent claude", "agent fake", "port",
+                           "disk"}  # fmt: skip
 
 
 def test_codex_and_gemini_profiles_report_their_pinned_versions_and_every_flag_gangline_passes(tmp_path: Path) -> None:
@@ -45,7 +47,8 @@ def test_codex_and_gemini_profiles_report_their_pinned_versions_and_every_flag_g
     project.add_agent({"name": "gemini", "cli": "gemini", "command": require_gemini(), "model": "gemini-2.5-flash"})
     project.configure()
     home = tmp_path / "home"
-    env = {**os.environ, "HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+    env = {**os.environ, "HOME": str(home), "CODEX_HOME": str(home / ".codex"), "OPENAI_API_KEY": "sk-1",
+           "GEMINI_API_KEY": "g-1"}  # fmt: skip
     (home / ".codex").mkdir(parents=True)
     checks = by_name(run_checks(project.root, env, port=0))
     assert checks["agent codex"].ok and checks["agent gemini"].ok, checks
@@ -61,7 +64,7 @@ def test_a_cli_whose_help_lacks_a_flag_gangline_passes_is_named(tmp_path: Path) 
     project = Project(tmp_path)
     project.add_agent({"name": "gem", "cli": "gemini", "command": str(old)})
     project.configure()
-    check = by_name(run_checks(project.root, os.environ, port=0))["agent gem"]
+    check = by_name(run_checks(project.root, {**os.environ, "GEMINI_API_KEY": "g-1"}, port=0))["agent gem"]
     assert not check.ok and "--skip-trust" in check.detail and "--approval-mode" in check.detail
     assert check.fix == "upgrade the agent CLI"
 
@@ -72,6 +75,31 @@ def test_a_missing_agent_cli_is_named_with_how_to_install_it(tmp_path: Path) -> 
     project.configure()
     check = by_name(run_checks(project.root, os.environ, port=0))["agent coder"]
     assert not check.ok and "does not exist" in check.detail and "npm install" in check.fix
+
+
+def test_root_with_bypass_permissions_outside_a_sandbox_and_no_sign_in_are_caught_before_any_run(
+    tmp_path: Path,
+) -> None:
+    project = Project(tmp_path)
+    claude = {"cli": "claude", "command": require_claude(), "model": "sonnet"}
+    project.add_agent({"name": "bypass", "permission_mode": "bypassPermissions", **claude})
+    project.add_agent({"name": "plain", "role": "qa", **claude})
+    project.add_agent({"name": "gem", "role": "qa", "cli": "gemini", "command": require_gemini()})
+    project.configure(sandbox="off")
+    home = tmp_path / "home"  # nobody signed in here
+    env = {k: v for k, v in os.environ.items() if k != "IS_SANDBOX"} | {"HOME": str(home), "ANTHROPIC_API_KEY": ""}
+    checks = by_name(run_checks(project.root, env, port=0))
+    assert checks["sandbox"].ok and checks["sandbox"].detail.startswith('off (sandbox = "off")')
+    bypass = checks["agent bypass"]
+    if os.geteuid() == 0:
+        assert not bypass.ok and "root" in bypass.detail and "install bubblewrap" in bypass.fix
+    plain, gem = checks["agent plain"], checks["agent gem"]
+    assert not plain.ok and "no ANTHROPIC_API_KEY" in plain.detail and str(home / ".claude") in plain.detail
+    assert not gem.ok and "no GEMINI_API_KEY" in gem.detail and "running gemini" in gem.detail
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {}}')  # a subscription's sign-in
+    again = by_name(run_checks(project.root, env, port=0))
+    assert again["agent plain"].ok, again["agent plain"]
 
 
 def test_outside_a_repository_it_says_where_to_run(tmp_path: Path) -> None:

@@ -149,3 +149,29 @@ def _copy(source: Path, target: Path) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+# --- is the person signed in (gangline doctor) ---------------------------------------------------
+
+_KEYS: dict[CliKind, tuple[str, ...]] = {
+    CliKind.CLAUDE: ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"),
+    CliKind.CODEX: ("OPENAI_API_KEY", "CODEX_API_KEY"),
+    CliKind.GEMINI: ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA"),
+}
+_HOW = {
+    CliKind.CLAUDE: "set ANTHROPIC_API_KEY in gangline's environment, or sign in once by running claude and /login",
+    CliKind.CODEX: "set OPENAI_API_KEY in gangline's environment, or sign in once with codex login",
+    CliKind.GEMINI: "set GEMINI_API_KEY in gangline's environment, or sign in once by running gemini",
+}
+
+
+def sign_in_problem(kind: CliKind, env: dict[str, str], home: Path) -> str | None:
+    """Why the CLI would find no credentials (an API key in ``env``, or a sign-in under ``home``); None if it would."""
+    if kind is CliKind.FAKE or any(env.get(name) for name in _KEYS[kind]):
+        return None
+    cli = HOMES[kind]
+    folder = person_dir(cli, env, home)
+    if any((folder / name).is_file() for name in cli.signed_in):
+        return None
+    keys = " or ".join(_KEYS[kind])
+    return f"no {keys} in the environment and no sign-in in {folder}; {_HOW[kind]}"

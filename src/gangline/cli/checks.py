@@ -1,7 +1,8 @@
-"""What ``gangline doctor`` checks: git, the repository, project.toml, each agent CLI, the port, the disk."""
+"""What ``gangline doctor`` checks: git, the repository, project.toml, the sandbox, each agent, the port, the disk."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -10,10 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gangline.agents import homes
 from gangline.agents.adapter import resolve_binary
 from gangline.agents.registry import ADAPTERS
+from gangline.agents.sandbox import INSTALL, bwrap_path
 from gangline.core.errors import GanglineError
-from gangline.core.profiles import AgentProfile, CliKind
+from gangline.core.outcome import fix_for
+from gangline.core.profiles import AgentProfile, CliKind, PermissionMode, SandboxMode
+from gangline.pipeline.rooms import Rooms
 from gangline.project.config import load_project
 from gangline.project.paths import ProjectPaths, find_root
 
@@ -44,8 +49,20 @@ def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
     except GanglineError as err:
         return [*checks, Check("configuration", False, str(err), "edit .gangline/project.toml (or run gangline init)")]
     checks.append(Check("configuration", True, f"{len(config.agents)} agent profile(s), {len(config.gates)} gate(s)"))
-    checks += [check_agent(profile, env) for profile in config.agents]
+    rooms = Rooms(paths, config.sandbox, env, config.sandbox_writable, config.sandbox_hidden)
+    sandbox = check_sandbox(rooms)
+    checks.append(sandbox)
+    checks += [check_agent(profile, env, sandboxed=sandbox.ok and config.sandbox is not SandboxMode.OFF)
+               for profile in config.agents]  # fmt: skip
     return [*checks, check_port(port), check_disk(paths)]
+
+
+def check_sandbox(rooms: Rooms) -> Check:
+    """Which sandbox is in force for agents and gates, and how to get one where it is missing."""
+    detail = rooms.describe()
+    if rooms.mode is SandboxMode.OFF or bwrap_path() is not None:
+        return Check("sandbox", True, detail)
+    return Check("sandbox", False, detail, INSTALL)
 
 
 def check_git(env: Mapping[str, str]) -> Check:
@@ -62,16 +79,20 @@ def check_git(env: Mapping[str, str]) -> Check:
     return Check("git", True, f"{found}, version {match[0]}")
 
 
-def check_agent(profile: AgentProfile, env: Mapping[str, str]) -> Check:
-    """The profile's CLI: found, its version, and every flag gangline will pass listed in its help."""
+def check_agent(profile: AgentProfile, env: Mapping[str, str], sandboxed: bool = False) -> Check:
+    """The profile's CLI: found, signed in, able to start as configured, its version, and every flag it needs."""
     name = f"agent {profile.name}"
     if profile.cli is CliKind.FAKE:
         return Check(name, True, "the fake agent shipped with gangline")
     adapter = ADAPTERS[profile.cli]
     try:
         binary = resolve_binary(profile, profile.command or adapter.binary)
+        adapter.environment(profile, env)  # a provider's key_env that is not set
     except GanglineError as err:
         return Check(name, False, str(err), f"{adapter.install}, or set command = <path> in its [[agent]] table")
+    refusal = _refusal(profile, {**env, **profile.env}, sandboxed)
+    if refusal is not None:
+        return Check(name, False, refusal[0], refusal[1])
     version = (_output([binary, "--version"], env) or "").strip().splitlines()
     detail = f"{profile.cli.value} at {binary}, {version[0] if version else 'version unknown'}"
     helps: dict[tuple[str, ...], str] = {}
@@ -84,6 +105,18 @@ def check_agent(profile: AgentProfile, env: Mapping[str, str]) -> Check:
     if missing:
         return Check(name, False, f"{detail}; its --help lacks {', '.join(missing)}", "upgrade the agent CLI")
     return Check(name, True, detail)
+
+
+def _refusal(profile: AgentProfile, env: dict[str, str], sandboxed: bool) -> tuple[str, str] | None:
+    """Why the CLI would refuse to start as configured, and the fix: root with bypassPermissions, no sign-in."""
+    bypass = profile.cli is CliKind.CLAUDE and profile.permission_mode is PermissionMode.BYPASS
+    if bypass and os.geteuid() == 0 and not sandboxed and not env.get("IS_SANDBOX"):
+        said = "cannot be used with root/sudo privileges"
+        return f"Claude Code refuses bypassPermissions as root ({said})", fix_for([said]) or ""
+    if profile.provider is not None:
+        return None  # the provider's key_env was checked above
+    problem = homes.sign_in_problem(profile.cli, env, Path(env.get("HOME") or Path.home()))
+    return (problem, "sign the CLI in, or give gangline its API key") if problem else None
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> Check:
