@@ -26,6 +26,13 @@ from kits.pipeline_kit import Project
 pytestmark = pytest.mark.real_cli
 
 COMMIT = "git add hello.txt && git commit -q -m 'Add hello.txt'"
+
+
+def escape_then_commit(project: Project) -> str:
+    """A write outside the worktree (refused by the sandbox; the command goes on), then the commit."""
+    return f"echo evil > {project.root}/EVIL.txt; {COMMIT}"
+
+
 GATE = ("hello", 'test "$(cat hello.txt)" = "hello from the agent"')
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello from the agent\n*** End Patch\n"
 
@@ -39,13 +46,19 @@ def assert_done_with_one_commit(project: Project, item_id: int, profile: str) ->
     assert (run.profile, run.outcome) == (profile, RunOutcome.SUCCEEDED)
     commands = [r.event for r in replay(Path(run.log_path)) if isinstance(r.event, CommandExecution)]
     assert [c.status for c in commands] == ["completed"] and COMMIT in commands[0].command
+    assert "Read-only file system" in Path(run.log_path).read_text()  # the write outside was refused...
+    assert not (project.root / "EVIL.txt").exists()  # ...and left nothing; the commit inside landed
 
 
 async def test_codex_codes_an_item_that_gates_and_merge_take_to_done_and_its_cost_reaches_the_ledger(
     tmp_path: Path,
 ) -> None:
     project = Project(tmp_path)
-    script = [custom_tool_turn("apply_patch", PATCH), tool_turn("exec_command", {"cmd": COMMIT}), text_turn("Done.")]
+    script = [
+        custom_tool_turn("apply_patch", PATCH),
+        tool_turn("exec_command", {"cmd": escape_then_commit(project)}),
+        text_turn("Done."),
+    ]
     with FakeResponses(script) as api:
         project.add_agent(
             {
@@ -75,7 +88,7 @@ async def test_gemini_codes_an_item_that_gates_and_merge_take_to_done(tmp_path: 
     write = {"file_path": "{cwd}/hello.txt", "content": "hello from the agent\n"}
     script = [
         tool_turn("write_file", write),
-        tool_turn("run_shell_command", {"command": COMMIT, "description": "commit"}),
+        tool_turn("run_shell_command", {"command": escape_then_commit(project), "description": "commit"}),
         text_turn("Done."),
     ]
     with FakeGemini(script) as api:
