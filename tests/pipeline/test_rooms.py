@@ -111,7 +111,8 @@ async def test_an_object_planted_under_another_name_never_enters_the_store(proje
     planted.parent.mkdir(parents=True)
     planted.write_bytes(zlib.compress(b"blob 5\x00evil\n"))
     harvest = await rooms.close(opened)
-    assert harvest is not None and harvest.refused is None
+    assert harvest is not None and harvest.refused is not None
+    assert f"object {empty_blob} holds the content of" in harvest.refused  # the run's work is not taken at all
     shown = subprocess.run(["git", "cat-file", "-e", empty_blob], cwd=project.root, capture_output=True)
     if shown.returncode == 0:  # if it is there at all, it is the real empty blob
         assert git(project.root, "cat-file", "-p", empty_blob) == ""

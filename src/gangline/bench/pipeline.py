@@ -114,7 +114,9 @@ class PipelineFigures:
         }
 
 
-async def pipeline(items: int, backlog: int, env: Mapping[str, str], workdir: Path | None = None) -> PipelineFigures:
+async def pipeline(
+    items: int, backlog: int, env: Mapping[str, str], workdir: Path | None = None, sandbox: str = "auto"
+) -> PipelineFigures:
     """Run ``items`` items backlog -> coding -> qa -> merge -> done with fake agents and one ``true`` gate.
 
     Every item takes two agent runs (coder, then a QA agent), so each has one handoff to time.
@@ -125,14 +127,14 @@ async def pipeline(items: int, backlog: int, env: Mapping[str, str], workdir: Pa
     if items < 1 or backlog < 0:
         raise ConfigError("bench pipeline", f"expected items >= 1 and backlog >= 0, got {items} and {backlog}")
     if workdir is not None:
-        return await _pipeline_in(workdir, items, backlog, env)
+        return await _pipeline_in(workdir, items, backlog, env, sandbox)
     with tempfile.TemporaryDirectory(prefix="gangline-bench-") as tmp:
-        return await _pipeline_in(Path(tmp), items, backlog, env)
+        return await _pipeline_in(Path(tmp), items, backlog, env, sandbox)
 
 
-async def _pipeline_in(work: Path, items: int, backlog: int, env: Mapping[str, str]) -> PipelineFigures:
+async def _pipeline_in(work: Path, items: int, backlog: int, env: Mapping[str, str], sandbox: str) -> PipelineFigures:
     paths = bench_repo(work / "repo", env)
-    config = _bench_config(paths, work, env)
+    config = _bench_config(paths, work, env, sandbox)
     store = open_sqlite(paths.db_file)
     try:
         idle = Orchestrator(paths, config, store, env)  # never serves: its ticks only plan
@@ -159,9 +161,8 @@ def bench_repo(root: Path, env: Mapping[str, str]) -> ProjectPaths:
     return ProjectPaths(root)
 
 
-def _bench_config(paths: ProjectPaths, work: Path, env: Mapping[str, str]) -> ProjectConfig:
-    # The fake agents keep their attempt counters in ``work``: the sandbox shows it writable.
-    tables = [f"sandbox_writable = {json.dumps([str(work)])}", _SETTINGS]
+def _bench_config(paths: ProjectPaths, work: Path, env: Mapping[str, str], sandbox: str) -> ProjectConfig:
+    tables = [f"sandbox = {json.dumps(sandbox)}", _SETTINGS]
     for role, steps in ((Role.CODER, _CODER_STEPS), (Role.QA, _QA_STEPS)):
         scenario = work / f"{role.value}.json"
         scenario.write_text(json.dumps({"attempts": [steps]}))

@@ -14,7 +14,7 @@ from gangline.cli.common import bench_app, err_console
 
 def register() -> None:
     for name, command in (("ingest", bench_ingest), ("pipeline", bench_pipeline), ("fanout", bench_fanout),
-                          ("soak", bench_soak)):  # fmt: skip
+                          ("soak", bench_soak), ("spawn", bench_spawn)):  # fmt: skip
         bench_app.command(name)(command)
 
 
@@ -31,16 +31,31 @@ def bench_ingest(
     print(json.dumps(figures.as_dict()))
 
 
+def bench_spawn(
+    runs: Annotated[int, typer.Option(min=2, help="Runs of the fake CLI each way, interleaved.")] = 50,
+) -> None:
+    """What the sandbox adds to starting an agent: spawn -> first event, with and without, and the room's own cost."""
+    import asyncio
+
+    from gangline.bench.spawn import spawn
+
+    print(json.dumps(asyncio.run(spawn(runs, os.environ)).as_dict()))
+
+
 def bench_pipeline(
     items: Annotated[int, typer.Option(min=1, help="Items to take through the whole pipeline.")] = 50,
     backlog: Annotated[int, typer.Option(min=0, help="Items left waiting in the backlog all along.")] = 500,
+    sandbox: Annotated[str, typer.Option(help="The project's sandbox setting: auto, required or off.")] = "auto",
 ) -> None:
     """Items through the whole pipeline with fake agents: items/min, coder-exit -> QA-spawn latency, tick cost."""
     import asyncio
 
     from gangline.bench.pipeline import pipeline
+    from gangline.cli.common import choice
+    from gangline.core.profiles import SandboxMode
 
-    figures = asyncio.run(pipeline(items, backlog, os.environ))
+    mode = choice(SandboxMode, sandbox, "--sandbox")
+    figures = asyncio.run(pipeline(items, backlog, os.environ, sandbox=mode.value))
     print(json.dumps(figures.as_dict()))
 
 

@@ -17,11 +17,13 @@ the run started.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +82,7 @@ class Harvest:
 
 async def prepare(workdir: Path, quarantine: Path, branch: str | None) -> GitRoom:
     """Make the run's quarantine for a worktree, with the item branch's current tip in its own refs."""
-    common = Path((await git(workdir, "rev-parse", "--path-format=absolute", "--git-common-dir")).stdout.strip())
-    private = Path((await git(workdir, "rev-parse", "--path-format=absolute", "--git-dir")).stdout.strip())
+    common, private = await _git_dirs(workdir)
     if quarantine.exists():
         shutil.rmtree(quarantine)
     for path in (quarantine / "objects" / "pack", quarantine / "refs", quarantine / "logs"):
@@ -99,6 +100,21 @@ async def prepare(workdir: Path, quarantine: Path, branch: str | None) -> GitRoo
     for _source, shown in room.moved():
         shown.mkdir(parents=True, exist_ok=True)  # the mount point, on a file system the sandbox shows read-only
     return room
+
+
+async def _git_dirs(workdir: Path) -> tuple[Path, Path]:
+    """(the repository's git directory, the worktree's own), read from the files git keeps; git asked otherwise."""
+    try:
+        pointer = (workdir / ".git").read_text()
+        private = Path(pointer.removeprefix("gitdir: ").strip())
+        common = (private / (private / "commondir").read_text().strip()).resolve()
+        if pointer.startswith("gitdir: ") and private.is_absolute() and (common / "objects").is_dir():
+            return common, private
+    except OSError:
+        pass
+    ask = ("rev-parse", "--path-format=absolute")
+    common = Path((await git(workdir, *ask, "--git-common-dir")).stdout.strip())
+    return common, Path((await git(workdir, *ask, "--git-dir")).stdout.strip())
 
 
 def left_behind(quarantine: Path) -> GitRoom | None:
@@ -151,10 +167,43 @@ def _read_tip(path: Path) -> str | None:
 
 
 async def _import_objects(room: GitRoom) -> int:
+    """Take every quarantined object into the repository, each under its true name; how many there were.
+
+    Loose objects (what commits write) are checked here, in this process: the file's name must
+    be the hash of its inflated content, or the whole harvest is refused. A quarantine holding
+    packs (the agent repacked) goes through ``git index-pack``, which names every object itself.
+    """
+    loose = [f for d in room.objects.iterdir() if d.name != "pack" and d.is_dir() for f in d.iterdir()]
+    if any((room.objects / "pack").iterdir()):
+        return await _index_all(room)
+    for path in loose:
+        _take_loose(path, room.common / "objects")
+    return len(loose)
+
+
+def _take_loose(path: Path, objects: Path) -> None:
+    """Move one verified loose object into ``objects``; GitError if its name is not its content's hash."""
+    name = path.parent.name + path.name
+    data = path.read_bytes()
+    try:
+        content = zlib.decompress(data)
+    except zlib.error:
+        raise GitError(("harvest",), path, None, f"object {name} is not a zlib stream") from None
+    digest = (hashlib.sha1 if len(name) == 40 else hashlib.sha256)(content).hexdigest()
+    if digest != name or b"\0" not in content[:32]:
+        raise GitError(("harvest",), path, None, f"object {name} holds the content of {digest}")
+    target = objects / path.parent.name / path.name
+    if target.exists():
+        return  # git never rewrites an object: the repository's copy stands
+    target.parent.mkdir(exist_ok=True)
+    temp = target.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    temp.chmod(0o444)
+    os.replace(temp, target)
+
+
+async def _index_all(room: GitRoom) -> int:
     """Pack every quarantined object and index it into the repository; how many there were."""
-    loose = [p for p in room.objects.iterdir() if p.name != "pack"]
-    if not loose and not any((room.objects / "pack").iterdir()):
-        return 0
     # git() drops GIT_OBJECT_DIRECTORY from its environment on purpose; here it is the point.
     env = git_env(None) | {"GIT_OBJECT_DIRECTORY": str(room.objects)}
     listing = await asyncio.create_subprocess_exec(
