@@ -90,7 +90,9 @@ async def prepare(workdir: Path, quarantine: Path, branch: str | None) -> GitRoo
     tip = None
     if branch is not None:
         name = f"refs/heads/{BRANCH_DIR}/{branch}"
-        tip = (await git(workdir, "rev-parse", "--verify", "--quiet", name, check=False)).stdout.strip() or None
+        tip = _read_ref(common, name)
+        if tip is None:  # not where git usually keeps it: ask git
+            tip = (await git(workdir, "rev-parse", "--verify", "--quiet", name, check=False)).stdout.strip() or None
         if tip is not None:
             (quarantine / "refs" / branch).write_text(tip + "\n")
     room = GitRoom(common, private, quarantine, branch, tip)
@@ -152,6 +154,25 @@ async def harvest(room: GitRoom) -> Harvest:
         return Harvest(count, new_tip)
     finally:
         shutil.rmtree(room.quarantine, ignore_errors=True)
+
+
+def _read_ref(common: Path, name: str) -> str | None:
+    """A branch's tip from its loose ref file or ``packed-refs``, without a git process; None if not found so."""
+    try:
+        loose = (common / name).read_text(encoding="ascii").strip()
+        return loose if _SHA.fullmatch(loose) else None
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
+            sha, _, ref = line.partition(" ")
+            if ref == name and _SHA.fullmatch(sha):
+                return sha
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
 
 
 def _tips(room: GitRoom) -> list[str]:
