@@ -7,6 +7,7 @@ the person wins and the job records only what it observed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -152,11 +153,12 @@ class Pipeline:
 
     async def _check_work(self, item: Item, run_id: str) -> AfterRun:
         """The "work survived" rule: committed work that passes the gates advances, however the agent ended."""
-        ahead = await self.worktrees.commits_ahead(item.id, item.slug)
+        path = await self.worktrees.ensure(item.id, item.slug)
+        ahead, dirty = await asyncio.gather(  # both read-only, asked at once
+            self.worktrees.commits_ahead(item.id, item.slug), self.worktrees.dirty_paths(path)
+        )
         if ahead == 0:
             return AfterRun(Next.RETRY, "You exited without committing any work. Do the item and commit it with git.")
-        path = await self.worktrees.ensure(item.id, item.slug)
-        dirty = await self.worktrees.dirty_paths(path)
         if dirty:
             listed = ", ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else "")
             return AfterRun(
@@ -198,8 +200,8 @@ class Pipeline:
 
     async def review(self, item: Item) -> None:
         mode = item.qa_mode or self.config.qa_mode
-        ahead = await self.worktrees.commits_ahead(item.id, item.slug)
         if mode is QaMode.SERVER:
+            ahead = await self.worktrees.commits_ahead(item.id, item.slug)
             self.store.transition(
                 item.id,
                 Trigger.QA_PASSED,
@@ -210,8 +212,12 @@ class Pipeline:
             return
         profile = self._profile(item, Role.QA)
         path = await self.worktrees.ensure(item.id, item.slug)
-        tip = await self.worktrees.branch_tip(item.id, item.slug)
-        diff = await self.worktrees.diff_against_base(item.id, item.slug)
+        # Three read-only git questions, asked at once: they lie on the coder → QA handoff.
+        ahead, tip, diff = await asyncio.gather(
+            self.worktrees.commits_ahead(item.id, item.slug),
+            self.worktrees.branch_tip(item.id, item.slug),
+            self.worktrees.diff_against_base(item.id, item.slug),
+        )
         tried: set[str] = set()
         while True:
             tried.add(profile.name)
