@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import stat
 import subprocess
 import zlib
 from pathlib import Path
@@ -206,3 +209,38 @@ async def test_commits_a_killed_server_never_took_in_are_taken_in_when_it_restar
     assert run_id == "1-coder-1" and harvest.new_tip is not None
     assert git(project.root, "log", "-1", "--format=%s", "gangline/1-mine") == "kept"
     assert not list(project.runs_dir.glob("*.sandbox"))
+
+
+@pytest.mark.parametrize("kind", ["refresh", "other-shape"])
+async def test_a_sign_in_the_cli_refreshes_inside_goes_back_to_the_person_and_nothing_else_does(
+    tmp_path: Path, kind: str
+) -> None:
+    home = tmp_path / "home"
+    person = home / ".claude" / ".credentials.json"
+    person.parent.mkdir(parents=True)
+    person.write_text(json.dumps({"claudeAiOauth": {"accessToken": "old", "refreshToken": "r1"}}))
+    person.chmod(0o600)
+    written = (
+        {"claudeAiOauth": {"accessToken": "new", "refreshToken": "r2"}}
+        if kind == "refresh"
+        else {"attacker": {"accessToken": "theirs"}}
+    )
+    refresh = (
+        'test "$(cat "$CLAUDE_CONFIG_DIR/.credentials.json")" = '
+        f"{shlex.quote(person.read_text())} && echo {shlex.quote(json.dumps(written))} "
+        '> "$CLAUDE_CONFIG_DIR/.credentials.json"'
+    )
+    project = Project(tmp_path)
+    literal = refresh.replace("{", "{{").replace("}", "}}")  # scenario strings are templates
+    project.agent("coder", [[{"run": literal}, *commit_file("a.txt", "a\n")]], env={"HOME": str(home)})
+    project.configure()
+    item = project.add("Refresh the sign-in")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE, project.item(item.id).state
+    now = json.loads(person.read_text())
+    if kind == "refresh":  # the CLI saw the person's sign-in, refreshed it, and the person has the new one
+        assert now == written and stat.S_IMODE(person.stat().st_mode) == 0o600
+    else:  # not a refresh of the same kind of file: never written over the person's
+        assert now == {"claudeAiOauth": {"accessToken": "old", "refreshToken": "r1"}}
+    kept = project.paths.state_dir / "agents" / "coder" / "claude" / ".credentials.json"
+    assert json.loads(kept.read_text()) == written  # the profile's own copy, for its next run
