@@ -244,3 +244,17 @@ async def test_a_sign_in_the_cli_refreshes_inside_goes_back_to_the_person_and_no
         assert now == {"claudeAiOauth": {"accessToken": "old", "refreshToken": "r1"}}
     kept = project.paths.state_dir / "agents" / "coder" / "claude" / ".credentials.json"
     assert json.loads(kept.read_text()) == written  # the profile's own copy, for its next run
+
+
+async def test_a_run_that_switches_branch_is_put_back_on_its_own_and_its_other_branch_stays_inside(
+    project: ProjectPaths,
+) -> None:
+    mine = await worktree(project, 1, "mine")
+    rooms = Rooms(project, SandboxMode.REQUIRED, os.environ)
+    opened = await rooms.open("1-coder-1", CODER, mine, "1-mine")
+    assert opened is not None
+    inside(opened, "git checkout -q -b gangline/9-elsewhere && git -c user.name=A -c user.email=a@b commit -q "
+                   "--allow-empty -m away")  # fmt: skip
+    await rooms.close(opened)
+    assert git(mine, "symbolic-ref", "HEAD") == "refs/heads/gangline/1-mine"
+    assert "gangline/9-elsewhere" not in git(project.root, "branch", "--list")

@@ -101,7 +101,7 @@ class Rooms:
             env["IS_SANDBOX"] = "1"  # Claude Code allows bypassPermissions as root only in a sandbox: this is one
         room = Room(
             workdir=workdir,
-            writable=(git.private, git.objects, base / "tmp", self._cache(), *own_state, *self._writable),
+            writable=(git.private, git.objects, base / "tmp", self._cache(), *own_state, *self._extra()),
             moved=tuple(moved),
             readable=(self.paths.hooks_dir, self.paths.runs_dir / f"{run_id}.settings.json"),
             hidden=self._hidden_paths(home),
@@ -117,7 +117,7 @@ class Rooms:
         base = self._fresh(self.paths.runs_dir / f"{key}.gates.sandbox")
         room = Room(
             workdir=workdir,
-            writable=(base / "tmp", self._cache(), *self._writable),
+            writable=(base / "tmp", self._cache(), *self._extra()),
             readable=(self.paths.hooks_dir,),
             hidden=self._hidden_paths(),
             env=self._temp_env(base),
@@ -151,6 +151,10 @@ class Rooms:
         shutil.rmtree(base, ignore_errors=True)
         (base / "tmp").mkdir(parents=True, mode=0o700)
         return base
+
+    def _extra(self) -> tuple[Path, ...]:
+        """``sandbox_writable``: those that exist (bwrap cannot show what is not there)."""
+        return tuple(path for path in self._writable if path.exists())
 
     def _cache(self) -> Path:
         cache = self.paths.state_dir / "cache"

@@ -137,6 +137,7 @@ async def harvest(room: GitRoom) -> Harvest:
             return Harvest(0, refused=f"the run's objects could not be taken in: {err}")
         if room.branch is None:
             return Harvest(count)
+        _back_on_its_branch(room)
         new_tip = _read_tip(room.refs / room.branch)
         if new_tip is None or new_tip == room.start_tip:
             return Harvest(count)
@@ -173,6 +174,17 @@ def _read_ref(common: Path, name: str) -> str | None:
     except (OSError, UnicodeDecodeError):
         pass
     return None
+
+
+def _back_on_its_branch(room: GitRoom) -> None:
+    """A run that switched its worktree to another branch (one only its sandbox had) is put back on its own."""
+    head = room.private / "HEAD"
+    wanted = f"ref: refs/heads/{BRANCH_DIR}/{room.branch}\n"
+    try:
+        if head.read_text() != wanted:
+            head.write_text(wanted)
+    except OSError:
+        pass
 
 
 def _tips(room: GitRoom) -> list[str]:
