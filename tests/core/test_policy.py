@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gangline.core.events import RunOutcome
-from gangline.core.policy import AfterRun, Next, RunEnding, after_run, retry_or_block
+from gangline.core.policy import AfterRun, Next, RunEnding, after_check, after_run, retry_or_block
 
 NOW = 10_000.0
 
@@ -57,3 +57,9 @@ def test_a_reset_too_far_away_blocks_instead_of_parking() -> None:
 def test_retries_run_out_after_max_retries() -> None:
     assert retry_or_block(3, 3, "gate failed").next is Next.RETRY
     assert retry_or_block(4, 3, "gate failed") == AfterRun(Next.BLOCK, "4 attempts failed; the last: gate failed")
+
+
+def test_a_check_s_finding_says_first_how_a_run_that_did_not_succeed_ended() -> None:
+    found = "You exited without committing any work."
+    assert after_check(ending(RunOutcome.SUCCEEDED), found) == found
+    assert after_check(ending(RunOutcome.STALLED), found) == f"The run stalled (r). {found}"

@@ -85,6 +85,13 @@ def _park(ending: RunEnding, now: float, default_wait_s: float, max_wait_s: floa
     return AfterRun(Next.PARK, f"rate limited: {ending.reason}", until)
 
 
+def after_check(ending: RunEnding, finding: str) -> str:
+    """A retry's prompt and a block's reason: what the check found, after how the run ended if it did not succeed."""
+    if ending.outcome is RunOutcome.SUCCEEDED:
+        return finding
+    return f"The run {ending.outcome.value} ({ending.reason}). {finding}"
+
+
 def retry_or_block(retries_used: int, max_retries: int, reason: str) -> AfterRun:
     """After a failed attempt: ``retries_used`` counts this failure too."""
     if retries_used > max_retries:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from gangline.agents.sandbox import confine
 from gangline.core.errors import ConfigError, VerdictError
-from gangline.core.events import RunOutcome
 from gangline.core.items import Item
-from gangline.core.policy import AfterRun, Next, after_run, retry_or_block
+from gangline.core.policy import AfterRun, Next, after_check, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.records import REASON_CHARS
@@ -135,7 +134,9 @@ class Pipeline:
             decision = await self._check_work(item, result.run_id)
             if decision.next is Next.LEAVE:  # the gates passed and the item moved on
                 return
-            decision = retry_or_block(item.retries + 1, self.config.max_retries, _what_ran(result, decision.reason))
+            decision = retry_or_block(
+                item.retries + 1, self.config.max_retries, after_check(result.ending, decision.reason)
+            )
             self._apply(item, decision, result.run_id, session, retries=item.retries + 1)
             return
         if decision.next is Next.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
@@ -395,11 +396,3 @@ class Pipeline:
 
 def _item_id(run_id: str) -> int:
     return int(run_id.split("-", 1)[0])
-
-
-def _what_ran(result: AgentResult, finding: str) -> str:
-    """A retry's prompt and a block's reason: what the check found, after how the run ended if it did not succeed."""
-    ending = result.ending
-    if ending.outcome is RunOutcome.SUCCEEDED:
-        return finding
-    return f"The run {ending.outcome.value} ({ending.reason}). {finding}"
