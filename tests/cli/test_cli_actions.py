@@ -211,7 +211,8 @@ def test_the_servers_errors_become_the_errors_the_store_would_raise_keeping_its_
 ) -> None:
     err = error_from(status, {"error": error})
     assert (type(err).__name__, err.exit_code) == (kind, code)
-    hint = "; set GANGLINE_TOKEN to the token the server was started with" if status == 401 else ""
+    sent = "; the CLI sent GANGLINE_TOKEN if set, else .gangline/secret: set GANGLINE_TOKEN to the token"
+    hint = f"{sent} the server was started with" if status == 401 else ""
     assert str(err) == "m" + hint
 
 

@@ -52,7 +52,12 @@ def error_from(status: int, body: object) -> GanglineError:
     except ValidationError:
         return GanglineError(f"the server answered HTTP {status} without saying why")
     if detail.code in ("unauthorized", "forbidden"):
-        hint = f"; set {TOKEN_ENV} to the token the server was started with" if detail.code == "unauthorized" else ""
+        hint = (
+            f"; the CLI sent {TOKEN_ENV} if set, else .gangline/secret: set {TOKEN_ENV} to the token the server "
+            "was started with"
+            if detail.code == "unauthorized"
+            else ""
+        )
         refused = ConfigError(TOKEN_ENV, detail.message)
         refused.args = (detail.message + hint,)  # the server's sentence, as for every other error
         return refused
