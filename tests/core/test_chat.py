@@ -1,0 +1,110 @@
+"""The chat command parser and the addressing rule, as tables: every transport gets the same answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from gangline.core.chat import COMMANDS, Command, FreeText, addressed, help_text, parse
+from gangline.core.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("said", "parsed"),
+    [
+        ("status", Command("status")),
+        ("STATUS", Command("status")),
+        ("backlog", Command("ls")),
+        ("show 3", Command("show", item_id=3)),
+        ("show #3", Command("show", item_id=3)),
+        ("start 12", Command("start", item_id=12)),
+        ("stop 2", Command("stop", item_id=2)),
+        ("block 2", Command("block", item_id=2)),
+        ("unblock 2", Command("unblock", item_id=2)),
+        ("approve 4", Command("approve", item_id=4)),
+        ("reject 4 the empty case still fails", Command("reject", item_id=4, rest="the empty case still fails")),
+        ("assign 5 claude-fast", Command("assign", item_id=5, word="claude-fast")),
+        ("cost", Command("cost")),
+        ("cost week", Command("cost", word="week")),
+        ("logs 7", Command("logs", item_id=7)),
+        ("git", Command("git")),
+        ("htop", Command("htop")),
+        ("htop stop", Command("htop", word="stop")),
+        ("timer 3 09:30", Command("timer", item_id=3, at=(9, 30))),
+        ("timer 3 9:05", Command("timer", item_id=3, at=(9, 5))),
+        ("timer cancel 3", Command("timer", item_id=3, word="cancel")),
+        ("ambient on", Command("ambient", word="on")),
+        ("reset", Command("reset")),
+        ("help", Command("help")),
+        ("why is #3 blocked?", FreeText("why is #3 blocked?")),
+        ("", FreeText("")),
+    ],
+)
+def test_what_a_person_types_is_one_command_or_free_text(said: str, parsed: Command | FreeText) -> None:
+    assert parse(said) == parsed
+
+
+@pytest.mark.parametrize(
+    ("said", "words"),
+    [
+        ("show", "show: expected 1 argument(s), got 0; usage: show N"),
+        ("show three", "show: expected an item id such as 3 or #3, got 'three'; usage: show N"),
+        ("show 3 4", "show: expected 1 argument(s), got 2; usage: show N"),
+        ("start 0", "start: expected an item id such as 3 or #3, got '0'; usage: start N"),
+        ("reject 4", "reject: expected 2 argument(s), got 1; usage: reject N REASON"),
+        ("cost year", "cost: expected today or week, got 'year'; usage: cost [today|week]"),
+        ("ambient maybe", "ambient: expected on or off, got 'maybe'; usage: ambient on|off"),
+        (
+            "timer 3 25:00",
+            "timer: expected a time as HH:MM (00:00 to 23:59), got '25:00'; usage: timer N HH:MM | timer cancel N",
+        ),
+        (
+            "timer 3",
+            "timer: expected an item and a time, or cancel and an item; got 1 argument(s); "
+            "usage: timer N HH:MM | timer cancel N",
+        ),
+    ],
+)
+def test_a_command_said_wrong_is_refused_naming_what_and_its_usage(said: str, words: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(said)
+    assert refused.value.field == "chat" and str(refused.value) == f"chat: {words}"
+
+
+def test_help_lists_every_command_the_parser_takes_with_its_usage() -> None:
+    shown = help_text()
+    for spec in COMMANDS:
+        assert f"{spec.usage} — {spec.help}" in shown
+        try:  # every listed name is a command: taken, or refused for its missing arguments
+            assert not isinstance(parse(spec.name), FreeText)
+        except ConfigError as refused:
+            assert f"usage: {spec.usage}" in str(refused)
+    assert "backlog = ls" in shown
+
+
+BOT = ("gangline", "@gangline:example.org", "<@U024BE7LH>")
+
+
+@pytest.mark.parametrize(
+    ("said", "ambient", "command"),
+    [
+        ("gangline status", False, "status"),
+        ("gangline: status", False, "status"),
+        ("Gangline, show 3", False, "show 3"),
+        ("@gangline show 3", False, "show 3"),
+        ("@gangline:example.org: start 2", False, "start 2"),
+        ("<@U024BE7LH> approve 4", False, "approve 4"),
+        ("status", False, None),  # not named: not for the bot
+        ("ganglinez status", False, None),
+        ("tell gangline status", False, None),  # a mention counts at the start only
+        ("status", True, "status"),  # an ambient room: every message is
+        ("gangline status", True, "status"),
+    ],
+)
+def test_a_message_is_for_the_bot_when_it_names_it_first_however_the_client_renders_it(
+    said: str, ambient: bool, command: str | None
+) -> None:
+    assert addressed(said, BOT, ambient) == command
+
+
+def test_discord_renders_a_nickname_mention_with_a_bang() -> None:
+    assert addressed("<@!80351110224678912> status", ("<@80351110224678912>",)) == "status"
