@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 MARK_VAR = "GANGLINE_RUN_MARK"  # a random value per run: unlike run ids, never the same in two projects
 _PR_SET_CHILD_SUBREAPER = 36
 _COMMAND_CHARS = 200
+_REAP_TRIES, _REAP_PAUSE_S = 50, 0.002
 spawned_here: set[int] = set()  # pids this process started itself and waits for (never reaped here)
 
 
@@ -82,9 +84,12 @@ def end_marked(markers: dict[str, str]) -> list[EndedProcess]:
 
 
 def _reap(pid: int) -> None:
-    """Wait (briefly: SIGKILL is prompt) for an orphan that was reparented to us, so it leaves no zombie."""
+    """Reap an orphan reparented to us, so it leaves no zombie; bounded (one in uninterruptible sleep is left)."""
     with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, 0)
+        for _ in range(_REAP_TRIES):
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+            time.sleep(_REAP_PAUSE_S)  # SIGKILL is prompt: this is a few milliseconds at most
 
 
 def _pids() -> Iterator[int]:
