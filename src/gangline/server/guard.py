@@ -33,9 +33,10 @@ NEEDS_CREDENTIAL = (
 
 
 class Guard:
-    """With a token: every request but OPEN_PATHS carries ``Authorization: Bearer <token>``.
+    """With a token: every request but OPEN_PATHS, the login landing and the board's files carries
+    ``Authorization: Bearer <token>`` or a live session cookie (then writes must be same-origin).
 
-    Without one (loopback only): the Host must be a loopback name, so a page that rebinds its
+    Without one (``--no-auth``, loopback only): the Host must be a loopback name, so a page that rebinds its
     DNS name to 127.0.0.1 is refused, and a write from a browser must come from this origin,
     so another site's form cannot POST to the server (CSRF).
     """
