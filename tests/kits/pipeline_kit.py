@@ -56,7 +56,8 @@ class Project:
     def configure(self, gates: Sequence[tuple[str, str]] = (), tables: str = "", **settings: Any) -> ProjectConfig:
         """Write project.toml: ``settings`` as keys (a dict is a table), the gates, ``tables`` (TOML), the agents.
 
-        The fake agents keep their attempt counters beside their scenarios, which the sandbox shows writable.
+        The scenarios' folder is shown writable in the sandbox: tests have agents and gates leave what they
+        saw there.
         """
         settings.setdefault("sandbox_writable", [str(self.scenarios)])
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if not isinstance(v, dict)]

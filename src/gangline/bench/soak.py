@@ -230,8 +230,7 @@ def _soak_config(paths: ProjectPaths, work: Path, run: _Soak, env: Mapping[str, 
     scenario.write_text(json.dumps({"attempts": [steps]}))
     args = ["--scenario", str(scenario), "--scenario-state", str(work / "coder.state")]
     text = (
-        f'max_retries = 0\nqa_mode = "server"\nsandbox_writable = {json.dumps([str(work)])}\n\n'
-        f"[concurrency]\ncoder = {run.agents}\n\n"
+        f'max_retries = 0\nqa_mode = "server"\n\n[concurrency]\ncoder = {run.agents}\n\n'
         '[[gate]]\nname = "ok"\ncommand = "true"\n\n'
         f'[[agent]]\nname = "coder"\nrole = "coder"\ncli = "fake"\nextra_args = {json.dumps(args)}\n'
     )

@@ -49,8 +49,7 @@ def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
     except GanglineError as err:
         return [*checks, Check("configuration", False, str(err), "edit .gangline/project.toml (or run gangline init)")]
     checks.append(Check("configuration", True, f"{len(config.agents)} agent profile(s), {len(config.gates)} gate(s)"))
-    rooms = Rooms(paths, config.sandbox, env, config.sandbox_writable, config.sandbox_hidden)
-    sandbox = check_sandbox(rooms)
+    sandbox = check_sandbox(Rooms.of(paths, config, env))
     checks.append(sandbox)
     checks += [check_agent(profile, env, sandboxed=sandbox.ok and config.sandbox is not SandboxMode.OFF)
                for profile in config.agents]  # fmt: skip

@@ -76,8 +76,7 @@ def demo_config(agent: CliKind, model: str, scenario_state: Path, pace_s: float 
                  "max_budget_usd": 0.5, "permission_mode": "acceptEdits", "allowed_tools": _CLAUDE_TOOLS}  # fmt: skip
         agents = [coder]
     else:
-        # The fake agents keep their attempt counters there: the sandbox shows it writable.
-        settings = {"max_retries": 2, "qa_mode": "agent", "sandbox_writable": [str(scenario_state)]}
+        settings = {"max_retries": 2, "qa_mode": "agent"}
         gates = [("notes", 'test -n "$(git ls-files notes)"')]
         agents = [_fake(role, scenario_state, pace_s) for role in ("coder", "qa", "mergemaster")]
     lines = ['base_branch = "main"', *(f"{k} = {json.dumps(v)}" for k, v in settings.items()), ""]

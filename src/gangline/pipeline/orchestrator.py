@@ -70,8 +70,7 @@ class Orchestrator:
         runner = Runner(
             settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
-        rooms = Rooms(paths, config.sandbox, env, config.sandbox_writable, config.sandbox_hidden)
-        self._agents = AgentRuns(store, runner, rooms, config.price_table())
+        self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env), config.price_table())
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self._changes = Changes()
         store.on_event = self._changes.bump

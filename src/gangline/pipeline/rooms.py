@@ -20,6 +20,7 @@ from gangline.agents.registry import ADAPTERS
 from gangline.agents.sandbox import Room, bwrap_path, why_unavailable
 from gangline.core.errors import RunnerError
 from gangline.core.profiles import AgentProfile, CliKind, SandboxMode
+from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
 from gangline.repo import quarantine
 from gangline.repo.quarantine import GitRoom, Harvest
@@ -55,6 +56,11 @@ class Rooms:
         self._env = dict(env)
         self._writable = tuple(self._expand(p) for p in writable)
         self._hidden = tuple(self._expand(p) for p in hidden)
+
+    @classmethod
+    def of(cls, paths: ProjectPaths, config: ProjectConfig, env: Mapping[str, str]) -> Rooms:
+        """The rooms project.toml asks for."""
+        return cls(paths, config.sandbox, env, config.sandbox_writable, config.sandbox_hidden)
 
     def bwrap(self) -> str | None:
         """The bwrap to confine runs with, None when runs go unconfined; RunnerError when ``required`` cannot be met."""

@@ -180,7 +180,10 @@ class AgentRuns:
     async def recover_rooms(self) -> None:
         """After a restart: the commits of sandboxed runs a killed server never took in."""
         for run_id, harvest in await self.rooms.recover():
-            item_id = int(run_id.split("-", 1)[0]) if run_id.split("-", 1)[0].isdigit() else None
+            try:
+                item_id: int | None = self.store.get_run(run_id).item_id
+            except GanglineError:  # its item was deleted since
+                item_id = None
             self.record_harvest(run_id, item_id, harvest)
 
     def record_harvest(self, run_id: str, item_id: int | None, harvest: Harvest) -> None:
