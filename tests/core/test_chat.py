@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from gangline.core.chat import COMMANDS, Command, FreeText, addressed, help_text, parse
+from gangline.core.chat import COMMANDS, Command, FreeText, addressed, help_text, next_at, parse
 from gangline.core.errors import ConfigError
 
 
@@ -108,3 +111,47 @@ def test_a_message_is_for_the_bot_when_it_names_it_first_however_the_client_rend
 
 def test_discord_renders_a_nickname_mention_with_a_bang() -> None:
     assert addressed("<@!80351110224678912> status", ("<@80351110224678912>",)) == "status"
+
+
+@pytest.mark.parametrize(
+    ("said", "parsed"),
+    [
+        ("allow", Command("allow")),
+        ("allow #3", Command("allow", item_id=3)),
+        ("allow 0123456789abcdef", Command("allow", request_id="0123456789abcdef")),
+        ("deny", Command("deny")),
+        ("deny 3 not on a Friday", Command("deny", item_id=3, rest="not on a Friday")),
+        ("deny never push", Command("deny", rest="never push")),
+        ("always allow 3", Command("always", item_id=3)),
+        ("ALWAYS", Command("always")),
+    ],
+)
+def test_a_permission_answer_names_its_request_by_item_id_or_nothing(said: str, parsed: Command) -> None:
+    assert parse(said) == parsed
+
+
+def test_an_answer_with_more_than_its_request_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"always: expected an item such as #3 or a request id, got '4'"):
+        parse("always 3 4")
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("now", "at", "zone", "expected"),
+    [
+        (datetime(2026, 12, 6, 8, 0, tzinfo=TOKYO), (9, 30), TOKYO, datetime(2026, 12, 6, 9, 30, tzinfo=TOKYO)),
+        (datetime(2026, 12, 6, 10, 0, tzinfo=TOKYO), (9, 30), TOKYO, datetime(2026, 12, 7, 9, 30, tzinfo=TOKYO)),
+        (datetime(2026, 12, 6, 9, 30, tzinfo=TOKYO), (9, 30), TOKYO, datetime(2026, 12, 7, 9, 30, tzinfo=TOKYO)),
+        # 02:30 does not exist in Berlin on 29 March 2026 (clocks go from 02:00 to 03:00): 03:30, as cron has it
+        (datetime(2026, 3, 29, 1, 0, tzinfo=BERLIN), (2, 30), BERLIN, datetime(2026, 3, 29, 3, 30, tzinfo=BERLIN)),
+        # 02:30 comes twice in Berlin on 25 October 2026: the first
+        (datetime(2026, 10, 25, 1, 0, tzinfo=BERLIN), (2, 30), BERLIN, datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_timer_is_the_next_time_the_zones_clocks_show_it(
+    now: datetime, at: tuple[int, int], zone: ZoneInfo, expected: datetime
+) -> None:
+    assert next_at(*at, now.timestamp(), zone) == expected.timestamp()

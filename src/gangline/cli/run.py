@@ -18,7 +18,10 @@ from gangline.core.stages import Stage
 from gangline.project.paths import ProjectPaths
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from gangline.pipeline.orchestrator import Orchestrator
+    from gangline.pipeline.orders import Door
     from gangline.project.config import ProjectConfig
 
 TOKEN_ENV = "GANGLINE_TOKEN"
@@ -105,7 +108,8 @@ async def _run(
                 await asyncio.wait({narrating})
 
     listen = Listen(port=0, token=token, reraise_signals=False)
-    stopped_by = await serve_project(paths, config, env, listen, lambda url, login: None, watch)
+    doors = _doors(paths, config, env)
+    stopped_by = await serve_project(paths, config, env, listen, lambda url, login: None, watch, doors)
     return _summarise(paths, stopped_by)
 
 
@@ -180,7 +184,16 @@ def serve(
         if login is not None:
             console.print(f"Open the board, signed in (this link works once): {inert(login)}")
 
-    asyncio.run(serve_project(paths, config, env, Listen(host, port, token, no_auth=no_auth), ready))
+    doors = _doors(paths, config, env)
+    asyncio.run(serve_project(paths, config, env, Listen(host, port, token, no_auth=no_auth), ready, doors=doors))
+
+
+def _doors(paths: ProjectPaths, config: ProjectConfig, env: Mapping[str, str]) -> list[Door]:
+    """The doors beside the pipeline that project.toml asks for: the [[chat]] accounts."""
+    from gangline.chat.serving import chat_door
+
+    door = chat_door(config, paths, env)
+    return [door] if door is not None else []
 
 
 def demo(

@@ -6,49 +6,16 @@ from an item or an agent goes through ``inert`` before it reaches the terminal.
 
 from __future__ import annotations
 
-import re
 import time
-import unicodedata
 
 from rich.markup import escape
 
-# ESC sequences (CSI, OSC, DCS/SOS/PM/APC strings, and two-character ones) and the 8-bit CSI.
-_ESCAPE_SEQUENCE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
-    r"|\x1b[ -/]*[0-~]?"
-    r"|\x9b[0-?]*[ -/]*[@-~]"
-)
-# Bidirectional overrides and isolates can make text display in another order than it is.
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+from gangline.core.text import plain
 
 
 def inert(text: str | None, *, multiline: bool = False, limit: int | None = None) -> str:
-    """``text`` safe to print with rich: no escape sequences or control characters, markup escaped.
-
-    A single line unless ``multiline``; at most ``limit`` characters (cut with "…").
-    """
-    if not text:
-        return ""
-    text = _ESCAPE_SEQUENCE.sub("", text)
-    kept = []
-    for char in text:
-        category = unicodedata.category(char)
-        if char == "\n" and multiline:
-            kept.append(char)
-        elif char == "\t":
-            kept.append("    " if multiline else " ")
-        elif category in ("Cc", "Zl", "Zp"):
-            kept.append(" " if char in "\n\r\v\f\u2028\u2029" else "")
-        elif char not in _BIDI:
-            kept.append(char)
-    clean = "".join(kept)
-    if not multiline:
-        clean = " ".join(clean.split())
-    if limit is not None and len(clean) > limit:
-        clean = clean[: limit - 1] + "…"
-    return escape(clean)
+    """``text`` safe to print with rich: plain (``core.text``), and its markup escaped."""
+    return escape(plain(text, multiline=multiline, limit=limit))
 
 
 def first_line(text: str | None, limit: int = 160) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 
 from gangline.core.errors import ConfigError
 from gangline.core.orders import ACTIONS, ItemAction
@@ -44,6 +45,11 @@ class CommandSpec:
 
 
 _ID = Arg("n", "id")
+# Which waiting tool call an answer is for: an item (#3), a request id, or none (the one the
+# message replies to, or the only one waiting).
+_ASKED = Arg("asked", "word", optional=True)
+_REQUEST = re.compile(r"[0-9a-f]{16}")
+_ANSWERS = ("allow", "deny", "always")
 _ITEM_ACTIONS = (ItemAction.START, ItemAction.STOP, ItemAction.BLOCK, ItemAction.UNBLOCK, ItemAction.APPROVE)
 
 # fmt: off
@@ -65,6 +71,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 said="timer N HH:MM | timer cancel N"),
     CommandSpec("ambient", (Arg("mode", "choice", choices=("on", "off")),),
                 "ambient on: answer every message in this room; off: only when named."),
+    CommandSpec("allow", (_ASKED,), "Let an agent's waiting tool call go ahead.", said="allow [N|REQUEST]"),
+    CommandSpec("deny", (_ASKED, Arg("reason", "rest", optional=True)),
+                "Refuse an agent's waiting tool call; the reason is told to the agent.",
+                said="deny [N|REQUEST] [REASON]"),
+    CommandSpec("always", (_ASKED,), "Allow it, and every call like it from now on (always allow).",
+                said="always [allow] [N|REQUEST]"),
     CommandSpec("reset", (), "Start the chat agent's conversation in this room over."),
     CommandSpec("help", (), "This list."),
 )
@@ -80,7 +92,8 @@ class Command:
     name: str  # the canonical name (an alias is resolved)
     item_id: int | None = None
     word: str | None = None  # a profile, a period, "on"/"off", "stop", "cancel"
-    rest: str | None = None  # a reject's reason
+    rest: str | None = None  # a reject's or a deny's reason
+    request_id: str | None = None  # a permission request an answer names
     at: tuple[int, int] | None = None  # a timer's HH:MM
 
 
@@ -111,6 +124,8 @@ def parse(text: str) -> Command | FreeText:
         return FreeText(text.strip())
     if spec.name == "timer":
         return _timer(words[1:], spec)
+    if spec.name in _ANSWERS:
+        return _answer(spec, text.strip().split(maxsplit=1)[1:])
     takes_rest = bool(spec.args) and spec.args[-1].kind == "rest"
     return _bind(spec, text.strip().split(maxsplit=len(spec.args))[1:] if takes_rest else words[1:])
 
@@ -143,6 +158,21 @@ def _timer(given: list[str], spec: CommandSpec) -> Command:
     if match is None:
         raise _refused(spec, f"expected a time as HH:MM (00:00 to 23:59), got {given[1]!r}")
     return Command("timer", item_id=_item_id(spec, given[0]), at=(int(match[1]), int(match[2])))
+
+
+def _answer(spec: CommandSpec, given: list[str]) -> Command:
+    """allow / deny / always, naming the request by item or id, or by nothing; a deny's reason after it."""
+    rest = given[0].split() if given else []
+    if spec.name == "always" and rest and rest[0].lower() == "allow":
+        rest = rest[1:]
+    target: dict[str, object] = {}
+    if rest and (rest[0].startswith("#") or rest[0].isdigit()):
+        target["item_id"] = _item_id(spec, rest.pop(0))
+    elif rest and _REQUEST.fullmatch(rest[0]):
+        target["request_id"] = rest.pop(0)
+    if rest and spec.name != "deny":
+        raise _refused(spec, f"expected an item such as #3 or a request id, got {' '.join(rest)!r}")
+    return Command(spec.name, rest=" ".join(rest) or None, **target)  # type: ignore[arg-type]
 
 
 def _item_id(spec: CommandSpec, value: str) -> int:
@@ -181,3 +211,18 @@ def _mention(name: str) -> re.Pattern[str]:
         inner = re.escape(name[2:].rstrip(">").lstrip("!"))
         return re.compile(rf"<@!?{inner}>[\s,:]*")
     return re.compile(rf"@?{quoted}(?::[\w.-]+(?::\d+)?)?(?![\w.-])[\s,:]*", re.IGNORECASE)
+
+
+def next_at(hour: int, minute: int, now: float, zone: tzinfo) -> float:
+    """The next time the clocks of ``zone`` show ``hour:minute`` after ``now`` (today, or else tomorrow).
+
+    A time the clocks skip that day (a change to summer time) is read with the offset before the
+    change, as cron and systemd do: 02:30 on a day that jumps from 02:00 to 03:00 is 03:30.
+    """
+    local = datetime.fromtimestamp(now, zone)
+    for days in (0, 1):
+        day = (local + timedelta(days=days)).date()
+        at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).timestamp()
+        if at > now:
+            return at
+    raise AssertionError("unreachable: a time of day comes again within a day")

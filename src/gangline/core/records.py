@@ -129,3 +129,29 @@ def last_gates(rows: list[GateRow]) -> list[GateRow]:
             break
         batch.insert(0, row)
     return batch
+
+
+@dataclass(frozen=True)
+class ChatRoomRow:
+    """A room a chat transport has spoken in: its ambient setting (None: project.toml's) and its notice cursor."""
+
+    transport: str
+    room: str
+    ambient: bool | None
+    notified_through: int | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message gangline says in chat, kept until it is sent; ``id`` is its delivery key."""
+
+    id: int
+    transport: str
+    room: str
+    text: str
+    reply_to: str | None
+    request_id: str | None
+    created_at: float
+    sent_at: float | None
+    message_id: str | None
+    failure: str | None = None  # why the platform refused it for good

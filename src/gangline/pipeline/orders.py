@@ -9,6 +9,9 @@ carried out by the orchestrator, the one writer, and leaves its event in the log
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from gangline.core.errors import ConfigError, RunnerError, Unavailable
 from gangline.core.items import ItemPatch
 from gangline.core.orders import ACTIONS, ItemAction, check_legal, reason_for
@@ -72,6 +75,10 @@ class Orders:
         item = await self.orchestrator.act(item_id, ACTIONS[action].trigger, actor, recorded)
         return self.views.board().out(item)
 
+    def set_timer(self, item_id: int, at: float | None, actor: str) -> ItemOut:
+        """Start a backlog item no earlier than ``at`` (None: cancel its timer); refused outside the backlog."""
+        return self.views.board().out(self.orchestrator.schedule_start(item_id, at, actor))
+
     # --- runs ----------------------------------------------------------------------------------
 
     async def stop_run(self, run_id: str, reason: str | None, actor: str) -> RunOut:
@@ -120,3 +127,8 @@ def check_pinned(config: ProjectConfig, name: str | None) -> None:
         raise ConfigError("pinned_agent", f"no agent profile named {name!r} in project.toml; the coders are: {coders}")
     if profile.role is not Role.CODER:
         raise ConfigError("pinned_agent", f"{name!r} is a {profile.role.value} profile; pin a coder profile ({coders})")
+
+
+# A door that runs beside a serving pipeline rather than answering requests (chat): the server
+# enters it once the orchestrator runs, with the way to reach the orders, and leaves it at shutdown.
+Door = Callable[[Callable[[], Orders]], AbstractAsyncContextManager[None]]

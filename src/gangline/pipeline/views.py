@@ -164,9 +164,10 @@ class Views:
             last_event_id=self.store.last_event_id(),
         )
 
-    def costs(self, by: LedgerKey = "item", item_id: int | None = None) -> CostsOut:
-        """Tokens and cost from the ledger, summed per run, item, profile or UTC day, with the total."""
-        rows = [CostRow.model_validate(r, from_attributes=True) for r in self.store.ledger(by, item_id)]
+    def costs(self, by: LedgerKey = "item", item_id: int | None = None, since: float | None = None) -> CostsOut:
+        """Tokens and cost from the ledger, summed per run, item, profile or UTC day, with the total;
+        ``since``: only runs started then or later."""
+        rows = [CostRow.model_validate(r, from_attributes=True) for r in self.store.ledger(by, item_id, since)]
         return CostsOut(by=by, rows=rows, total_usd=sum(r.cost_usd for r in rows))
 
 

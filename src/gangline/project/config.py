@@ -7,6 +7,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +17,7 @@ from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxM
 from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
 from gangline.core.rules import parse_rule
+from gangline.project.chatconfig import AnyChat
 from gangline.project.paths import ProjectPaths, shown
 from gangline.project.toml_errors import KeyedError, describe
 
@@ -133,6 +135,11 @@ class ProjectConfig(_Strict):
     sandbox_hidden: tuple[Annotated[str, AfterValidator(_absolute_or_home)], ...] = ()
     agents: tuple[AgentProfile, ...] = Field(default=(), alias="agent")
     prices: dict[str, ModelPrice] = Field(default_factory=dict, alias="price")
+    chats: tuple[AnyChat, ...] = Field(default=(), alias="chat")
+    time_zone: str = "UTC"  # an IANA name: what "09:30" means in chat timers and "today" in costs
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
     def profile(self, name: str) -> AgentProfile | None:
         return next((a for a in self.agents if a.name == name), None)
@@ -143,6 +150,17 @@ class ProjectConfig(_Strict):
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
 
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"expected an IANA time zone such as Europe/Berlin or UTC, got {json.dumps(name)}"
+            ) from None
+        return name
+
     @field_validator("base_branch")
     @classmethod
     def _base_branch_is_valid(cls, name: str) -> str:
@@ -152,6 +170,7 @@ class ProjectConfig(_Strict):
     def _consistent(self) -> ProjectConfig:
         _check_unique("gate", [g.name for g in self.gates])
         _check_unique("agent", [a.name for a in self.agents])
+        _check_unique("chat", [c.key for c in self.chats])
         if not self.profiles_for(Role.CODER):
             raise KeyedError("agent", 'expected at least one [[agent]] with role = "coder", got none')
         if self.qa_mode is QaMode.AGENT and not self.profiles_for(Role.QA):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -42,7 +42,11 @@ _BOUNDS = {
 def describe(err: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
     """The first problem as (TOML key with 1-based indices, what was expected and what was found)."""
     first = err.errors(include_url=False)[0]
-    key, message = _key(first["loc"]), _message(first, root)
+    # [[chat]] is one table whichever transport it names: the key leaves out pydantic's tag.
+    key, message = _key(_untagged(first["loc"], root)), _message(first, root)
+    if first["type"] == "transport":  # a [[chat]] table's transport picks its keys: said of that key
+        found = first["input"].get("transport") if isinstance(first["input"], dict) else None
+        key, message = f"{key}.transport", f"{first['msg']}, got {_show(found)}" if found else "is required but missing"
     if first["type"] == "value_error" and isinstance(error := first.get("ctx", {}).get("error"), KeyedError):
         key = error.key
     more = err.error_count() - 1
@@ -109,6 +113,9 @@ def _resolve(loc: tuple[int | str, ...], root: type[BaseModel]) -> tuple[type[Ba
         if get_origin(annotation) is dict:  # this part is a key of a table of tables ([price."<model>"])
             annotation = get_args(annotation)[1]
             continue
+        if (tagged := _tags(annotation).get(part)) is not None:  # a tagged union's choice, not a key
+            model, annotation = tagged, tagged
+            continue
         if annotation is not None:
             model = _model_in(annotation)
         field = _fields(model).get(part) if model else None
@@ -118,6 +125,29 @@ def _resolve(loc: tuple[int | str, ...], root: type[BaseModel]) -> tuple[type[Ba
     return model, annotation
 
 
+def _untagged(loc: tuple[int | str, ...], root: type[BaseModel]) -> tuple[int | str, ...]:
+    """``loc`` without the tags pydantic puts in it for a tagged union (``chat[1].matrix.user`` is ``chat[1].user``)."""
+    return tuple(
+        part
+        for at, part in enumerate(loc)
+        if not (isinstance(part, str) and part in _tags(_resolve(loc[:at], root)[1]))
+    )
+
+
+def _tags(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The models of a tagged union inside ``annotation``, by tag; empty when there is none."""
+    found: dict[str, type[BaseModel]] = {}
+    for arg in get_args(annotation):
+        if get_origin(arg) is Annotated:
+            inner, *meta = get_args(arg)
+            tags = [m.tag for m in meta if isinstance(m, Tag)]
+            if tags and isinstance(inner, type) and issubclass(inner, BaseModel):
+                found |= dict.fromkeys(tags, inner)
+                continue
+        found |= _tags(arg)
+    return found
+
+
 def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return {info.alias or name: info for name, info in model.model_fields.items()}
 
@@ -125,6 +155,6 @@ def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if get_origin(annotation) in (tuple, list, Union, types.UnionType):
+    if get_origin(annotation) in (tuple, list, Union, types.UnionType, Annotated):
         return next((m for a in get_args(annotation) if (m := _model_in(a))), None)
     return None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,7 @@ from gangline.core.profiles import RunnerSettings
 from gangline.core.types import Clock
 from gangline.core.wire import HealthOut
 from gangline.pipeline.orchestrator import Orchestrator
+from gangline.pipeline.orders import Door
 from gangline.pipeline.permissions import Permissions
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
@@ -51,8 +52,10 @@ def create_app(
     clock: Clock = time.time,
     settings: RunnerSettings | None = None,
     guide: str = "",
+    doors: Sequence[Door] = (),
 ) -> FastAPI:
-    """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the pipeline."""
+    """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the
+    pipeline, and the ``doors`` that run beside it (chat)."""
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty")
     settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
@@ -69,7 +72,10 @@ def create_app(
         asking = Permissions(store, config.permissions, clock=clock)
         orch.grants.on_revoke.append(lambda grant: asking.cancel_run(grant.run_id))
         state.orchestrator, state.permissions = orch, asking
-        async with mcp.run(), state.serving.run(orch):  # agents stop first, then MCP sessions close
+        # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
+        async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
+            for door in doors:
+                await beside.enter_async_context(door(state.orders))
             yield
 
     # Documents the scheme (and gives /docs its Authorize button); the Guard enforces it.

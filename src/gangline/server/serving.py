@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from uvicorn.server import HANDLED_SIGNALS
 from gangline.core.errors import ConfigError
 from gangline.pipeline.grants import agent_mcp_url
 from gangline.pipeline.orchestrator import Orchestrator
+from gangline.pipeline.orders import Door
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths, read_guide
 from gangline.project.secret import person_secret
@@ -207,10 +208,12 @@ async def serve_project(
     listen: Listen,
     on_ready: Callable[[str, str | None], None],
     watch: Watch | None = None,
+    doors: Sequence[Door] = (),
 ) -> int | None:
     """Serve the project, announced in ``.gangline/server.json`` while it listens; the signal that stopped it.
 
-    ``on_ready`` gets the URL and a one-time login link for the board (None without a credential).
+    ``on_ready`` gets the URL and a one-time login link for the board (None without a credential);
+    ``doors`` run beside the pipeline (chat).
     """
     check_bind(listen.host, listen.no_auth)
     token = None if listen.no_auth else (listen.token or person_secret(paths))
@@ -224,7 +227,7 @@ async def serve_project(
         on_ready(url, f"{url}{LOGIN_PATH}?code={login[0]}" if login else None)
 
     try:
-        app = create_app(paths, config, store, env, token=token, guide=read_guide(paths))
+        app = create_app(paths, config, store, env, token=token, guide=read_guide(paths), doors=doors)
         if token is not None:
             login.append(state_of(app).logins.new_code())
         server = build_server(app, listen.host, listen.port, ready, lambda: withdraw_server(paths),

@@ -29,8 +29,8 @@ class Ledger(StoreBase):
         with self.engine.connect() as conn:
             return [GateRow(**row._mapping) for row in conn.execute(query)]
 
-    def ledger(self, by: LedgerKey, item_id: int | None = None) -> list[LedgerRow]:
-        """Tokens and cost summed per run, item, profile or UTC day."""
+    def ledger(self, by: LedgerKey, item_id: int | None = None, since: float | None = None) -> list[LedgerRow]:
+        """Tokens and cost summed per run, item, profile or UTC day (of runs started at ``since`` or later)."""
         column = {"run": t.runs.c.id, "item": t.runs.c.item_id, "profile": t.runs.c.profile, "day": t.runs.c.day}[by]
         query = (
             select(
@@ -47,6 +47,8 @@ class Ledger(StoreBase):
         )
         if item_id is not None:
             query = query.where(t.runs.c.item_id == item_id)
+        if since is not None:
+            query = query.where(t.runs.c.started_at >= since)
         with self.engine.connect() as conn:
             return [
                 LedgerRow(str(k), int(n), int(i), int(o), int(cr), int(cw), float(c))

@@ -159,3 +159,45 @@ permission_rules = Table(
     Column("actor", String(64), nullable=False),
     sqlite_autoincrement=True,
 )
+
+# --- chat (gangline.chat) ---------------------------------------------------------------------
+
+# One row per room a chat transport has spoken in: whether every message there is for the bot,
+# and how far through the event log its notices have been put in the outbox.
+chat_rooms = Table(
+    "chat_rooms",
+    metadata,
+    Column("transport", String(64), primary_key=True),
+    Column("room", String(255), primary_key=True),
+    Column("ambient", Boolean),  # NULL: as project.toml says
+    Column("notified_through", Integer),  # NULL: not yet started (starts from the end of the log)
+)
+
+# What gangline says in chat, written before it is sent and marked when it was: a transport that
+# is down, or a server killed between the two, sends it later, under the same key, once.
+chat_outbox = Table(
+    "chat_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("transport", String(64), nullable=False),
+    Column("room", String(255), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("reply_to", String(255)),
+    Column("request_id", String(32)),  # a permission request this message asks about
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("message_id", String(255)),
+    Column("failure", Text),  # why the platform refused it for good (then sent_at is when it did)
+    Index("chat_outbox_unsent", "transport", "sent_at", "id"),
+    sqlite_autoincrement=True,
+)
+
+# The messages a transport has taken up, so a message delivered again (a restart, a platform's
+# retry) is never answered twice.
+chat_seen = Table(
+    "chat_seen",
+    metadata,
+    Column("transport", String(64), primary_key=True),
+    Column("message_id", String(255), primary_key=True),
+    Column("at", Float, nullable=False),
+)

@@ -1,0 +1,12 @@
+"""Chat doors: one transport per platform behind one protocol, the commands, the notices, the courier.
+
+``TRANSPORTS`` names each transport's class by the ``transport`` key of a ``[[chat]]`` table;
+a platform's client library is imported only when a table names it.
+"""
+
+from __future__ import annotations
+
+TRANSPORTS: dict[str, str] = {
+    "matrix": "gangline.chat.matrix:MatrixTransport",
+    "webhook": "gangline.chat.webhook:WebhookTransport",
+}

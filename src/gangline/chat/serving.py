@@ -1,0 +1,104 @@
+"""Chat beside a serving pipeline: every ``[[chat]]`` account's transport, door, notifier and courier, as tasks.
+
+``chat_door`` is built before the server starts (a missing secret is a configuration error then,
+naming its key); the server enters it once the orchestrator runs and leaves it at shutdown, which
+cancels every task and closes every transport within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from gangline.chat import TRANSPORTS
+from gangline.chat.commands import Commands
+from gangline.chat.door import ChatDoor
+from gangline.chat.extras import extras
+from gangline.chat.htop import Htop
+from gangline.chat.notifier import BACKOFF_S, Courier, Notifier
+from gangline.chat.transport import Transport, TransportDown
+from gangline.pipeline.orders import Orders
+from gangline.project.chatconfig import ChatSettings
+from gangline.project.config import ProjectConfig
+from gangline.project.paths import ProjectPaths
+
+log = logging.getLogger(__name__)
+
+CLOSE_S = 5.0  # each transport gets this long to close at shutdown
+Door = Callable[[Callable[[], Orders]], AbstractAsyncContextManager[None]]
+
+
+def make_transport(settings: ChatSettings, index: int, paths: ProjectPaths, env: Mapping[str, str]) -> Transport:
+    """The transport a ``[[chat]]`` table names; ConfigError (naming ``chat[index]``'s key) for a missing secret."""
+    module, name = TRANSPORTS[settings.transport].split(":")
+    factory = getattr(importlib.import_module(module), name)
+    transport: Transport = factory(settings, f"chat[{index}]", paths, env)
+    return transport
+
+
+def chat_door(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, str]) -> Door | None:
+    """The chat doors of the project, ready to enter beside the pipeline; None when project.toml has no [[chat]]."""
+    if not config.chats:
+        return None
+    return door_of([make_transport(s, i, paths, env) for i, s in enumerate(config.chats, 1)])
+
+
+def door_of(transports: list[Transport]) -> Door:
+    """The accounts of ``transports`` as one door beside the pipeline."""
+
+    @asynccontextmanager
+    async def serve(orders: Callable[[], Orders]) -> AsyncIterator[None]:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(_account(t, orders), name=f"chat {t.settings.key}") for t in transports]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+        await _close(transports)
+
+    return serve
+
+
+async def _account(transport: Transport, orders: Callable[[], Orders], clock: Callable[[], float] = time.time) -> None:
+    """One account: its courier, its notifier and, when it listens, its door, until cancelled."""
+    orch = orders().orchestrator
+    courier = Courier(transport, orch)
+    notifier = Notifier(transport, orch, courier.wake)
+    htop = Htop(transport, orders)
+    door = ChatDoor(transport, orders, Commands(orders, extras(orders, htop)), wake=courier.wake, clock=clock)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(courier.run())
+        tg.create_task(htop.run())
+        tg.create_task(notifier.run())
+        if transport.listens:
+            tg.create_task(_listen(transport, door))
+
+
+async def _listen(transport: Transport, door: ChatDoor) -> None:
+    """Listen, and listen again with backoff whenever the connection fails."""
+    failures = 0
+    while True:
+        try:
+            await transport.listen(door.hear)
+            failures = 0
+        except TransportDown as err:
+            failures += 1
+            pause = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
+            log.warning("chat connection lost; reconnecting", extra={"action": "chat_reconnect",
+                        "transport": transport.settings.key, "error": str(err), "retry_in_s": pause})  # fmt: skip
+            await asyncio.sleep(pause)
+
+
+async def _close(transports: list[Transport]) -> None:
+    for transport in transports:
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                await transport.close()
+        except (TimeoutError, OSError) as err:
+            about = {"action": "chat_close", "transport": transport.settings.key, "error": str(err)}
+            log.warning("chat transport did not close cleanly", extra=about)
