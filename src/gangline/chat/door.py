@@ -113,9 +113,9 @@ class ChatDoor:
     def _for_us(self, said: Said) -> str | None:
         """The message's words when it is for the bot: a direct message, a reply to gangline, naming it, or ambient."""
         store = self.orders().orchestrator.store
-        if said.direct or (said.reply_to is not None and store.sent_message(self.key, said.reply_to) is not None):
-            return said.text.strip()
-        return addressed(said.text, self.transport.names, self._ambient(said))
+        always = said.direct or (said.reply_to is not None and store.sent_message(self.key, said.reply_to) is not None)
+        # A mention is stripped whenever there is one, even where none is needed.
+        return addressed(said.text, self.transport.names, always or self._ambient(said))
 
     def _ambient(self, said: Said) -> bool:
         row = self.orders().orchestrator.store.chat_room(self.key, said.room)

@@ -26,6 +26,7 @@ from nio import (
     ErrorResponse,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
+    JoinedRoomsResponse,
     LocalProtocolError,
     LoginResponse,
     MatrixRoom,
@@ -90,6 +91,7 @@ class MatrixTransport:
         client = _client(self.settings, self.store_dir, saved.get("device_id") if saved else None)
         try:
             if kind == "token":
+                client.access_token = secret
                 who = await client.whoami() if saved is None else None
                 device = saved["device_id"] if saved else _device_of(who)
                 client.restore_login(self.settings.user, device, secret)
@@ -99,13 +101,13 @@ class MatrixTransport:
             else:
                 login = await client.login(secret, device_name=self.settings.device_name)
                 if not isinstance(login, LoginResponse):
-                    raise MessageRefused(f"the homeserver refused the bot's login: {login}")
+                    raise TransportDown(f"the homeserver refused the bot's login: {login}")
                 _save_device(self.store_dir, login.device_id, login.access_token)
             if client.should_upload_keys:
                 _checked(await client.keys_upload(), "upload the device's keys")
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
             await client.close()
-            raise TransportDown(f"cannot reach {self.settings.homeserver}: {err}") from err
+            raise TransportDown(f"cannot reach {self.settings.homeserver}: {err!r}") from err
         except BaseException:
             await client.close()
             raise
@@ -229,7 +231,7 @@ class MatrixTransport:
             async with asyncio.timeout(READY_S):
                 await self._ready.wait()
             if room not in client.rooms:
-                raise MessageRefused(f"the bot is not in the room {room}")
+                await self._check_joined(client, room)
             if client.rooms[room].encrypted:
                 await self._share_keys(client, room)
             sent = await client.room_send(room, "m.room.message", content, tx_id=txn, ignore_unverified_devices=True)
@@ -240,6 +242,13 @@ class MatrixTransport:
         if isinstance(sent, ErrorResponse) and sent.status_code in _REFUSED:
             raise MessageRefused(f"{room}: {sent.status_code} {sent.message}")
         raise TransportDown(f"{room}: {sent}")
+
+    async def _check_joined(self, client: AsyncClient, room: str) -> None:
+        """A room the bot has joined but not yet synced waits (TransportDown); one it is not in never will."""
+        joined = await client.joined_rooms()
+        if isinstance(joined, JoinedRoomsResponse) and room not in joined.rooms:
+            raise MessageRefused(f"the bot is not in the room {room}")
+        raise TransportDown(f"the bot's view of {room} is not in yet")
 
     async def _share_keys(self, client: AsyncClient, room: str) -> None:
         """Know every member's devices before encrypting, and re-key when one has not got the session."""
@@ -269,7 +278,8 @@ def _client(settings: MatrixSettings, store: Path, device_id: str | None) -> Asy
 
 def _device_of(who: WhoamiResponse | ErrorResponse | None) -> str:
     if not isinstance(who, WhoamiResponse) or not who.device_id:
-        raise MessageRefused(f"the homeserver did not accept the bot's token: {who}")
+        # Down, not refused: what waits in the outbox stays there until the token is put right.
+        raise TransportDown(f"the homeserver did not accept the bot's token: {who}")
     return str(who.device_id)
 
 

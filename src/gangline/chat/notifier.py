@@ -145,12 +145,12 @@ class Courier:
                 try:
                     message_id = await self.transport.send(Outgoing.of(row))
                 except TransportDown as err:
-                    log.warning("chat send failed", extra={"action": "chat_down", "transport": self.key,
-                                                           "error": str(err)})  # fmt: skip
+                    about = {"action": "chat_down", "transport": self.key, "error": str(err)}
+                    log.warning("chat send failed: %s", err, extra=about)
                     return False
                 except MessageRefused as err:
-                    log.error("chat message refused", extra={"action": "chat_refused_send", "transport": self.key,
-                                                             "room": row.room, "error": str(err)})  # fmt: skip
+                    about = {"action": "chat_refused_send", "transport": self.key, "room": row.room, "error": str(err)}
+                    log.error("chat message refused: %s", err, extra=about)
                     self.store.mark_sent(row.id, None, failure=str(err)[:2000])
                     continue
                 self.store.mark_sent(row.id, message_id)

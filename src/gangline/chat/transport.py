@@ -44,7 +44,9 @@ class Outgoing:
 
     @classmethod
     def of(cls, row: OutboxRow) -> Outgoing:
-        return cls(row.room, row.text, f"out-{row.id}", row.reply_to, row.request_id)
+        # The row's id repeats in another project's database (or this one's, started afresh): its creation
+        # time in milliseconds makes the key its own, and a resend of the same row carries the same key.
+        return cls(row.room, row.text, f"out-{row.id}-{round(row.created_at * 1000)}", row.reply_to, row.request_id)
 
 
 def secret_from(env: Mapping[str, str], name: str, key: str, what: str) -> str:

@@ -5,8 +5,9 @@ The body is ``{"transport", "room", "text", "key", "request_id", "sent_at"}``. W
 sha256=<hex>``, an HMAC-SHA256 of ``"<timestamp>.<body>"``: a receiver checks both and refuses an
 old timestamp, so a captured request cannot be replayed later. ``Idempotency-Key`` is the
 message's outbox key: a request repeated after a crash or a timeout can be recognised.
-A 2xx answer is delivery; 408, 429 and 5xx (or no answer) mean try again; any other 4xx is a
-refusal for good. It only sends: nobody can give orders through it.
+A 2xx answer is delivery; 408, 425, 429 and 5xx (or no answer) mean try again; any other answer
+(a 4xx, or a redirect, which is not followed: the notice goes where it was configured to or
+nowhere) is a refusal for good. It only sends: nobody can give orders through it.
 """
 
 from __future__ import annotations
