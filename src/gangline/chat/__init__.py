@@ -8,5 +8,10 @@ from __future__ import annotations
 
 TRANSPORTS: dict[str, str] = {
     "matrix": "gangline.chat.matrix:MatrixTransport",
+    "slack": "gangline.chat.slack:SlackTransport",
+    "discord": "gangline.chat.discord:DiscordTransport",
+    "whatsapp": "gangline.chat.whatsapp:WhatsAppTransport",
     "webhook": "gangline.chat.webhook:WebhookTransport",
 }
+# What to install for a transport whose client library is missing (pip install 'gangline[<extra>]').
+EXTRAS = {"matrix": "matrix", "slack": "slack", "discord": "discord", "whatsapp": "whatsapp"}

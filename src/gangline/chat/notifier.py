@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from gangline.chat.transport import MessageRefused, Outgoing, Transport, TransportDown
+from gangline.chat.transport import MessageHeld, MessageRefused, Outgoing, Transport, TransportDown
 from gangline.core.notices import Coalescer, Notice, NoticeKind, message_of, notice_of
 from gangline.core.records import EventRow
 from gangline.pipeline.orchestrator import Orchestrator
@@ -139,15 +139,26 @@ class Courier:
             await asyncio.sleep(pause)  # a new message does not cut it short: the transport is down
 
     async def send_all(self) -> bool:
-        """Send everything unsent, oldest first; False when the transport went down part way."""
-        while rows := self.store.unsent(self.key):
+        """Send everything unsent, oldest first; False when the transport went down part way.
+
+        A room whose message is held keeps it and everything after it, in order, for the next pass.
+        """
+        held: set[str] = set()
+        while rows := self.store.unsent(self.key, limit=PAGE, skip_rooms=held):
             for row in rows:
+                if row.room in held:
+                    continue
                 try:
                     message_id = await self.transport.send(Outgoing.of(row))
                 except TransportDown as err:
                     about = {"action": "chat_down", "transport": self.key, "error": str(err)}
                     log.warning("chat send failed: %s", err, extra=about)
                     return False
+                except MessageHeld as err:
+                    log.info("chat message held: %s", err, extra={"action": "chat_held", "transport": self.key,
+                                                                  "room": row.room})  # fmt: skip
+                    held.add(row.room)
+                    continue
                 except MessageRefused as err:
                     about = {"action": "chat_refused_send", "transport": self.key, "room": row.room, "error": str(err)}
                     log.error("chat message refused: %s", err, extra=about)

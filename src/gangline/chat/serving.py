@@ -12,16 +12,17 @@ import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 
-from gangline.chat import TRANSPORTS
+from gangline.chat import EXTRAS, TRANSPORTS
 from gangline.chat.commands import Commands
 from gangline.chat.door import ChatDoor
 from gangline.chat.extras import extras
 from gangline.chat.htop import Htop
 from gangline.chat.notifier import BACKOFF_S, Courier, Notifier
 from gangline.chat.transport import Transport, TransportDown
-from gangline.pipeline.orders import Orders
+from gangline.core.errors import ConfigError
+from gangline.pipeline.orders import Door, Orders
 from gangline.project.chatconfig import ChatSettings
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
@@ -29,13 +30,17 @@ from gangline.project.paths import ProjectPaths
 log = logging.getLogger(__name__)
 
 CLOSE_S = 5.0  # each transport gets this long to close at shutdown
-Door = Callable[[Callable[[], Orders]], AbstractAsyncContextManager[None]]
 
 
 def make_transport(settings: ChatSettings, index: int, paths: ProjectPaths, env: Mapping[str, str]) -> Transport:
     """The transport a ``[[chat]]`` table names; ConfigError (naming ``chat[index]``'s key) for a missing secret."""
     module, name = TRANSPORTS[settings.transport].split(":")
-    factory = getattr(importlib.import_module(module), name)
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get(settings.transport, "chat")
+        raise ConfigError(f"chat[{index}].transport", f"{settings.transport} needs {err.name}, which is not installed: "
+                                                      f"pip install 'gangline[{extra}]'") from None  # fmt: skip
     transport: Transport = factory(settings, f"chat[{index}]", paths, env)
     return transport
 

@@ -61,6 +61,11 @@ class TransportDown(Exception):
     """The platform cannot be reached now; the same call may work later."""
 
 
+class MessageHeld(Exception):
+    """The platform may not take this message now (WhatsApp outside 24 hours of the person's last message):
+    it and what follows it in its room wait until the courier is woken (the person writes)."""
+
+
 class MessageRefused(Exception):
     """The platform refused this message for good (no such room, not allowed there)."""
 

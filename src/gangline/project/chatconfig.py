@@ -85,14 +85,95 @@ class WebhookSettings(ChatSettings):
     notify: tuple[NoticeKind, ...] = ()  # empty: every kind
 
 
+_LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$"  # host:port, [v6]:port
+
+
+class SlackSettings(ChatSettings):
+    """A Slack app: Socket Mode by default (no public URL), or the Events API on a URL Slack can reach.
+
+    ``allow`` holds Slack user ids (U024BE7LH); ``rooms`` channel ids (C0123).
+    """
+
+    transport: Literal["slack"]
+    bot_token_env: str = Field(pattern=_ENV_NAME)  # xoxb-...
+    mode: Literal["socket", "events"] = "socket"
+    app_token_env: str | None = Field(default=None, pattern=_ENV_NAME)  # xapp-..., for Socket Mode
+    signing_secret_env: str | None = Field(default=None, pattern=_ENV_NAME)  # for the Events API
+    listen: str = Field(default="127.0.0.1:8790", pattern=_LISTEN)  # the Events API's endpoint (events mode)
+    api_url: str = Field(default="https://slack.com/api/", pattern=r"^https?://\S+/$")
+
+    @model_validator(mode="after")
+    def _secrets_for_the_mode(self) -> SlackSettings:
+        if self.mode == "socket" and self.app_token_env is None:
+            raise ValueError('expected app_token_env (an xapp- token) for mode = "socket"')
+        if self.mode == "events" and self.signing_secret_env is None:
+            raise ValueError('expected signing_secret_env (the app\'s signing secret) for mode = "events"')
+        return self
+
+
+class DiscordSettings(ChatSettings):
+    """A Discord bot: messages that mention it or arrive in its ``rooms`` (channel ids), slash commands, buttons.
+
+    ``allow`` holds Discord user ids (snowflakes). Interactions come over the gateway; with
+    ``public_key`` set, an HTTP interactions endpoint on ``listen`` takes them too, Ed25519-verified.
+    """
+
+    transport: Literal["discord"]
+    token_env: str = Field(pattern=_ENV_NAME)
+    application_id: str | None = Field(default=None, pattern=r"^\d{5,25}$")  # for slash commands
+    public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")  # not a secret: Discord shows it
+    listen: str = Field(default="127.0.0.1:8791", pattern=_LISTEN)
+    api_url: str = Field(default="https://discord.com/api/v10", pattern=r"^https?://\S+$")
+
+
+class WhatsAppSettings(ChatSettings):
+    """WhatsApp through Meta's Cloud API or Twilio; its webhook listens on ``listen`` behind ``public_url``.
+
+    ``allow`` and ``rooms`` hold phone numbers in E.164 (+4915112345678). Outside 24 hours of a
+    person's last message WhatsApp takes only approved templates: with ``template`` set a notice
+    goes as that template (its one parameter the text), otherwise it is held until they write.
+    """
+
+    transport: Literal["whatsapp"]
+    provider: Literal["meta", "twilio"]
+    public_url: str = Field(pattern=r"^https?://\S+$")  # where the platform reaches ``listen`` (signatures use it)
+    listen: str = Field(default="127.0.0.1:8792", pattern=_LISTEN)
+    # Meta Cloud API
+    phone_number_id: str | None = Field(default=None, pattern=r"^\d{5,25}$")
+    token_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    app_secret_env: str | None = Field(default=None, pattern=_ENV_NAME)  # X-Hub-Signature-256
+    verify_token_env: str | None = Field(default=None, pattern=_ENV_NAME)  # the subscription handshake
+    api_url: str = Field(default="https://graph.facebook.com", pattern=r"^https?://\S+$")
+    # Twilio
+    account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    from_number: str | None = Field(default=None, pattern=r"^\+\d{6,15}$")
+    # outside the 24-hour window
+    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$")
+    template_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+
+    @model_validator(mode="after")
+    def _provider_keys(self) -> WhatsAppSettings:
+        needed = {"meta": ("phone_number_id", "token_env", "app_secret_env", "verify_token_env"),
+                  "twilio": ("account_sid", "auth_token_env", "from_number")}[self.provider]  # fmt: skip
+        missing = [key for key in needed if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f'expected {", ".join(missing)} for provider = "{self.provider}"')
+        return self
+
+
 def _transport_of(value: object) -> str | None:
     found = value.get("transport") if isinstance(value, dict) else getattr(value, "transport", None)
     return found if isinstance(found, str) else None
 
 
-TRANSPORTS = ("matrix", "webhook")
+TRANSPORTS = ("matrix", "slack", "discord", "whatsapp", "webhook")
 AnyChat = Annotated[
-    Annotated[MatrixSettings, Tag("matrix")] | Annotated[WebhookSettings, Tag("webhook")],
+    Annotated[MatrixSettings, Tag("matrix")]
+    | Annotated[SlackSettings, Tag("slack")]
+    | Annotated[DiscordSettings, Tag("discord")]
+    | Annotated[WhatsAppSettings, Tag("whatsapp")]
+    | Annotated[WebhookSettings, Tag("webhook")],
     Discriminator(
         _transport_of,
         custom_error_type="transport",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Connection, Update, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -43,10 +45,12 @@ class Chat(StoreBase):
         assert key is not None
         return int(key[0])
 
-    def unsent(self, transport: str, limit: int = 100) -> list[OutboxRow]:
-        """What waits to be sent on ``transport``, oldest first."""
+    def unsent(self, transport: str, limit: int = 100, skip_rooms: Collection[str] = ()) -> list[OutboxRow]:
+        """What waits to be sent on ``transport``, oldest first (but in ``skip_rooms``)."""
         box = t.chat_outbox.c
         query = select(t.chat_outbox).where(box.transport == transport, box.sent_at.is_(None)).order_by(box.id)
+        if skip_rooms:
+            query = query.where(box.room.not_in(list(skip_rooms)))
         with self.engine.connect() as conn:
             return [OutboxRow(**row._mapping) for row in conn.execute(query.limit(limit))]
 
