@@ -35,7 +35,8 @@ def test_a_matrix_and_a_webhook_table_are_read_with_rooms_as_ids_or_tables() -> 
 @pytest.mark.parametrize(
     ("text", "said"),
     [
-        ('[[chat]]\ntransport = "irc"\n', "chat[1].transport: expected one of 'matrix', 'slack', 'discord', 'whatsapp', 'webhook', got \"irc\""),
+        ('[[chat]]\ntransport = "irc"\n',
+         "chat[1].transport: expected one of 'matrix', 'slack', 'discord', 'whatsapp', 'webhook', got \"irc\""),
         ('[[chat]]\nurl = "x"\n', "chat[1].transport: is required but missing"),
         (MATRIX, "chat[1]: expected token_env or password_env (the environment variable holding the bot's secret)"),
         (MATRIX.replace("http://127.0.0.1:8008", "ftp:/x") + 'token_env = "MX"\n', "chat[1].homeserver: expected text"),

@@ -16,10 +16,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from gangline.chat.summary import DailySummary
 from gangline.chat.transport import Said
 from gangline.core.chat import next_at
 from gangline.core.items import Item
 from gangline.core.stages import Hold, Stage, Trigger
+from gangline.server.state import state_of
 from kits.chat_kit import PERSON, ROOM, MemoryTransport, chatting, memory_settings
 from kits.helpers import git
 from kits.mcp_kit import Served
@@ -181,17 +183,19 @@ async def test_a_permission_request_is_answered_from_chat_by_replying_to_its_not
     assert [e.actor for e in answered] == [f"memory:{PERSON}"] * 2
 
 
-async def test_notices_are_filtered_per_room_and_a_burst_is_one_message(project: Project) -> None:
-    first, second = waiting(project, "One"), waiting(project, "Two")
+async def test_notices_are_filtered_per_room_and_a_burst_is_one_message_a_window(project: Project) -> None:
+    items = [waiting(project, title) for title in ("One", "Two", "Three", "Four")]
     chat = MemoryTransport(memory_settings(rooms=({"id": ROOM, "notify": ["blocked"]},), window_s=1.0))
     async with chatting(project, chat) as served, httpx.AsyncClient(base_url=served.url) as rest:
-        for item in (first, second):
+        for item in items:
             await rest.post(f"/api/items/{item.id}/block", json={"reason": "waits for the API key"})
-        await rest.post(f"/api/items/{first.id}/unblock")
-        burst = await chat.wait_sent(lambda s: s.message.reply_to is None)
+            await rest.post(f"/api/items/{item.id}/unblock")  # no news: filtered out
+        await chat.wait_sent(lambda s: "#4 is blocked" in s.text)
         await chat.ask("help")
-    assert burst.text == "#1 is blocked: waits for the API key\n#2 is blocked: waits for the API key"
-    assert [s.message.room for s in chat.sent if s.message.reply_to is None] == [ROOM]
+    notices = [s.text for s in chat.sent if s.message.reply_to is None]
+    lines = [line for text in notices for line in text.splitlines()]
+    assert lines == [f"#{n} is blocked: waits for the API key" for n in (1, 2, 3, 4)]
+    assert len(notices) <= 2  # the first at once (alone, or with what was read with it), the rest together
 
 
 async def test_notices_wait_out_a_platform_that_is_down_and_a_restart_and_come_once_in_order(project: Project) -> None:
@@ -220,11 +224,14 @@ async def test_logs_cost_and_git_answer_from_a_finished_item(project: Project) -
         logs = await chat.ask("logs 1")
         cost = await chat.ask("cost")
         week = await chat.ask("cost week")
-        base = await chat.ask("git")
+        summary = DailySummary(chat, state_of(served.app).orders, wake=lambda: None).send(time.time())
+        base = await chat.ask("git")  # wakes the courier, which sends the summary first
+        told = await chat.wait_sent(lambda s: s.text.startswith("Daily cost: "))
     assert logs.startswith("run 1-coder-1 (coder, succeeded), its last lines:") and "■ run succeeded" in logs
     spent = project.store.ledger("item")[0].cost_usd
     assert cost.startswith(f"${spent:.2f} since ") and " 00:00 JST, over 1 run(s)" in cost and "#1: " in cost
     assert week.startswith(f"${spent:.2f} since ")
+    assert told.text == summary == f"Daily cost: {cost}" and told.message.room == ROOM
     tip = git(project.root, "rev-parse", "main")
     assert base.splitlines()[0].startswith(f"main at {tip[:10]} ") and "your checkout: on main, clean" in base
 

@@ -58,26 +58,38 @@ def notice(n: int, kind: NoticeKind = NoticeKind.MERGED) -> Notice:
     return Notice(kind, n, n, f"#{n} {kind.value}")
 
 
-def test_a_burst_within_the_window_is_one_message_and_a_lone_notice_waits_at_most_the_window() -> None:
+def test_a_lone_notice_goes_at_once_and_a_burst_after_it_is_one_message_when_the_window_ends() -> None:
     room = Coalescer(window_s=2.0)
-    assert room.offer(notice(1), 10.0) == [] and room.next_due == 12.0
-    assert room.offer(notice(2), 11.0) == [] and room.offer(notice(3), 11.9) == []
-    assert room.due(11.99) == []
+    assert room.add(notice(1), 10.0) == [] and room.next_due == 0.0
+    assert room.due(10.0) == [[notice(1)]] and room.next_due is None
+    for n, at in ((2, 10.5), (3, 11.0), (4, 11.9)):
+        assert room.add(notice(n), at) == [] and room.due(at) == []
+    assert room.next_due == 12.0 and room.due(11.99) == []
     [sent] = room.due(12.0)
-    assert [n.event_id for n in sent] == [1, 2, 3] and room.next_due is None
-    assert room.offer(notice(4), 20.0) == [] and room.due(22.0) == [[notice(4)]]
+    assert [n.event_id for n in sent] == [2, 3, 4] and room.next_due is None
+    assert room.add(notice(5), 20.0) == [] and room.due(20.0) == [[notice(5)]]
+
+
+def test_notices_read_together_are_one_message() -> None:
+    room = Coalescer(window_s=2.0)
+    for n in (1, 2, 3):
+        room.add(notice(n), 5.0)
+    assert room.due(5.0) == [[notice(1), notice(2), notice(3)]]
 
 
 def test_a_permission_request_goes_at_once_after_what_was_held() -> None:
     room = Coalescer(window_s=5.0)
-    room.offer(notice(1), 0.0)
-    assert room.offer(notice(2, NoticeKind.PERMISSION), 1.0) == [[notice(1)], [notice(2, NoticeKind.PERMISSION)]]
+    room.add(notice(1), 0.0)
+    room.due(0.0)
+    room.add(notice(2), 1.0)
+    assert room.add(notice(3, NoticeKind.PERMISSION), 1.0) == [[notice(2)], [notice(3, NoticeKind.PERMISSION)]]
 
 
 def test_a_room_s_filter_keeps_out_the_kinds_it_does_not_want() -> None:
     room = Coalescer(window_s=0.0, wanted=frozenset({NoticeKind.BLOCKED}))
-    assert room.offer(notice(1, NoticeKind.MERGED), 0.0) == []
-    assert room.offer(notice(2, NoticeKind.BLOCKED), 0.0) == [[notice(2, NoticeKind.BLOCKED)]]
+    assert room.add(notice(1, NoticeKind.MERGED), 0.0) == [] and room.due(0.0) == []
+    room.add(notice(2, NoticeKind.BLOCKED), 0.0)
+    assert room.due(0.0) == [[notice(2, NoticeKind.BLOCKED)]]
 
 
 def test_a_message_lists_its_notices_oldest_first() -> None:

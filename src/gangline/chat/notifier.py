@@ -38,7 +38,7 @@ class RoomNotices:
     def offer(self, row: EventRow, notice: Notice | None, now: float) -> list[list[Notice]]:
         if row.id <= self.cursor or notice is None:
             return []
-        return self.coalescer.offer(notice, now)
+        return self.coalescer.add(notice, now)
 
 
 class Notifier:

@@ -20,6 +20,7 @@ from gangline.chat.door import ChatDoor
 from gangline.chat.extras import extras
 from gangline.chat.htop import Htop
 from gangline.chat.notifier import BACKOFF_S, Courier, Notifier
+from gangline.chat.summary import DailySummary
 from gangline.chat.transport import Transport, TransportDown
 from gangline.core.errors import ConfigError
 from gangline.pipeline.orders import Door, Orders
@@ -79,6 +80,7 @@ async def _account(transport: Transport, orders: Callable[[], Orders], clock: Ca
     async with asyncio.TaskGroup() as tg:
         tg.create_task(courier.run())
         tg.create_task(htop.run())
+        tg.create_task(DailySummary(transport, orders, courier.wake, clock).run())
         tg.create_task(notifier.run())
         if transport.listens:
             tg.create_task(_listen(transport, door))

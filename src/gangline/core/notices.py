@@ -2,9 +2,8 @@
 
 Pure: ``notice_of`` reads one row of the event log (``EventRow``) and says whether it is news a
 person wants pushed to them (an item blocked and why, a merge that failed, a merge, a hard rate
-limit with its resume time, an agent asking permission, a failed run); ``Coalescer`` holds the
-notices of one room for a short window and hands them over as one message, so a burst of
-twenty changes is one message and a lone change waits at most the window.
+limit with its resume time, an agent asking permission, a failed run); ``Coalescer`` throttles
+one room's notices: a lone change goes at once, and a burst is one message a window.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ class NoticeKind(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     PERMISSION = "permission"
     RUN_FAILED = "run_failed"
+    DAILY_COST = "daily_cost"  # not from an event: the day's cost, at a time of the room's choosing
 
 
 @dataclass(frozen=True)
@@ -70,39 +70,43 @@ def _utc(at: float) -> str:
 
 @dataclass
 class Coalescer:
-    """One room's pending notices: a window opens at the first, and everything until it closes goes as one message.
+    """One room's pending notices, throttled: at most one message per window, the rest held and sent together.
 
-    ``wanted`` is the room's filter (empty: every kind). A permission request is never held: a
-    person should see it at once, and it carries its own buttons.
+    What is added goes at the next ``due`` if the room's last message is at least ``window_s`` old
+    (so a lone notice goes at once, and a batch read together is one message); otherwise it waits
+    for the window to end and goes with everything added meanwhile. ``wanted`` is the room's filter
+    (empty: every kind). A permission request is never held: a person should see it at once, and it
+    carries its own answer.
     """
 
     window_s: float = 2.0
     wanted: frozenset[NoticeKind] = frozenset()
     _held: list[Notice] = field(default_factory=list)
-    _opened_at: float | None = None
+    _last_sent: float | None = None
 
-    def offer(self, notice: Notice, now: float) -> list[list[Notice]]:
-        """Take a notice; the messages due now (each a list of notices sent together)."""
+    def add(self, notice: Notice, now: float) -> list[list[Notice]]:
+        """Take a notice; what must go at once (only for a permission request: what was held, then it)."""
         if self.wanted and notice.kind not in self.wanted:
-            return self.due(now)
-        if notice.kind is NoticeKind.PERMISSION:
-            return [*self.due(now, flush=True), [notice]]
-        if self._opened_at is None:
-            self._opened_at = now
-        self._held.append(notice)
-        return self.due(now)
-
-    def due(self, now: float, flush: bool = False) -> list[list[Notice]]:
-        """The held notices as one message if the window has closed (or ``flush``); nothing otherwise."""
-        if not self._held or (not flush and self._opened_at is not None and now < self._opened_at + self.window_s):
             return []
-        held, self._held, self._opened_at = self._held, [], None
+        if notice.kind is NoticeKind.PERMISSION:
+            held, self._held, self._last_sent = self._held, [], now
+            return [*([held] if held else []), [notice]]
+        self._held.append(notice)
+        return []
+
+    def due(self, now: float) -> list[list[Notice]]:
+        """The held notices as one message when the window since the last message has passed; else nothing."""
+        if not self._held or (self._last_sent is not None and now < self._last_sent + self.window_s):
+            return []
+        held, self._held, self._last_sent = self._held, [], now
         return [held]
 
     @property
     def next_due(self) -> float | None:
         """When the held notices are due, for the caller's timer; None when nothing is held."""
-        return None if self._opened_at is None else self._opened_at + self.window_s
+        if not self._held:
+            return None
+        return self._last_sent + self.window_s if self._last_sent is not None else 0.0
 
 
 def message_of(notices: list[Notice]) -> str:

@@ -45,6 +45,7 @@ class ChatSettings(StrictModel):
     ambient: bool = False  # every message in a room is for the bot, not only those naming it
     window_s: float = Field(default=2.0, ge=0, le=300)  # notices within this are coalesced into one message
     per_minute: int = Field(default=20, ge=1, le=600)  # one person's messages a minute; more are refused
+    daily_summary: str | None = Field(default=None, pattern=r"^([01]?\d|2[0-3]):[0-5]\d$")  # HH:MM, time_zone's
 
     @property
     def key(self) -> str:
