@@ -8,6 +8,7 @@ person who may not give orders, and gangline restarted mid-conversation.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from gangline.chat.serving import chat_door
+from gangline.cli.checks import Check, run_checks
 from gangline.core.stages import Hold
 from gangline.server.app import create_app
 from gangline.server.serving import serving
@@ -199,3 +201,31 @@ async def test_the_rest_api_and_chat_see_one_board(room: Room) -> None:
         listed = await room.ask("ls")
         items = (await rest.get("/api/items")).json()
     assert listed.body.startswith(f"#{items[0]['id']} backlog · scheduled until 3000-01-01")
+
+
+def test_doctor_says_whom_the_token_signs_in_and_names_a_bad_one(synapse: Synapse, tmp_path: Path) -> None:
+    bot = synapse.register(fresh("gangline"))
+    project = Project(tmp_path)
+    project.agent("coder", [commit_file("a.txt", "1\n")])
+    table = (f'[[chat]]\ntransport = "matrix"\nhomeserver = "{synapse.url}"\nuser = "{bot.user_id}"\n'
+             f'token_env = "{TOKEN_ENV}"\nallow = ["@ann:localhost"]\n'
+             f'[[chat]]\nname = "down"\ntransport = "matrix"\nhomeserver = "http://127.0.0.1:9"\n'
+             f'user = "{bot.user_id}"\ntoken_env = "{TOKEN_ENV}"\n')  # fmt: skip
+    project.configure(tables=table)
+    right = by_name(run_checks(project.root, {**os.environ, TOKEN_ENV: bot.access_token}, port=0))
+    wrong = by_name(run_checks(project.root, {**os.environ, TOKEN_ENV: "syt_not_a_token"}, port=0))
+    unset = by_name(run_checks(project.root, {k: v for k, v in os.environ.items() if k != TOKEN_ENV}, port=0))
+    assert right["chat matrix (matrix)"].ok
+    assert right["chat matrix (matrix)"].detail == f"signed in as {bot.user_id} on {synapse.url}"
+    assert (
+        not right["chat down (matrix)"].ok and "cannot reach http://127.0.0.1:9" in right["chat down (matrix)"].detail
+    )
+    refused = wrong["chat matrix (matrix)"]
+    assert not refused.ok and refused.detail.startswith(f"{synapse.url} does not accept the bot's token")
+    assert unset["chat matrix (matrix)"].detail == (
+        f"chat[1].token_env: expected the environment variable {TOKEN_ENV} to hold the bot's token, but it is not set"
+    )
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}

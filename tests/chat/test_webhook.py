@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
-from gangline.chat.serving import chat_door
+from gangline.chat.serving import chat_door, check_accounts
 from gangline.core.items import Item
 from gangline.core.records import OutboxRow
 from gangline.server.app import create_app
@@ -221,3 +221,21 @@ async def test_without_a_secret_a_notice_is_posted_unsigned(tmp_path: Path) -> N
     assert came.headers["Idempotency-Key"] == body["key"]
     assert not [name for name in came.headers if name.lower().startswith("x-gangline-")]
     assert refusal(SECRET, came.headers, came.body, time.time()) == "unsigned"
+
+
+async def test_doctor_finds_what_listens_at_the_url_without_sending_anything(tmp_path: Path) -> None:
+    async with receiving() as receiver:
+        project = project_with(tmp_path, webhook_table(receiver.url), webhook_table("http://127.0.0.1:9/x", "nowhere"))
+        assert project.config is not None
+        found = {c.name: c for c in await check_accounts(project.config, project.paths, ENV)}
+        unset = {c.name: c for c in await check_accounts(project.config, project.paths, {})}
+    listening = found["chat webhook (webhook)"]
+    assert listening.ok and listening.detail.startswith("127.0.0.1:") and "notices go signed" in listening.detail
+    assert (
+        not found["chat nowhere (webhook)"].ok
+        and "nothing answers at 127.0.0.1:9" in found["chat nowhere (webhook)"].detail
+    )
+    assert receiver.received == []
+    assert unset["chat webhook (webhook)"].detail.startswith(
+        f"chat[1].secret_env: expected the environment variable {SECRET_ENV}"
+    )

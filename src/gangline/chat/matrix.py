@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -45,7 +46,8 @@ from gangline.project.paths import ProjectPaths
 log = logging.getLogger(__name__)
 
 SYNC_MS = 30_000  # a long poll: the homeserver answers at once when something happens
-READY_S = 30.0  # a send waits this long for the first sync before it counts the transport as down
+READY_S = 30.0
+CHECK_S = 10.0  # a send waits this long for the first sync before it counts the transport as down
 _REFUSED = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_BAD_JSON", "M_TOO_LARGE"})
 
 
@@ -265,6 +267,31 @@ class MatrixTransport:
                 if device.id != client.device_id and (user, device.id) not in covered:
                     client.invalidate_outbound_session(room)
                     return
+
+    async def check(self) -> str:
+        # Plain HTTP, not nio: a running server holds the device's key store, and a password login
+        # would make a new device each time doctor runs.
+        base = self.settings.homeserver.rstrip("/")
+        kind, secret = self._secret
+        saved = _read_device(self.store_dir)
+        token = secret if kind == "token" else (saved or {}).get("access_token")
+        async with httpx.AsyncClient(timeout=CHECK_S) as http:
+            try:
+                versions = await http.get(f"{base}/_matrix/client/versions")
+                if versions.status_code != 200:
+                    raise TransportDown(f"{base} does not answer as a Matrix homeserver ({versions.status_code})")
+                if token is None:
+                    return f"{base} answers; the bot logs in with its password at the first start"
+                who = await http.get(f"{base}/_matrix/client/v3/account/whoami",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            except httpx.HTTPError as err:
+                raise TransportDown(f"cannot reach {base}: {err!r}") from err
+        if who.status_code != 200:
+            raise MessageRefused(f"{base} does not accept the bot's {kind}: {who.text[:200]}")
+        user = who.json().get("user_id")
+        if user != self.settings.user:
+            raise MessageRefused(f"the {kind} is {user}'s, not {self.settings.user}'s")
+        return f"signed in as {user} on {base}"
 
     async def close(self) -> None:
         if self._client is not None:

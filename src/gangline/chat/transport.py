@@ -97,4 +97,9 @@ class Transport(Protocol):
         """Replace the text of a message gangline sent (htop's live view)."""
         ...
 
+    async def check(self) -> str:
+        """For ``gangline doctor``, without changing anything: who the account is and that the platform answers.
+        TransportDown or MessageRefused say what is wrong."""
+        ...
+
     async def close(self) -> None: ...

@@ -12,6 +12,7 @@ nowhere) is a refusal for good. It only sends: nobody can give orders through it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -71,6 +72,20 @@ class WebhookTransport:
 
     async def edit(self, room: str, message_id: str, text: str) -> None:
         await self.send(Outgoing(room, text))  # a webhook cannot change what it sent: it sends again
+
+    async def check(self) -> str:
+        # A test POST would be a notice nobody sent: only that something listens where the URL points.
+        url = httpx.URL(self.settings.url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                _, writer = await asyncio.open_connection(url.host, port)
+        except (OSError, TimeoutError) as err:
+            raise TransportDown(f"nothing answers at {url.host}:{port}: {err!r}") from err
+        writer.close()
+        await writer.wait_closed()
+        signed = "signed" if self._secret else "unsigned"
+        return f"{url.host}:{port} accepts connections; notices go {signed}"
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -19,7 +19,7 @@ from gangline.core.errors import GanglineError
 from gangline.core.outcome import fix_for
 from gangline.core.profiles import AgentProfile, CliKind, PermissionMode, SandboxMode
 from gangline.pipeline.rooms import Rooms
-from gangline.project.config import load_project
+from gangline.project.config import ProjectConfig, load_project
 from gangline.project.paths import ProjectPaths, find_root
 
 MIN_GIT = (2, 36)  # `git worktree list --porcelain` parsing and `merge --no-autostash`
@@ -53,7 +53,18 @@ def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
     checks.append(sandbox)
     checks += [check_agent(profile, env, sandboxed=sandbox.ok and config.sandbox is not SandboxMode.OFF)
                for profile in config.agents]  # fmt: skip
-    return [*checks, check_port(port), check_disk(paths)]
+    return [*checks, *check_chats(config, paths, env), check_port(port), check_disk(paths)]
+
+
+def check_chats(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, str]) -> list[Check]:
+    """Each [[chat]] account: its secret set, its client installed, its platform answering to it."""
+    if not config.chats:
+        return []
+    import asyncio
+
+    from gangline.chat.serving import check_accounts
+
+    return [Check(c.name, c.ok, c.detail, c.fix) for c in asyncio.run(check_accounts(config, paths, env))]
 
 
 def check_sandbox(rooms: Rooms) -> Check:
