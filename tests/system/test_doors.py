@@ -1,4 +1,5 @@
-"""Every order and every kind of bad input through REST, the people's MCP tools and the CLI: one outcome.
+"""Every order and every kind of bad input through REST, the people's MCP tools and the CLI (and what chat has
+of them): one outcome.
 
 One running server; each door gets its own copy of every starting state. For each order the
 test asserts the same resulting state and the same event row from every door (the actor is
@@ -27,6 +28,7 @@ from gangline.core.records import EventRow
 from gangline.core.stages import Facts, Trigger
 from gangline.project.serverfile import announce_server, withdraw_server
 from gangline.server.errors import STATUS
+from kits.chat_kit import PERSON, MemoryTransport, chatting, memory_settings
 from kits.helpers import cli_env, git
 from kits.mcp_kit import Served, mcp_client, served, text_of
 from kits.pipeline_kit import Project
@@ -391,3 +393,49 @@ async def test_a_permission_answer_is_the_same_order_from_every_door(project: Pr
     )
     rows = [e for e in project.store.events_after(before, limit=1000) if e.kind == "permission_answered"]
     assert sorted(e.actor for e in rows) == sorted(ACTOR.values())
+
+
+# --- chat, the fourth door -------------------------------------------------------------------------
+
+# The orders chat has, as a person types them there ({id}: the item's).
+CHAT_SAYS = {"start": "start {id}", "stop": "stop {id} lunch", "block": "block {id}", "unblock": "unblock {id}",
+             "approve": "approve {id}", "reject": "reject {id} the page does not render"}  # fmt: skip
+
+
+async def test_chat_carries_out_its_orders_as_rest_does_and_refuses_in_the_same_words(project: Project) -> None:
+    orders = [order for order in ORDERS if order.name in CHAT_SAYS]
+    starts = {(order.name, door): order.start(project) for order in orders for door in ("rest", "chat")}
+    waiting = _at(project, "Waiting")
+    chat = MemoryTransport(memory_settings())
+    async with chatting(project, chat) as served, httpx.AsyncClient(base_url=served.url, timeout=60) as http:
+        for order in orders:
+            outcomes = {}
+            for door in ("rest", "chat"):
+                item, before = starts[(order.name, door)], project.store.last_event_id()
+                if door == "rest":
+                    outcomes[door] = order.then(await _rest(http, order.rest(item)))
+                else:
+                    answer = await chat.ask(CHAT_SAYS[order.name].format(id=item.id))
+                    assert not answer.startswith("refused"), (order.name, answer)
+                    outcomes[door] = order.then((await http.get(f"/api/items/{item.id}")).json())
+                actor = ACTOR["rest"] if door == "rest" else f"memory:{PERSON}"
+                kinds = [(e.kind, e.trigger, e.actor) for e in _events_of(project, item.id, before)]
+                assert (*order.event, actor) in kinds, (order.name, door, kinds)
+            assert outcomes["rest"] == outcomes["chat"], (order.name, outcomes)
+        for said, rest in [
+            (f"approve {waiting.id}", ("POST", f"/api/items/{waiting.id}/approve", None)),
+            ("block 9999", ("POST", "/api/items/9999/block", None)),
+            (f"assign {waiting.id} nobody", ("PATCH", f"/api/items/{waiting.id}", {"pinned_agent": "nobody"})),
+            (f"assign {waiting.id} reviewer", ("PATCH", f"/api/items/{waiting.id}", {"pinned_agent": "reviewer"})),
+            ("allow 0123456789abcdef", ("POST", "/api/permissions/0123456789abcdef", {"decision": "allow"})),
+        ]:
+            before = project.store.last_event_id()
+            message = (await _rest(http, rest))["error"]["message"]
+            assert await chat.ask(said) == f"refused: {message}", said
+            ours = [e for e in _events_of(project, None, before) if e.actor in (ACTOR["rest"], f"memory:{PERSON}")]
+            assert ours == [], said  # the pipeline's own work on the started items goes on meanwhile
+
+
+async def _rest(http: httpx.AsyncClient, rest: tuple[str, str, dict[str, Any] | None]) -> Any:
+    method, path, body = rest
+    return (await http.request(method, path, json=body)).json()

@@ -45,6 +45,7 @@ class CommandSpec:
 
 
 _ID = Arg("n", "id")
+_WHY = Arg("reason", "rest", optional=True)  # recorded with the change, as REST's reason is
 # Which waiting tool call an answer is for: an item (#3), a request id, or none (the one the
 # message replies to, or the only one waiting).
 _ASKED = Arg("asked", "word", optional=True)
@@ -57,7 +58,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("status", (), "What the pipeline is doing: items per stage, live runs, what waits."),
     CommandSpec("ls", (), "The items that are not done yet.", aliases=("backlog",)),
     CommandSpec("show", (_ID,), "One item: its stage, hold, criteria and last runs."),
-    *(CommandSpec(action.value, (_ID,), ACTIONS[action].help) for action in _ITEM_ACTIONS),
+    *(CommandSpec(action.value, (_ID, _WHY), ACTIONS[action].help) for action in _ITEM_ACTIONS),
     CommandSpec("reject", (_ID, Arg("reason", "rest")), ACTIONS[ItemAction.REJECT].help),
     CommandSpec("assign", (_ID, Arg("profile", "word")), "Pin an item to an agent profile."),
     CommandSpec("cost", (Arg("period", "choice", optional=True, choices=("today", "week")),),
