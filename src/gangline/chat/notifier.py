@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from gangline.chat.transport import MessageHeld, MessageRefused, Outgoing, Transport, TransportDown
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 PAGE = 500  # event rows read at once
 POLL_S = 1.0  # re-read the log at least this often: the CLI writes it from another process
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # a transport that is down is tried again after these
+KEEP_S = 30 * 86400.0  # messages taken up and sent are remembered this long: no platform redelivers later
+PRUNE_EVERY_S = 3600.0
 
 
 class RoomNotices:
@@ -126,8 +129,12 @@ class Courier:
         self._wake.set()
 
     async def run(self) -> None:
+        pruned_at = 0.0
         while True:
             self._wake.clear()
+            if time.time() - pruned_at > PRUNE_EVERY_S:
+                self.store.prune_chat(time.time() - KEEP_S)
+                pruned_at = time.time()
             if await self.send_all():
                 self.failures = 0
                 await self._wake.wait()

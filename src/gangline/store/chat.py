@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Connection, Update, and_, insert, select, update
+from sqlalchemy import Connection, Update, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gangline.core.records import ChatRoomRow, OutboxRow
@@ -76,6 +76,13 @@ class Chat(StoreBase):
         except IntegrityError:
             return False
         return True
+
+    def prune_chat(self, before: float) -> int:
+        """Forget messages taken up, and outbox rows sent (or set aside), before ``before``; how many rows went."""
+        box, seen = t.chat_outbox.c, t.chat_seen.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(t.chat_seen).where(seen.at < before)).rowcount
+            return int(gone + conn.execute(delete(t.chat_outbox).where(box.sent_at < before)).rowcount)
 
 
 def _room_update(transport: str, room: str) -> Update:

@@ -1,0 +1,53 @@
+"""Chat's rows in the real SQLite store: a message taken up once, the outbox in order, each room's cursor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gangline.store import Store, open_sqlite
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store_at(tmp_path: Path, clock: Clock) -> Store:
+    return open_sqlite(tmp_path / "state.db", clock=clock)
+
+
+def test_a_message_is_taken_up_once_per_transport_and_forgotten_after_the_keeping_time(tmp_path: Path) -> None:
+    clock = Clock()
+    store = store_at(tmp_path, clock)
+    assert store.take_up("matrix", "$1") and not store.take_up("matrix", "$1") and store.take_up("slack", "$1")
+    clock.now = 5000.0
+    assert store.prune_chat(before=2000.0) == 2
+    assert store.take_up("matrix", "$1")
+
+
+def test_the_outbox_is_sent_oldest_first_and_a_room_can_be_skipped(tmp_path: Path) -> None:
+    store = store_at(tmp_path, Clock())
+    store.queue_notice("matrix", "!a", "#1 is blocked", through=7, request_id=None)
+    answer = store.queue_reply("matrix", "!b", "backlog 1", reply_to="$said")
+    store.queue_notice("matrix", "!a", "#2 is merged", through=9)
+    assert [r.text for r in store.unsent("matrix")] == ["#1 is blocked", "backlog 1", "#2 is merged"]
+    assert [r.room for r in store.unsent("matrix", skip_rooms={"!a"})] == ["!b"]
+    store.mark_sent(answer, "$sent")
+    assert store.sent_message("matrix", "$sent") is not None and store.sent_message("matrix", "$other") is None
+    assert [r.text for r in store.unsent("matrix")] == ["#1 is blocked", "#2 is merged"]
+    assert store.chat_room("matrix", "!a").notified_through == 9
+    assert store.unsent("slack") == []
+
+
+def test_a_room_keeps_its_ambient_setting_and_cursor_across_a_reopen(tmp_path: Path) -> None:
+    store = store_at(tmp_path, Clock())
+    assert store.chat_room("matrix", "!a").ambient is None
+    store.set_ambient("matrix", "!a", True)
+    store.queue_notice("matrix", "!a", None, through=42)  # past events that were no news
+    store.close()
+    again = store_at(tmp_path, Clock())
+    room = again.chat_room("matrix", "!a")
+    assert (room.ambient, room.notified_through) == (True, 42) and again.unsent("matrix") == []
