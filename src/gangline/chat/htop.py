@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from gangline.agents.usage import ProcessUsage, tree_usage
-from gangline.chat.transport import Outgoing, Transport, TransportDown
+from gangline.chat.transport import MessageRefused, Outgoing, Transport, TransportDown
 from gangline.core.text import plain
 from gangline.core.wire import RunOut
 from gangline.pipeline.orders import Orders
@@ -81,7 +81,8 @@ class Htop:
         ends = loop.time() + self.lasts_s
         before: dict[int, float] = {}
         message_id: str | None = None
-        with contextlib.suppress(TransportDown):  # a live view is not worth keeping through an outage
+        # A live view is not worth keeping through an outage, nor worth more than a log line if refused.
+        with contextlib.suppress(TransportDown, MessageRefused):
             while True:
                 runs = self.orders().views.runs(live=True)
                 trees = {run.id: tree_usage(run.pid) for run in runs if run.pid is not None}

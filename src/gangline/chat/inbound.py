@@ -71,7 +71,9 @@ class Inbound:
             shown = f"[{bound[0]}]" if server.servers[0].sockets[0].family == socket.AF_INET6 else bound[0]
             self.url = f"http://{shown}:{bound[1]}"
             self.listening.set()
-            await task
+            # Not ``await task``: cancelling us would cancel uvicorn mid-serve and leak its socket;
+            # the ``finally`` below stops it the way it stops.
+            await asyncio.wait({task})
         finally:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
