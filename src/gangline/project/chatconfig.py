@@ -122,6 +122,10 @@ class DiscordSettings(ChatSettings):
     transport: Literal["discord"]
     token_env: str = Field(pattern=_ENV_NAME)
     application_id: str | None = Field(default=None, pattern=r"^\d{5,25}$")  # for slash commands
+    guild_id: str | None = Field(default=None, pattern=r"^\d{5,25}$")  # the slash command in this server only
+    # The privileged intent (enable it in the developer portal first): the text of every message, not only of
+    # mentions, replies to the bot and DMs; an ambient room needs it.
+    message_content: bool = False
     public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")  # not a secret: Discord shows it
     listen: str = Field(default="127.0.0.1:8791", pattern=_LISTEN)
     api_url: str = Field(default="https://discord.com/api/v10", pattern=r"^https?://\S+$")
@@ -144,14 +148,20 @@ class WhatsAppSettings(ChatSettings):
     token_env: str | None = Field(default=None, pattern=_ENV_NAME)
     app_secret_env: str | None = Field(default=None, pattern=_ENV_NAME)  # X-Hub-Signature-256
     verify_token_env: str | None = Field(default=None, pattern=_ENV_NAME)  # the subscription handshake
-    api_url: str = Field(default="https://graph.facebook.com", pattern=r"^https?://\S+$")
     # Twilio
     account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
     from_number: str | None = Field(default=None, pattern=r"^\+\d{6,15}$")
-    # outside the 24-hour window
-    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$")
-    template_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+    # The provider's API; default: Meta's Graph API or Twilio's REST API (tests point it at a fake).
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # outside the 24-hour window: Meta's template name, or Twilio's Content SID (HX...) of an approved template
+    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$|^HX[0-9a-fA-F]{32}$")
+    template_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")  # Meta's
+
+    @property
+    def api_base(self) -> str:
+        default = "https://graph.facebook.com" if self.provider == "meta" else "https://api.twilio.com"
+        return (self.api_url or default).rstrip("/")
 
     @model_validator(mode="after")
     def _provider_keys(self) -> WhatsAppSettings:
@@ -160,6 +170,9 @@ class WhatsAppSettings(ChatSettings):
         missing = [key for key in needed if getattr(self, key) is None]
         if missing:
             raise ValueError(f'expected {", ".join(missing)} for provider = "{self.provider}"')
+        if self.template is not None and self.template.startswith("HX") != (self.provider == "twilio"):
+            kind = "a Content SID (HX...)" if self.provider == "twilio" else "a template name (lower case, digits, _)"
+            raise ValueError(f'expected template to be {kind} for provider = "{self.provider}"')
         return self
 
 
