@@ -216,6 +216,16 @@ async def test_notices_wait_out_a_platform_that_is_down_and_a_restart_and_come_o
     assert [s.text.split(":")[0] for s in again.sent] == ["#1 is blocked", "#2 is blocked", "#3 is blocked"]
 
 
+async def test_a_failure_inside_a_chat_account_restarts_it_and_the_server_goes_on(project: Project) -> None:
+    chat = MemoryTransport(memory_settings())
+    chat.surprise = RuntimeError("a platform's surprise")
+    async with chatting(project, chat) as served, httpx.AsyncClient(base_url=served.url) as rest:
+        answer = await chat.ask("help")  # its first send fails; the account starts again and sends it
+        health = (await rest.get("/health")).json()
+    assert answer.startswith("status — ") and health["orchestrator"] is True
+    assert chat.attempts == 2 and len([s for s in chat.sent if s.message.reply_to]) == 1
+
+
 async def test_logs_cost_and_git_answer_from_a_finished_item(project: Project) -> None:
     project.add("Add a file")
     chat = MemoryTransport(memory_settings())

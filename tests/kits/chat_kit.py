@@ -45,6 +45,7 @@ class MemoryTransport:
         self.names = names
         self.sent: list[Sent] = []
         self.down = False
+        self.surprise: Exception | None = None  # raised once by the next send, as a platform's bug would be
         self.attempts = 0  # sends tried, failed ones included
         self._inbox: asyncio.Queue[Said] = asyncio.Queue()
         self._changed = asyncio.Condition()
@@ -58,6 +59,9 @@ class MemoryTransport:
 
     async def send(self, message: Outgoing) -> str:
         self.attempts += 1
+        if self.surprise is not None:
+            surprise, self.surprise = self.surprise, None
+            raise surprise
         if self.down:
             async with self._changed:
                 self._changed.notify_all()

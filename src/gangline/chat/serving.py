@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_S = 5.0  # each transport gets this long to close at shutdown
 CHECK_S = 15.0  # doctor waits this long for a platform
+RESTART_QUIET_S = 600.0  # an account that ran this long before failing starts again at the first pause
 
 
 def make_transport(settings: ChatSettings, index: int, paths: ProjectPaths, env: Mapping[str, str]) -> Transport:
@@ -73,7 +74,27 @@ def door_of(transports: list[Transport]) -> Door:
 
 
 async def _account(transport: Transport, orders: Callable[[], Orders], clock: Callable[[], float] = time.time) -> None:
-    """One account: its courier, its notifier and, when it listens, its door, until cancelled."""
+    """One account, until cancelled; a failure of its own is logged and it starts again after a pause.
+
+    Chat must never take the pipeline down with it: whatever goes wrong in one account (a platform's
+    surprise, a bug) stays in that account. What it had to say waits in the outbox meanwhile.
+    """
+    failures = 0
+    while True:
+        started = clock()
+        try:
+            await _run_account(transport, orders, clock)
+            return  # its tasks never end by themselves; should they, the account is over
+        except Exception as err:  # logged with its traceback; the account starts again
+            failures = 1 if clock() - started > RESTART_QUIET_S else failures + 1
+            pause = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
+            log.exception("chat account failed; starting it again", exc_info=err, extra={"action": "chat_restart",
+                          "transport": transport.settings.key, "retry_in_s": pause})  # fmt: skip
+            await asyncio.sleep(pause)
+
+
+async def _run_account(transport: Transport, orders: Callable[[], Orders], clock: Callable[[], float]) -> None:
+    """One account's courier, notifier, htop, daily summary and, when it listens, its door."""
     orch = orders().orchestrator
     courier = Courier(transport, orch)
     notifier = Notifier(transport, orch, courier.wake)
