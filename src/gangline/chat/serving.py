@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from gangline.chat import EXTRAS, TRANSPORTS
 from gangline.chat.commands import Commands
@@ -24,6 +23,7 @@ from gangline.chat.notifier import BACKOFF_S, Courier, Notifier
 from gangline.chat.summary import DailySummary
 from gangline.chat.transport import MessageRefused, Transport, TransportDown
 from gangline.core.errors import ConfigError
+from gangline.core.records import Check
 from gangline.pipeline.orders import Door, Orders
 from gangline.project.chatconfig import ChatSettings
 from gangline.project.config import ProjectConfig
@@ -134,36 +134,24 @@ async def _close(transports: list[Transport]) -> None:
             log.warning("chat transport did not close cleanly", extra=about)
 
 
-@dataclass(frozen=True)
-class AccountCheck:
-    """What ``gangline doctor`` says of one [[chat]] account."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-async def check_accounts(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, str]) -> list[AccountCheck]:
+async def check_accounts(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, str]) -> list[Check]:
     """Each account's credentials and whether its platform answers, changing nothing."""
     return [await _check(settings, index, paths, env) for index, settings in enumerate(config.chats, 1)]
 
 
-async def _check(settings: ChatSettings, index: int, paths: ProjectPaths, env: Mapping[str, str]) -> AccountCheck:
+async def _check(settings: ChatSettings, index: int, paths: ProjectPaths, env: Mapping[str, str]) -> Check:
     name = f"chat {settings.key} ({settings.transport})"
     try:
         transport = make_transport(settings, index, paths, env)
     except ConfigError as err:
-        return AccountCheck(
-            name, False, str(err), "set the variable in the server's environment, or install what it names"
-        )
+        return Check(name, False, str(err), "set the variable in the server's environment, or install what it names")
     try:
         async with asyncio.timeout(CHECK_S):
             detail = await transport.check()
     except (TransportDown, TimeoutError) as err:
-        return AccountCheck(name, False, str(err) or "no answer", "check the address and that this machine reaches it")
+        return Check(name, False, str(err) or "no answer", "check the address and that this machine reaches it")
     except MessageRefused as err:
-        return AccountCheck(name, False, str(err), f"put the secret right in the environment (chat[{index}])")
+        return Check(name, False, str(err), f"put the secret right in the environment (chat[{index}])")
     finally:
         await transport.close()
-    return AccountCheck(name, True, detail + ("" if settings.allow else "; allow is empty: nobody may give orders"))
+    return Check(name, True, detail + ("" if settings.allow else "; allow is empty: nobody may give orders"))

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from gangline.agents import homes
@@ -18,6 +17,7 @@ from gangline.agents.sandbox import INSTALL, bwrap_path
 from gangline.core.errors import GanglineError
 from gangline.core.outcome import fix_for
 from gangline.core.profiles import AgentProfile, CliKind, PermissionMode, SandboxMode
+from gangline.core.records import Check
 from gangline.pipeline.rooms import Rooms
 from gangline.project.config import ProjectConfig, load_project
 from gangline.project.paths import ProjectPaths, find_root
@@ -25,14 +25,6 @@ from gangline.project.paths import ProjectPaths, find_root
 MIN_GIT = (2, 36)  # `git worktree list --porcelain` parsing and `merge --no-autostash`
 MIN_FREE_BYTES = 1 << 30
 _CLI_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
@@ -64,7 +56,7 @@ def check_chats(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, st
 
     from gangline.chat.serving import check_accounts
 
-    return [Check(c.name, c.ok, c.detail, c.fix) for c in asyncio.run(check_accounts(config, paths, env))]
+    return asyncio.run(check_accounts(config, paths, env))
 
 
 def check_sandbox(rooms: Rooms) -> Check:

@@ -155,3 +155,13 @@ class OutboxRow:
     sent_at: float | None
     message_id: str | None
     failure: str | None = None  # why the platform refused it for good
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding of ``gangline doctor``: what was checked, whether it is fine, what was found, how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
