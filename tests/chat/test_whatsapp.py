@@ -506,3 +506,14 @@ def test_a_missing_secret_stops_serving_before_it_starts_naming_the_key(tmp_path
         "chat[1].app_secret_env: expected the environment variable GANGLINE_TEST_WA_APP_SECRET to hold the Meta "
         "app's secret, but it is not set"
     )
+
+
+async def test_htop_where_a_message_cannot_be_changed_is_one_snapshot_and_says_so(chat: Chat) -> None:
+    person = chat.person()
+    said = "htop: this platform cannot change a message once sent, so here is one snapshot."
+    async with chat.served():
+        await person.ask("help")  # the window is open
+        await person.say("gangline htop")  # its answer and the snapshot may come in either order
+        answer = await chat.fake.wait_sent(lambda s: s.text == said)
+        snapshot = await chat.fake.wait_sent(lambda s: s.text == "htop: no agent is running.")
+    assert answer.to == snapshot.to == PERSON

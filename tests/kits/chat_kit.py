@@ -39,6 +39,7 @@ class Sent:
 
 class MemoryTransport:
     listens = True
+    edits = True
 
     def __init__(self, settings: ChatSettings, names: tuple[str, ...] = ("gangline", "@gangline:example.org")) -> None:
         self.settings = settings

@@ -86,6 +86,7 @@ class DiscordTransport:
     """One Discord bot: listens on the gateway (and the interactions endpoint) and sends through REST."""
 
     listens = True
+    edits = True
 
     def __init__(self, settings: DiscordSettings, where: str, paths: ProjectPaths, env: Mapping[str, str]) -> None:
         self.settings = settings

@@ -66,6 +66,8 @@ class Htop:
         if self._group is None:
             return "htop is not available yet; try again in a moment."
         self._views[room] = self._group.create_task(self._view(room), name=f"htop {room}")
+        if not self.transport.edits:
+            return "htop: this platform cannot change a message once sent, so here is one snapshot."
         minutes = self.lasts_s / 60
         return f"htop: one message, updated every {self.every_s:g} s for {minutes:g} minutes (htop stop ends it)."
 
@@ -94,6 +96,6 @@ class Htop:
                     message_id = await self.transport.send(Outgoing(room, text))
                 else:
                     await self.transport.edit(room, message_id, text)
-                if loop.time() >= ends:
+                if loop.time() >= ends or not self.transport.edits:
                     return
                 await asyncio.sleep(self.every_s)

@@ -62,6 +62,7 @@ class MatrixTransport:
     """One Matrix account: listens in its rooms (and direct messages) and sends gangline's messages."""
 
     listens = True
+    edits = True
 
     def __init__(self, settings: MatrixSettings, where: str, paths: ProjectPaths, env: Mapping[str, str]) -> None:
         self.settings = settings

@@ -77,6 +77,7 @@ class SlackTransport:
     """One Slack app in one workspace: hears its channels, DMs, mentions, buttons and ``/gangline``; posts answers."""
 
     listens = True
+    edits = True
 
     def __init__(self, settings: SlackSettings, where: str, paths: ProjectPaths, env: Mapping[str, str]) -> None:
         self.settings = settings

@@ -85,6 +85,11 @@ class Transport(Protocol):
         """False for a transport that only sends (a webhook)."""
         ...
 
+    @property
+    def edits(self) -> bool:
+        """False where a message, once sent, cannot be changed (WhatsApp, a webhook)."""
+        ...
+
     async def listen(self, hear: Hear) -> None:
         """Connect and hand every new message to ``hear`` until cancelled; TransportDown when the connection fails."""
         ...

@@ -37,6 +37,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 class WebhookTransport:
     listens = False
+    edits = False
     names: tuple[str, ...] = ()
 
     def __init__(self, settings: WebhookSettings, where: str, paths: ProjectPaths, env: Mapping[str, str]) -> None:

@@ -127,6 +127,7 @@ class WhatsAppTransport:
     """One WhatsApp number: its webhook on ``listen``, gangline's messages inside the window, the rest held."""
 
     listens = True
+    edits = False  # WhatsApp cannot change a message it sent
     names: tuple[str, ...] = ("gangline",)
 
     def __init__(self, settings: WhatsAppSettings, where: str, paths: ProjectPaths, env: Mapping[str, str],
