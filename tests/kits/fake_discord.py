@@ -41,6 +41,8 @@ import httpx
 from aiohttp import WSMsgType, web
 from nacl.signing import SigningKey
 
+from kits.loopback import on_loopback
+
 API = "/api/v10"
 HEARTBEAT_MS = 1000  # short, so the tests see hikari's heartbeats answered
 LIMIT = 2000
@@ -460,15 +462,10 @@ def _scripted(status: int) -> web.Response:
 async def discord(bot_name: str = "gangline", signing_key: SigningKey | None = None) -> AsyncIterator[FakeDiscord]:
     """A fake Discord on a free port of 127.0.0.1 until the block ends."""
     fake = FakeDiscord(bot_name, signing_key)
-    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        fake.url = f"http://{host}:{port}{API}"
-        yield fake
-    finally:
-        with contextlib.suppress(Exception):
-            await fake.close_gateway()
-        await runner.cleanup()
+    async with on_loopback(fake.app(), shutdown_timeout=1.0) as url:
+        fake.url = f"{url}{API}"
+        try:
+            yield fake
+        finally:
+            with contextlib.suppress(Exception):
+                await fake.close_gateway()

@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from kits.loopback import on_loopback
+
 BOT_TOKEN = "xoxb-0000-test-bot-token"
 APP_TOKEN = "xapp-1-test-app-token"
 BOT_USER = "U0GANGBOT"
@@ -264,15 +266,10 @@ async def fake_slack(channels: Collection[str]) -> AsyncIterator[FakeSlack]:
     app = web.Application()
     app.router.add_post("/api/{method}", slack._api)
     app.router.add_get("/link/", slack._socket)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        slack.url = f"http://{host}:{port}/api/"
-        yield slack
-    finally:
-        with contextlib.suppress(ConnectionError):
-            await slack.drop()
-        await runner.cleanup()
+    async with on_loopback(app) as url:
+        slack.url = f"{url}/api/"
+        try:
+            yield slack
+        finally:
+            with contextlib.suppress(ConnectionError):
+                await slack.drop()

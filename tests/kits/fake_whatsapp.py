@@ -33,6 +33,8 @@ import httpx
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from kits.loopback import on_loopback
+
 GRAPH_TOKEN = "EAAGtest-the-cloud-api-token"
 APP_SECRET = "5d41402abc4b2a76b9719d911017c592"
 VERIFY_TOKEN = "the-verify-token-both-ends-hold"
@@ -211,16 +213,8 @@ async def fake_whatsapp() -> AsyncIterator[FakeWhatsApp]:
     app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake._twilio)
     app.router.add_get("/2010-04-01/Accounts/{sid}.json", fake._account)
     app.router.add_get("/{version}/{phone}", fake._number)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        fake.url = f"http://{host}:{port}"
+    async with on_loopback(app) as fake.url:
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 # --- the person -------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from kits.loopback import on_loopback
+
 PATH = "/hooks/gangline"
 
 
@@ -85,13 +87,6 @@ async def receiving(answer: Answer = lambda _request, _before: 200) -> AsyncIter
     receiver = WebhookReceiver(answer)
     app = web.Application()
     app.router.add_post(PATH, receiver._hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        receiver.url = f"http://{host}:{port}{PATH}"
+    async with on_loopback(app) as url:
+        receiver.url = f"{url}{PATH}"
         yield receiver
-    finally:
-        await runner.cleanup()
