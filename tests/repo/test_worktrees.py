@@ -234,7 +234,8 @@ async def test_cancelling_a_git_command_kills_it_with_its_children(repo: Path, t
         assert loop.time() < deadline, "the command never started"
         await asyncio.sleep(0.01)
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with asyncio.timeout(10):  # a cancelled git that does not end is a failure to report, not a hang
+        await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
     pid = int(pid_file.read_text())
     while alive(pid):
