@@ -28,6 +28,10 @@ POLL_S = 1.0  # re-read the log at least this often: the CLI writes it from anot
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # a transport that is down is tried again after these
 KEEP_S = 30 * 86400.0  # messages taken up and sent are remembered this long: no platform redelivers later
 PRUNE_EVERY_S = 3600.0
+# How often a room's cursor is saved while it only moves past events that are no news to it: a
+# restart then reads those again (cheap, and they are still no news) instead of every event
+# costing a write per room.
+SAVE_CURSOR_S = 5.0
 
 
 class RoomNotices:
@@ -37,6 +41,7 @@ class RoomNotices:
         self.room = room
         self.cursor = cursor  # every event up to here is in the outbox or no news to this room
         self.coalescer = Coalescer(window_s, frozenset(room.notify))
+        self.saved_at = float("-inf")  # when the cursor was last saved without a message
 
     def offer(self, row: EventRow, notice: Notice | None, now: float) -> list[list[Notice]]:
         if row.id <= self.cursor or notice is None:
@@ -92,8 +97,10 @@ class Notifier:
             for message in room.coalescer.due(now):
                 self._queue(room, message)
             if room.coalescer.next_due is None and last > room.cursor:
-                self.store.queue_notice(self.key, room.room.id, None, last)  # past events that were no news
-                room.cursor = last
+                room.cursor = last  # past events that were no news to this room
+                if now - room.saved_at >= SAVE_CURSOR_S:
+                    self.store.queue_notice(self.key, room.room.id, None, last)
+                    room.saved_at = now
 
     def _queue(self, room: RoomNotices, message: list[Notice]) -> None:
         through = max(n.event_id for n in message)
