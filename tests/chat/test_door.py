@@ -131,6 +131,16 @@ async def test_a_flood_from_one_person_is_refused_once_and_then_ignored(project:
     assert answered == flood[:4]
 
 
+async def test_a_person_not_allowed_cannot_make_the_bot_spam_refusals(project: Project) -> None:
+    chat = MemoryTransport(memory_settings(per_minute=2))
+    async with chatting(project, chat):
+        flood = [chat.say("gangline status", user=STRANGER) for _ in range(5)]
+        await chat.ask("help")  # heard after the whole flood
+    answers = [s.text for s in chat.sent if s.message.reply_to in flood]
+    assert len(answers) == 3 and all(a.startswith(f"{STRANGER} may not give gangline orders") for a in answers[:2])
+    assert answers[2].startswith(f"{STRANGER}: too many messages (at most 2 a minute)")
+
+
 async def test_a_message_delivered_twice_is_answered_once(project: Project) -> None:
     chat = MemoryTransport(memory_settings())
     async with chatting(project, chat):

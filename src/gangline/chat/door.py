@@ -78,16 +78,17 @@ class ChatDoor:
         text = self._for_us(said)
         if text is None or not store.take_up(self.key, said.message_id):
             return
-        if said.user not in self.settings.allow:
-            log.warning("chat message from a person not allowed", extra=_fields(self.key, said, "chat_refused"))
-            self._answer(said, f"{said.user} may not give gangline orders here: a person who may adds them to "
-                               f"allow in the [[chat]] table {self.key!r} of .gangline/project.toml")  # fmt: skip
-            return
+        # The flood gate first: someone who may not give orders must not make the bot spam refusals.
         admitted = self.flood.admit(said.user, self.clock())
         if not admitted:
             if admitted is False:
                 self._answer(said, f"{said.user}: too many messages (at most {self.settings.per_minute} a minute); "
                                    "I ignore the rest of this minute's")  # fmt: skip
+            return
+        if said.user not in self.settings.allow:
+            log.warning("chat message from a person not allowed", extra=_fields(self.key, said, "chat_refused"))
+            self._answer(said, f"{said.user} may not give gangline orders here: a person who may adds them to "
+                               f"allow in the [[chat]] table {self.key!r} of .gangline/project.toml")  # fmt: skip
             return
         self._answer(said, await self._reply(text, Asked(self.key, said)))
 
