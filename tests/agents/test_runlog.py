@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gangline.agents.runlog import RunLog, replay
+from gangline.agents.runlog import RunLog, replay, replay_tail
 from gangline.core.errors import RunLogError
 from gangline.core.events import RawOutput, TextDelta
 
@@ -48,3 +48,14 @@ def test_a_corrupt_line_in_the_middle_is_a_clear_error(tmp_path: Path) -> None:
 def test_reading_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunLogError, match="cannot read"):
         list(replay(tmp_path / "absent.jsonl"))
+
+
+def test_the_tail_of_a_long_log_is_its_last_whole_records_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    with RunLog(path) as log:
+        log.append([(RawOutput(text=f"line {n:04d} " + "x" * 80), None) for n in range(1, 1001)], 0.0)
+    with open(path, "ab") as f:
+        f.write(b'{"id":1001,"ts":0.0,"event":{"kind":"raw_out')  # a write in progress
+    tail = list(replay_tail(path, max_bytes=2000))
+    assert 10 <= len(tail) < 30 and [r.id for r in tail] == list(range(1001 - len(tail), 1001))
+    assert list(replay_tail(path, max_bytes=1 << 20)) == list(replay(path))

@@ -110,3 +110,23 @@ def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
                 raise RunLogError(path, f"line {n} is not a record: {err}") from None
             if record.id > after_id:
                 yield record
+
+
+def replay_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[Record]:
+    """The records in the last ``max_bytes`` of the log, in order: a long run's end without reading it all."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - opened outside "with" to translate OSError
+    except OSError as err:
+        raise RunLogError(path, f"cannot read: {err.strerror}") from None
+    with f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - max_bytes))
+        if size > max_bytes:
+            f.readline()  # the rest of a record cut by the seek
+        for line in f:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                yield _decoder.decode(line)
+            except msgspec.DecodeError as err:
+                raise RunLogError(path, f"a line near the end is not a record: {err}") from None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from gangline.agents.runlog import replay
+from gangline.agents.runlog import replay_tail
 from gangline.chat.commands import Asked, Extra
 from gangline.chat.htop import Htop
 from gangline.core.chat import Command
@@ -63,5 +63,5 @@ def _last_lines(log: Path, zone: tzinfo) -> list[str]:
     def clock(at: float) -> str:
         return datetime.fromtimestamp(at, zone).strftime("%H:%M")
 
-    lines = deque((text_of(line) for record in replay(log) if (line := line_of(record.event, clock))), LOG_LINES)
+    lines = deque((text_of(line) for record in replay_tail(log) if (line := line_of(record.event, clock))), LOG_LINES)
     return list(lines)
