@@ -1,8 +1,8 @@
 """WhatsApp through Meta's Cloud API (pywa) and Twilio (the twilio library), each against a loopback platform.
 
 Every end-to-end test serves a real project (real git, real SQLite, the orchestrator) on a real
-uvicorn with the chat door its ``[[chat]]`` table builds (``chat_door``); the official client
-sends to ``kits.fake_whatsapp``, and a person's phone POSTs signed webhooks to gangline's
+uvicorn with the chat door its ``[[chat]]`` table builds (``make_transport``, as ``chat_door``
+does); the official client sends to ``kits.fake_whatsapp``, and a person's phone POSTs signed webhooks to gangline's
 listener as Meta or Twilio would. Neither platform signs a timestamp, so there is no stale
 signature to refuse: a request replayed later is a message delivered again, answered once (the
 redelivery tests). The 24-hour window starts closed for a person gangline has not heard from,
@@ -26,7 +26,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from gangline.chat.serving import chat_door, check_accounts
+from gangline.chat.serving import chat_door, check_accounts, door_of, make_transport
 from gangline.chat.transport import MessageHeld, MessageRefused, Outgoing, TransportDown
 from gangline.chat.whatsapp import HELD_NOTE, TEMPLATE_NOTE, WhatsAppTransport
 from gangline.chat.whatsapp_meta import read_update
@@ -99,10 +99,12 @@ class Chat:
     async def served(self) -> AsyncIterator[Served]:
         project = self.project
         assert project.config is not None
-        door = chat_door(project.config, project.paths, ENV)
-        assert door is not None
-        app = create_app(project.paths, project.config, project.store, {}, settings=FAST, doors=[door])
+        transport = make_transport(project.config.chats[0], 1, project.paths, ENV)
+        assert isinstance(transport, WhatsAppTransport)
+        app = create_app(project.paths, project.config, project.store, {}, settings=FAST, doors=[door_of([transport])])
         async with serving(app) as url:
+            async with asyncio.timeout(15):
+                await transport.inbound.listening.wait()  # the webhook is up: a person can write
             yield Served(app, url)
 
 

@@ -139,12 +139,13 @@ class WhatsAppTransport:
         self._provider: Provider = provider(settings, where, env)
         self._hear: Hear | None = None
         self._hearing = asyncio.Lock()
+        # The webhook's server; ``inbound.listening`` says when the platform can reach it.
+        self.inbound = Inbound(settings.listen, self._provider.routes(PATH, self._heard, self.window.lapsed))
 
     async def listen(self, hear: Hear) -> None:
         self._hear = hear
-        inbound = Inbound(self.settings.listen, self._provider.routes(PATH, self._heard, self.window.lapsed))
         try:
-            await inbound.run()
+            await self.inbound.run()
         except OSError as err:  # the address is taken: try again later, like a platform that is down
             raise TransportDown(str(err)) from err
 
