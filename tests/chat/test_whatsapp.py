@@ -82,14 +82,19 @@ class Chat:
     provider: str
     project: Project
     fake: FakeWhatsApp
-    listen: str
+    listen: str = "127.0.0.1:0"  # as configured: any free port
+    bound: str | None = None  # where the webhook listens once served (host:port)
+
+    def address(self) -> str:
+        assert self.bound is not None, "serve it first: nothing listens yet"
+        return self.bound
 
     def configure(self, **keys: object) -> None:
         found = table(self.provider, self.fake.url, self.listen, **keys)
         self.project.configure(tables="[[chat]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in found.items()))
 
     def person(self, phone: str = PERSON) -> Person:
-        return (MetaPerson if self.provider == "meta" else TwilioPerson)(self.fake, self.listen, phone)
+        return (MetaPerson if self.provider == "meta" else TwilioPerson)(self.fake, self.address, phone)
 
     def waiting(self, title: str) -> Item:
         """A backlog item the pipeline leaves alone (it is scheduled for the year 3000)."""
@@ -105,7 +110,11 @@ class Chat:
         async with serving(app) as url:
             async with asyncio.timeout(15):
                 await transport.inbound.listening.wait()  # the webhook is up: a person can write
-            yield Served(app, url)
+            self.bound = transport.inbound.url.removeprefix("http://")
+            try:
+                yield Served(app, url)
+            finally:
+                self.bound = None
 
 
 @pytest.fixture
@@ -117,7 +126,7 @@ async def fake() -> AsyncIterator[FakeWhatsApp]:
 def _chat(provider: str, root: Path, fake: FakeWhatsApp) -> Chat:
     project = Project(root)
     project.agent("coder", [commit_file("a.txt", "1\n")])
-    chat = Chat(provider, project, fake, f"127.0.0.1:{free_port()}")
+    chat = Chat(provider, project, fake)
     chat.configure()
     return chat
 
@@ -290,7 +299,7 @@ async def test_twilio_webhooks_are_heard_only_when_signed_for_the_public_url_wit
         form = person.form(f"block {item.id}", person.new_sid())
         refused = [await person.post(form, signature=None),
                    await person.post(form, token="another token"),
-                   await person.post(form, url=f"http://{twilio.listen}/whatsapp"),  # not the URL Twilio was given
+                   await person.post(form, url=f"http://{twilio.address()}/whatsapp"),  # not the URL Twilio was given
                    await person.post(form | {"Body": "start 1"}, signature=_twilio_signature(form))]  # fmt: skip
         unchanged = twilio.project.item(item.id).state.hold is None and twilio.fake.sent == []
         accepted = await person.post(form)

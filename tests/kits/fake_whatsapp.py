@@ -223,13 +223,16 @@ async def fake_whatsapp() -> AsyncIterator[FakeWhatsApp]:
 class _Phone:
     """What both persons share: gangline's webhook, and the platform's fake that keeps what gangline sent them."""
 
-    def __init__(self, fake: FakeWhatsApp, listen: str, phone: str) -> None:
+    def __init__(self, fake: FakeWhatsApp, address: Callable[[], str], phone: str) -> None:
         self.fake = fake
-        self.listen = listen
-        self.hook = f"http://{listen}{PATH}"
+        self.address = address  # where gangline's webhook listens (host:port), known once it does
         self.phone = phone
         self.delivered: dict[str, tuple[bytes, dict[str, str]]] = {}  # message id -> (body, headers) as POSTed
         self._ids = itertools.count(1)
+
+    @property
+    def hook(self) -> str:
+        return f"http://{self.address()}{PATH}"
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         async with httpx.AsyncClient(timeout=15) as client:
