@@ -29,7 +29,8 @@ from twilio.request_validator import RequestValidator
 from gangline.chat.serving import chat_door, check_accounts, door_of, make_transport
 from gangline.chat.transport import MessageHeld, MessageRefused, Outgoing, TransportDown
 from gangline.chat.whatsapp import HELD_NOTE, TEMPLATE_NOTE, WhatsAppTransport
-from gangline.chat.whatsapp_meta import read_update
+from gangline.chat.whatsapp_meta import REENGAGEMENT, read_update
+from gangline.chat.whatsapp_twilio import OUTSIDE_WINDOW
 from gangline.core.errors import ConfigError
 from gangline.core.items import Item
 from gangline.core.stages import Hold
@@ -43,6 +44,7 @@ from kits.fake_whatsapp import FakeWhatsApp, MetaPerson, TwilioPerson, fake_what
 from kits.mcp_kit import Served
 from kits.pipeline_kit import FAST, Project, commit_file
 
+OUTSIDE = {"meta": REENGAGEMENT, "twilio": OUTSIDE_WINDOW}  # the error each gives for a closed window
 LATER = 32503680000.0  # the year 3000: an item scheduled then never starts by itself
 PERSON = "+4915112345678"
 OTHER = "+447700900123"
@@ -501,7 +503,7 @@ def test_a_person_who_hides_their_number_behind_a_username_is_their_business_sco
     [(said, written_at)] = heard
     assert (said.room, said.user, said.text, said.message_id, said.direct) == (user_id, user_id, "status", "wamid.A1",
                                                                                 True)  # fmt: skip
-    assert written_at == 1767225600 and lapsed == [PERSON]  # a send that failed for the window closes it
+    assert written_at == 1767225600 and lapsed == [(PERSON, "wamid.B2")]  # failed for the window: it closes
     assert read_update(update, "another number id") == ([], [])
 
 
@@ -528,3 +530,19 @@ async def test_htop_where_a_message_cannot_be_changed_is_one_snapshot_and_says_s
         answer = await chat.fake.wait_sent(lambda s: s.text == said)
         snapshot = await chat.fake.wait_sent(lambda s: s.text == "htop: no agent is running.")
     assert answer.to == snapshot.to == PERSON
+
+
+async def test_a_notice_the_platform_reports_undelivered_for_the_window_is_held_and_sent_when_the_person_writes(
+    chat: Chat,
+) -> None:
+    item = chat.waiting("Add a login page")
+    person = chat.person()
+    async with chat.served() as served:
+        await person.ask("help")  # the window is open, as far as gangline knows
+        await block(served, item, "waits for the key")
+        notice = await chat.fake.wait_sent(lambda s: "is blocked" in s.text)
+        # WhatsApp takes the send, then reports it failed: the window had closed after all.
+        await person.status(notice, "failed", error=OUTSIDE[chat.provider])
+        await person.ask("status")  # the person writes: what was held goes now
+        again = await chat.fake.wait_sent(lambda s: "is blocked" in s.text and s.id != notice.id)
+    assert again.text == f"{HELD_NOTE}\n#1 is blocked: waits for the key"

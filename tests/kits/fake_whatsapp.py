@@ -300,11 +300,13 @@ class MetaPerson(_Phone):
         body = self.message(wamid, {"type": "reaction", "reaction": {"message_id": sent.id, "emoji": emoji}})
         return await self._sent(body, _meta_headers(body), wamid)
 
-    async def status(self, sent: Sent, status: str) -> httpx.Response:
-        """The phone reports a message of gangline's delivered or read (a status, no message)."""
-        value = {"statuses": [{"id": sent.id, "status": status, "timestamp": str(int(time.time())),
-                               "recipient_id": self.wa_id, "recipient_user_id": "US.1"}]}  # fmt: skip
-        return await self.post(self.update(value))
+    async def status(self, sent: Sent, status: str, error: int | None = None) -> httpx.Response:
+        """The phone reports a message of gangline's delivered, read or failed (``error``: Meta's code)."""
+        report: dict[str, Any] = {"id": sent.id, "status": status, "timestamp": str(int(time.time())),
+                                  "recipient_id": self.wa_id, "recipient_user_id": "US.1"}  # fmt: skip
+        if error is not None:
+            report["errors"] = [{"code": error, "title": "Re-engagement message"}]
+        return await self.post(self.update({"statuses": [report]}))
 
     async def ask(self, text: str) -> Sent:
         """Say ``text``; gangline's answer, which quotes it."""
@@ -356,10 +358,12 @@ class TwilioPerson(_Phone):
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
         return await self._sent(urlencode(form).encode(), headers, sid)
 
-    async def status(self, sent: Sent, status: str) -> httpx.Response:
-        """Twilio's status callback for a message of gangline's (From is gangline's number)."""
+    async def status(self, sent: Sent, status: str, error: int | None = None) -> httpx.Response:
+        """Twilio's status callback for a message of gangline's (From is gangline's number; ``error``: ErrorCode)."""
         form = {"MessageSid": sent.id, "MessageStatus": status, "SmsStatus": status, "AccountSid": ACCOUNT_SID,
                 "From": f"whatsapp:{FROM_NUMBER}", "To": f"whatsapp:{self.phone}"}  # fmt: skip
+        if error is not None:
+            form["ErrorCode"] = str(error)
         return await self.post(form)
 
     async def ask(self, text: str) -> Sent:

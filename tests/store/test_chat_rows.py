@@ -40,6 +40,8 @@ def test_the_outbox_is_sent_oldest_first_and_a_room_can_be_skipped(tmp_path: Pat
     assert [r.text for r in store.unsent("matrix")] == ["#1 is blocked", "#2 is merged"]
     assert store.chat_room("matrix", "!a").notified_through == 9
     assert store.unsent("slack") == []
+    assert store.take_back("matrix", "$sent") and not store.take_back("matrix", "$never-sent")
+    assert [r.text for r in store.unsent("matrix")] == ["#1 is blocked", "backlog 1", "#2 is merged"]
 
 
 def test_a_room_keeps_its_ambient_setting_and_cursor_across_a_reopen(tmp_path: Path) -> None:

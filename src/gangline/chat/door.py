@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gangline.chat.commands import Asked, Commands
-from gangline.chat.transport import Said, Transport
+from gangline.chat.transport import Said, Transport, Undelivered
 from gangline.core.chat import FreeText, addressed, parse
 from gangline.core.errors import ConfigError, GanglineError
 from gangline.core.problems import detail_of
@@ -73,8 +73,14 @@ class ChatDoor:
         self.clock = clock
         self.flood = FloodGate(transport.settings.per_minute)
 
-    async def hear(self, said: Said) -> None:
+    async def hear(self, said: Said | Undelivered) -> None:
         store = self.orders().orchestrator.store
+        if isinstance(said, Undelivered):
+            if store.take_back(self.key, said.message_id):
+                log.info("chat message taken back to send again", extra={"action": "chat_taken_back",
+                         "transport": self.key, "message_id": said.message_id})  # fmt: skip
+                self.wake()
+            return
         text = self._for_us(said)
         if text is None or not store.take_up(self.key, said.message_id):
             return

@@ -29,7 +29,15 @@ class Said:
     direct: bool = False  # a direct message to the bot: always for it
 
 
-Hear = Callable[[Said], Awaitable[None]]
+@dataclass(frozen=True)
+class Undelivered:
+    """The platform says, after the fact, that a message gangline sent did not reach its room (WhatsApp's
+    closed window, reported in a status webhook): it is taken back into the outbox and sent again."""
+
+    message_id: str
+
+
+Hear = Callable[[Said | Undelivered], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Protocol
 from starlette.routing import BaseRoute
 
 from gangline.chat.inbound import Inbound
-from gangline.chat.transport import Hear, MessageHeld, MessageRefused, Outgoing, Said, TransportDown
+from gangline.chat.transport import Hear, MessageHeld, MessageRefused, Outgoing, Said, TransportDown, Undelivered
 from gangline.chat.whatsapp_meta import MetaProvider
 from gangline.chat.whatsapp_twilio import TwilioProvider
 from gangline.core.text import plain
@@ -43,7 +43,8 @@ HELD_NOTE = "(held while the 24-hour window was closed)"
 TEMPLATE_NOTE = "(sent as a template: the 24-hour window was closed; write to me to reopen it)"
 
 Heard = Callable[[Said, float | None], Awaitable[None]]  # a message, and when the platform says it was written
-Lapsed = Callable[[str], None]  # the platform says a room's window has closed
+# The platform says a room's window has closed, and which message of gangline's did not go because of it.
+Lapsed = Callable[[str, str | None], Awaitable[None]]
 
 
 class Provider(Protocol):
@@ -140,7 +141,7 @@ class WhatsAppTransport:
         self._hear: Hear | None = None
         self._hearing = asyncio.Lock()
         # The webhook's server; ``inbound.listening`` says when the platform can reach it.
-        self.inbound = Inbound(settings.listen, self._provider.routes(PATH, self._heard, self.window.lapsed))
+        self.inbound = Inbound(settings.listen, self._provider.routes(PATH, self._heard, self._lapsed))
 
     async def listen(self, hear: Hear) -> None:
         self._hear = hear
@@ -157,6 +158,13 @@ class WhatsAppTransport:
         assert self._hear is not None  # routes exist only once listen has its door
         async with self._hearing:  # one at a time, in the order they came, as every transport hands them over
             await self._hear(said)
+
+    async def _lapsed(self, room: str, undelivered: str | None) -> None:
+        self.window.lapsed(room)
+        if undelivered is not None:
+            assert self._hear is not None  # routes exist only once listen has its door
+            async with self._hearing:
+                await self._hear(Undelivered(undelivered))  # back to the outbox: held, or sent as the template
 
     async def send(self, message: Outgoing) -> str:
         room = message.room

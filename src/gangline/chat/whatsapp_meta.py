@@ -48,7 +48,7 @@ _UNSAID = frozenset({"reaction", "system", "unsupported"})
 _USER_ID = re.compile(r"[A-Z]{2}\.(ENT\.)?\d+")  # a business-scoped user id: US.13491208655302741918
 
 Heard = Callable[[Said, float | None], Awaitable[None]]
-Lapsed = Callable[[str], None]
+Lapsed = Callable[[str, str | None], Awaitable[None]]
 
 
 # --- the webhook's payload, as far as gangline reads it (Meta adds fields: the rest is ignored) -----------------
@@ -100,6 +100,7 @@ class _Error(BaseModel):
 
 
 class _Status(BaseModel):
+    id: str  # the message of gangline's it is about (a wamid)
     status: str
     recipient_id: str | None = None
     errors: list[_Error] = []
@@ -138,14 +139,15 @@ def signed(secret: str, raw: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.encode("latin-1", "replace"))
 
 
-def read_update(raw: bytes, phone_number_id: str) -> tuple[list[tuple[Said, float | None]], list[str]]:
-    """The messages to this number (each with when it was written) and the rooms whose window WhatsApp says closed.
+def read_update(raw: bytes, phone_number_id: str) -> tuple[list[tuple[Said, float | None]], list[tuple[str, str]]]:
+    """The messages to this number (each with when it was written), and the rooms whose window WhatsApp says closed
+    with the message of gangline's that did not go because of it.
 
     ValueError (pydantic's ValidationError is one) for a payload that is not Meta's.
     """
     update = _Update.model_validate_json(raw)
     heard: list[tuple[Said, float | None]] = []
-    lapsed: list[str] = []
+    lapsed: list[tuple[str, str]] = []
     if update.object != "whatsapp_business_account":
         return heard, lapsed
     for change in (c for entry in update.entry for c in entry.changes if c.field == "messages"):
@@ -154,7 +156,7 @@ def read_update(raw: bytes, phone_number_id: str) -> tuple[list[tuple[Said, floa
             continue  # another number of the same app
         heard += [(_said(m, value.contacts), m.timestamp) for m in value.messages if m.type not in _UNSAID]
         # Delivered and read are no messages; a send that failed for the window closes it for gangline too.
-        lapsed += [_room_of(s.recipient_id) for s in value.statuses if s.recipient_id and _lapsed(s)]
+        lapsed += [(_room_of(s.recipient_id), s.id) for s in value.statuses if s.recipient_id and _lapsed(s)]
     return heard, lapsed
 
 
@@ -261,8 +263,8 @@ class MetaProvider:
                 log.warning("a malformed WhatsApp webhook", extra={"action": "chat_malformed",
                             "transport": self.settings.key, "error": str(err)[:500]})  # fmt: skip
                 return PlainTextResponse("malformed", status_code=400)
-            for room in closed:
-                lapsed(room)
+            for room, undelivered in closed:
+                await lapsed(room, undelivered)
             return await _hand_over(said, heard, self.settings.key)
 
         return [Route(path, verify, methods=["GET"]), Route(path, update, methods=["POST"])]

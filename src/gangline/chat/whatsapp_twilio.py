@@ -41,7 +41,7 @@ OUTSIDE_WINDOW = 63016  # "Failed to send freeform message because you are outsi
 _TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'  # received; nothing to say in reply here
 
 Heard = Callable[[Said, float | None], Awaitable[None]]
-Lapsed = Callable[[str], None]
+Lapsed = Callable[[str, str | None], Awaitable[None]]
 
 
 class _HttpxClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no type information
@@ -68,15 +68,15 @@ def read_form(raw: bytes) -> ImmutableMultiDict[str, str]:
     return ImmutableMultiDict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw)))
 
 
-def read_message(form: ImmutableMultiDict[str, str], ours: str) -> tuple[Said | None, str | None]:
-    """The message a person sent to ``ours`` (whatsapp:+…), or the room whose window Twilio says closed; ValueError
-    for a form that is no message."""
+def read_message(form: ImmutableMultiDict[str, str], ours: str) -> tuple[Said | None, tuple[str, str] | None]:
+    """The message a person sent to ``ours`` (whatsapp:+…), or the room whose window Twilio says closed with the
+    message of gangline's that did not go; ValueError for a form that is no message."""
     sid, sender, to = form.get("MessageSid"), form.get("From"), form.get("To")
     if not sid or not sender or not to:
         raise ValueError("expected MessageSid, From and To")
     if sender == ours:  # a status callback of gangline's own message: delivered, read, failed
         failed = form.get("MessageStatus") in ("failed", "undelivered") and form.get("ErrorCode") == str(OUTSIDE_WINDOW)
-        return None, to.removeprefix("whatsapp:") if failed else None
+        return None, (to.removeprefix("whatsapp:"), sid) if failed else None
     if to != ours or not sender.startswith("whatsapp:"):
         return None, None  # another number's, or an SMS to this one: not this transport's
     person = sender.removeprefix("whatsapp:")
@@ -122,7 +122,7 @@ class TwilioProvider:
                             "transport": self.settings.key, "error": str(err)[:500]})  # fmt: skip
                 return PlainTextResponse("malformed", status_code=400)
             if closed is not None:
-                lapsed(closed)
+                await lapsed(*closed)
             if said is not None:
                 try:
                     await heard(said, None)

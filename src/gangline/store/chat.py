@@ -60,6 +60,13 @@ class Chat(StoreBase):
             stmt = update(t.chat_outbox).where(t.chat_outbox.c.id == outbox_id)
             conn.execute(stmt.values(sent_at=self.clock(), message_id=message_id, failure=failure))
 
+    def take_back(self, transport: str, message_id: str) -> bool:
+        """A message the platform says it did not deliver after all is unsent again; False if none was sent so."""
+        box = t.chat_outbox.c
+        stmt = update(t.chat_outbox).where(box.transport == transport, box.message_id == message_id)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(stmt.values(sent_at=None, message_id=None, failure=None)).rowcount)
+
     def sent_message(self, transport: str, message_id: str) -> OutboxRow | None:
         """The outbox row a platform message came from (a person answering a notice replies to it)."""
         box = t.chat_outbox.c
