@@ -19,6 +19,7 @@ from gangline.chat.transport import Hear, Outgoing, Said, TransportDown
 from gangline.project.chatconfig import ChatSettings
 from gangline.server.app import create_app
 from gangline.server.serving import serving
+from kits.loopback import Changes
 from kits.mcp_kit import Served
 from kits.pipeline_kit import FAST, Project
 
@@ -49,7 +50,7 @@ class MemoryTransport:
         self.surprise: Exception | None = None  # raised once by the next send, as a platform's bug would be
         self.attempts = 0  # sends tried, failed ones included
         self._inbox: asyncio.Queue[Said] = asyncio.Queue()
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
         self._ids = itertools.count(1)
 
     # --- the transport -----------------------------------------------------------------------
@@ -64,19 +65,16 @@ class MemoryTransport:
             surprise, self.surprise = self.surprise, None
             raise surprise
         if self.down:
-            async with self._changed:
-                self._changed.notify_all()
+            await self._changes.tell()
             raise TransportDown("the platform is down (kits.chat_kit)")
         sent = Sent(f"$m{next(self._ids)}", message)
         self.sent.append(sent)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
         return sent.id
 
     async def edit(self, room: str, message_id: str, text: str) -> None:
         next(s for s in self.sent if s.id == message_id).edits.append(text)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
 
     async def close(self) -> None:
         pass
@@ -95,14 +93,12 @@ class MemoryTransport:
 
     async def wait_sent(self, matches: Callable[[Sent], bool], timeout_s: float = 20.0) -> Sent:
         """The first message gangline sent (or edited) that ``matches``, waiting for it (bounded)."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: any(matches(s) for s in self.sent))
+        await self._changes.wait_for(lambda: any(matches(s) for s in self.sent), timeout_s)
         return next(s for s in self.sent if matches(s))
 
     async def wait_attempts(self, count: int, timeout_s: float = 20.0) -> None:
         """Until gangline has tried to send ``count`` times (failed tries included)."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: self.attempts >= count)
+        await self._changes.wait_for(lambda: self.attempts >= count, timeout_s)
 
     async def answer_to(self, message_id: str, timeout_s: float = 20.0) -> str:
         return (await self.wait_sent(lambda s: s.message.reply_to == message_id, timeout_s)).text

@@ -41,7 +41,7 @@ import httpx
 from aiohttp import WSMsgType, web
 from nacl.signing import SigningKey
 
-from kits.loopback import on_loopback
+from kits.loopback import Changes, on_loopback
 
 API = "/api/v10"
 HEARTBEAT_MS = 1000  # short, so the tests see hikari's heartbeats answered
@@ -150,7 +150,7 @@ class FakeDiscord:
         self._fail: deque[int] = deque()
         self._interactions: dict[str, _Interaction] = {}
         self._sessions: list[_Session] = []
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
 
     def channel(self, dm: bool = False) -> str:
         channel_id = snowflake()
@@ -164,12 +164,10 @@ class FakeDiscord:
     # --- waiting ------------------------------------------------------------------------------
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
 
     async def wait_for(self, ready: Callable[[], bool], timeout_s: float = 20.0) -> None:
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(ready)
+        await self._changes.wait_for(ready, timeout_s)
 
     async def connected(self) -> None:
         """Until the bot has identified on the gateway (and so hears what is said)."""

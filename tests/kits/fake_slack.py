@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from kits.loopback import on_loopback
+from kits.loopback import Changes, on_loopback
 
 BOT_TOKEN = "xoxb-0000-test-bot-token"
 APP_TOKEN = "xapp-1-test-app-token"
@@ -73,7 +73,7 @@ class FakeSlack:
         self.rate_limited = False
         self._envelopes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._sockets: set[web.WebSocketResponse] = set()
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
         self._counter = itertools.count(1)
 
     def next_ts(self) -> str:
@@ -185,12 +185,10 @@ class FakeSlack:
     # --- waiting -----------------------------------------------------------------------------
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
 
     async def wait_for(self, ready: Callable[[], bool], timeout_s: float = 20.0) -> None:
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(ready)
+        await self._changes.wait_for(ready, timeout_s)
 
     async def wait_posted(self, matches: Callable[[Posted], bool], timeout_s: float = 20.0) -> Posted:
         """The first message the bot posted (or updated) that ``matches``, waiting for it (bounded)."""

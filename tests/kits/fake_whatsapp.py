@@ -16,7 +16,6 @@ the body with the app secret; Twilio: ``X-Twilio-Signature``, computed by the tw
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -33,7 +32,7 @@ import httpx
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from kits.loopback import on_loopback
+from kits.loopback import Changes, on_loopback
 
 GRAPH_TOKEN = "EAAGtest-the-cloud-api-token"
 APP_SECRET = "5d41402abc4b2a76b9719d911017c592"
@@ -96,7 +95,7 @@ class FakeWhatsApp:
         self.sent: list[Sent] = []
         self.attempts = 0  # sends tried, failed ones included
         self.failing: list[Failure] = []
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
         self._ids = itertools.count(1)
 
     def fail_next(self, *failures: Failure) -> None:
@@ -105,14 +104,12 @@ class FakeWhatsApp:
 
     async def wait_sent(self, matches: Callable[[Sent], bool], timeout_s: float = 15.0) -> Sent:
         """The first message sent that ``matches``, waiting for it (bounded)."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: any(matches(s) for s in self.sent))
+        await self._changes.wait_for(lambda: any(matches(s) for s in self.sent), timeout_s)
         return next(s for s in self.sent if matches(s))
 
     async def wait_count(self, count: int, timeout_s: float = 15.0) -> list[Sent]:
         """The first ``count`` messages sent, once there are that many."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: len(self.sent) >= count)
+        await self._changes.wait_for(lambda: len(self.sent) >= count, timeout_s)
         return self.sent[:count]
 
     def to(self, phone: str) -> list[Sent]:
@@ -123,8 +120,7 @@ class FakeWhatsApp:
         failure = self.failing.pop(0) if self.failing else None
         if failure is None and sent is not None:
             self.sent.append(sent)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
         return failure
 
     async def _graph(self, request: web.Request) -> web.Response:

@@ -1,8 +1,9 @@
-"""An aiohttp app on a free port of 127.0.0.1 for as long as a block runs: what every platform fake stands on."""
+"""What every platform fake stands on: an aiohttp app on a free port of 127.0.0.1, and changes tests wait on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -20,3 +21,19 @@ async def on_loopback(app: web.Application, shutdown_timeout: float = 2.0) -> As
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+class Changes:
+    """What a fake's tests wait on: whoever changes the fake says so, whoever waits names what for, bounded."""
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+
+    async def tell(self) -> None:
+        async with self._condition:
+            self._condition.notify_all()
+
+    async def wait_for(self, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Until ``ready()`` holds, woken by each change; TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s), self._condition:
+            await self._condition.wait_for(ready)

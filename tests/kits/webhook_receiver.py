@@ -9,7 +9,6 @@ signature over exactly the bytes that were sent.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kits.loopback import on_loopback
+from kits.loopback import Changes, on_loopback
 
 PATH = "/hooks/gangline"
 
@@ -55,7 +54,7 @@ class WebhookReceiver:
         self.answer = answer
         self.received: list[Received] = []
         self.url = ""
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
 
     @property
     def accepted(self) -> list[Received]:
@@ -66,14 +65,12 @@ class WebhookReceiver:
         answer = self.answer(came, len(self.received))
         status, text = answer if isinstance(answer, tuple) else (answer, "")
         self.received.append(Received(came.headers, came.body, status))
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.tell()
         return web.Response(status=status, text=text)
 
     async def wait_for(self, ready: Callable[[WebhookReceiver], bool], timeout_s: float = 15.0) -> None:
         """Until ``ready(self)`` holds, woken by each request; TimeoutError after ``timeout_s``."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: ready(self))
+        await self._changes.wait_for(lambda: ready(self), timeout_s)
 
     async def wait_accepted(self, count: int, timeout_s: float = 15.0) -> list[Received]:
         """The first ``count`` requests answered 2xx, once that many have been."""
