@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from fastapi import FastAPI
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from gangline.agents.bus import Subscription
+from gangline.core.events import SessionStarted
 from gangline.core.items import Item
 from gangline.core.profiles import Role
 from gangline.pipeline.grants import agent_mcp_url
@@ -54,6 +57,25 @@ class Served:
     def grant(self, item: Item, worktree: Path, role: Role = Role.CODER, run_id: str | None = None) -> str:
         """A run's token as AgentRuns.run would issue it, without an agent behind it."""
         return self.orch.grants.issue(run_id or f"{item.id}-{role.value}-9", item.id, role, worktree)
+
+
+class Sessions:
+    """The agent sessions this app's orchestrator starts, in order, as their runs announce them."""
+
+    def __init__(self, app: FastAPI) -> None:
+        orch = state_of(app).running()
+        self._runs: asyncio.Queue[tuple[str, Subscription]] = asyncio.Queue()
+        # Called when the process is recorded, before its first byte is read: nothing is missed.
+        orch.on_run_started(lambda run_id: self._runs.put_nowait((run_id, orch.bus(run_id).subscribe())))
+
+    async def next(self, timeout_s: float = 30) -> tuple[str, str]:
+        """(run id, session id) of the next run, once its agent has started its session."""
+        async with asyncio.timeout(timeout_s):
+            run_id, records = await self._runs.get()
+            async for record in records:
+                if isinstance(record.event, SessionStarted):
+                    return run_id, record.event.session_id
+        raise AssertionError(f"run {run_id} ended without starting a session")
 
 
 @asynccontextmanager

@@ -91,7 +91,7 @@ def test_code_can_build_a_config_with_python_names_and_the_same_checks() -> None
         (CODER + 'modle = "opus"\n', "agent[1].modle", "unknown key; expected one of: name, role, cli, command, model"),
         ("agents = []\n" + CODER, "agents", "unknown key; expected one of: base_branch, gate, max_retries"),
         ('[agent]\nname = "coder"\n', "agent", "expected [[agent]] tables, got a table"),
-        (CODER + 'role = "boss"\n', "agent[1].role", "expected one of 'coder', 'qa' or 'mergemaster', got \"boss\""),
+        (CODER + 'role = "boss"\n', "agent[1].role", "one of 'coder', 'qa', 'mergemaster' or 'chat', got \"boss\""),
         ('qa_mode = "robot"\n' + CODER, "qa_mode", "expected one of 'server', 'agent' or 'human', got \"robot\""),
         (CODER + '[[gate]]\nname = "x"\n', "gate[1].command", "is required but missing"),
         (CODER + '[[gate]]\nname = "-x"\ncommand = "true"\n', "gate[1].name", 'got "-x"'),

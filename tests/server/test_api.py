@@ -18,14 +18,14 @@ from fastapi import FastAPI
 from schemathesis import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
-from gangline.agents.bus import Subscription
 from gangline.core.errors import ServerLockedError
-from gangline.core.events import RunOutcome, SessionStarted
+from gangline.core.events import RunOutcome
 from gangline.core.stages import Hold, Stage
 from gangline.server import guard
 from gangline.server.app import create_app
 from gangline.server.lifetime import shutdown_bound
 from gangline.server.state import state_of
+from kits.mcp_kit import Sessions
 from kits.pipeline_kit import FAST, Project, commit_file
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -79,25 +79,6 @@ def in_stage(client: httpx.AsyncClient, item_id: int, stage: Stage) -> Callable[
         return (await item_of(client, item_id))["stage"] == stage.value
 
     return check
-
-
-class Sessions:
-    """The agent sessions this app's orchestrator starts, in order, as their runs announce them."""
-
-    def __init__(self, app: FastAPI) -> None:
-        orch = state_of(app).running()
-        self._runs: asyncio.Queue[tuple[str, Subscription]] = asyncio.Queue()
-        # Called when the process is recorded, before its first byte is read: nothing is missed.
-        orch.on_run_started(lambda run_id: self._runs.put_nowait((run_id, orch.bus(run_id).subscribe())))
-
-    async def next(self, timeout_s: float = 30) -> tuple[str, str]:
-        """(run id, session id) of the next run, once its agent has started its session."""
-        async with asyncio.timeout(timeout_s):
-            run_id, records = await self._runs.get()
-            async for record in records:
-                if isinstance(record.event, SessionStarted):
-                    return run_id, record.event.session_id
-        raise AssertionError(f"run {run_id} ended without starting a session")
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -138,7 +138,7 @@ class Commands:
         else:
             found = pending if len(pending) == 1 else []
             if len(pending) > 1:
-                listed = "; ".join(f"#{r.item_id} {_tool(r)} ({r.id})" for r in pending)
+                listed = "; ".join(f"{r.about} {_tool(r)} ({r.id})" for r in pending)
                 raise ConfigError("chat", f"{command.name}: {len(pending)} requests wait: say which ({listed})")
         if not found:
             raise NotFoundError("pending permission request", command.request_id or _which(command))

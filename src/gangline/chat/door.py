@@ -23,7 +23,7 @@ from gangline.pipeline.orders import Orders
 
 log = logging.getLogger(__name__)
 
-FreeTextHandler = Callable[[str, Asked], Awaitable[str]]
+FreeTextHandler = Callable[[str, Asked], Awaitable[str | None]]  # None: the answer comes later, by itself
 FLOOD_WINDOW_S = 60.0
 
 
@@ -96,9 +96,11 @@ class ChatDoor:
             self._answer(said, f"{said.user} may not give gangline orders here: a person who may adds them to "
                                f"allow in the [[chat]] table {self.key!r} of .gangline/project.toml")  # fmt: skip
             return
-        self._answer(said, await self._reply(text, Asked(self.key, said)))
+        reply = await self._reply(text, Asked(self.key, said))
+        if reply is not None:
+            self._answer(said, reply)
 
-    async def _reply(self, text: str, asked: Asked) -> str:
+    async def _reply(self, text: str, asked: Asked) -> str | None:
         try:
             parsed = parse(text)
             if isinstance(parsed, FreeText):
@@ -110,7 +112,7 @@ class ChatDoor:
             # The parser's own refusals name the command already: "chat: " would only repeat where it came from.
             return f"refused: {said.removeprefix('chat: ') if isinstance(err, ConfigError) else said}"
 
-    async def _free(self, text: str, asked: Asked) -> str:
+    async def _free(self, text: str, asked: Asked) -> str | None:
         if not text:
             return "Yes? Say help for what I can do."
         if self.free_text is None:

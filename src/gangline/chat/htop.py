@@ -34,7 +34,7 @@ def render(runs: list[RunOut], trees: dict[str, list[ProcessUsage]], before: dic
         tree = trees.get(run.id, [])
         cpu = {u.pid: max(0.0, u.cpu_s - before.get(u.pid, u.cpu_s)) / every_s * 100 for u in tree}
         memory = sum(u.rss_bytes for u in tree)
-        lines.append(f"#{run.item_id} {run.role.value} {run.profile}: {len(tree)} process(es), "
+        lines.append(f"{run.about} {run.role.value} {run.profile}: {len(tree)} process(es), "
                      f"CPU {sum(cpu.values()):.0f}%, memory {memory / 2**20:.0f} MiB")  # fmt: skip
         for usage in sorted(tree, key=lambda u: (-cpu[u.pid], -u.rss_bytes))[:TOP_PROCESSES]:
             lines.append(

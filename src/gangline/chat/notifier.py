@@ -129,6 +129,7 @@ class Courier:
         self.key = transport.settings.key
         self.transport = transport
         self.store = orch.store
+        self.orch = orch
         self._wake = asyncio.Event()
         self.failures = 0  # sends in a row that found the transport down
 
@@ -136,6 +137,8 @@ class Courier:
         self._wake.set()
 
     async def run(self) -> None:
+        # What the pipeline's recovery puts in the outbox (a chat agent's answer cut short) goes out too.
+        await self.orch.recovered()
         pruned_at = 0.0
         while True:
             self._wake.clear()

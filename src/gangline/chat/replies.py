@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
+from gangline.core.records import about
 from gangline.core.stages import Stage
 from gangline.core.text import plain
 from gangline.core.wire import Activity, CostsOut, ItemDetail, ItemOut, RunOut, StatusOut
@@ -54,7 +55,7 @@ def status(out: StatusOut, zone: tzinfo) -> str:
     if held or out.frozen:
         lines.append("held: " + ", ".join(held + ([f"frozen {out.frozen}"] if out.frozen else [])))
     for run in out.live_runs:
-        lines.append(f"running: #{run.item_id} {run.role.value} {run.profile} since {when(run.started_at, zone)}")
+        lines.append(f"running: {run.about} {run.role.value} {run.profile} since {when(run.started_at, zone)}")
     for timer in out.timers[:5]:
         lines.append(f"timer: #{timer.item_id} {timer.kind.replace('_', ' ')} {when(timer.at, zone)}")
     orch = out.orchestrator
@@ -83,6 +84,11 @@ def run_line(run: RunOut, zone: tzinfo) -> str:
     return f"run {run.id} ({run.role.value} {run.profile}) {ended}, {money(run.cost_usd)}, from {started}"
 
 
+def _whose(key: str) -> str:
+    """A ledger key per item as the person reads it: ``#7``, or the chat agent (whose runs have no item)."""
+    return about(int(key)) if key.isdigit() else "the chat agent"
+
+
 def costs(per_item: CostsOut, since: float, zone: tzinfo) -> str:
     """What the runs started since ``since`` cost, and the items that cost most."""
     start = when(since, zone)
@@ -91,5 +97,5 @@ def costs(per_item: CostsOut, since: float, zone: tzinfo) -> str:
     runs = sum(r.runs for r in per_item.rows)
     lines = [f"{money(per_item.total_usd)} since {start}, over {runs} run(s)"]
     top = sorted(per_item.rows, key=lambda r: -r.cost_usd)[:5]
-    lines += [f"#{row.key}: {money(row.cost_usd)} ({row.runs} run(s))" for row in top if row.cost_usd]
+    lines += [f"{_whose(row.key)}: {money(row.cost_usd)} ({row.runs} run(s))" for row in top if row.cost_usd]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from gangline.chat import EXTRAS, TRANSPORTS
+from gangline.chat.agent import ChatAgent
 from gangline.chat.commands import Commands
 from gangline.chat.door import ChatDoor
 from gangline.chat.extras import extras
@@ -99,14 +100,29 @@ async def _run_account(transport: Transport, orders: Callable[[], Orders], clock
     courier = Courier(transport, orch)
     notifier = Notifier(transport, orch, courier.wake)
     htop = Htop(transport, orders)
-    door = ChatDoor(transport, orders, Commands(orders, extras(orders, htop)), wake=courier.wake, clock=clock)
+    agent = chat_agent(transport.settings.key, orders, courier.wake)
+    commands = Commands(orders, extras(orders, htop, agent.reset if agent else None))
+    door = ChatDoor(
+        transport, orders, commands, free_text=agent.hear if agent else None, wake=courier.wake, clock=clock
+    )
     async with asyncio.TaskGroup() as tg:
+        if agent is not None:
+            tg.create_task(agent.run())
         tg.create_task(courier.run())
         tg.create_task(htop.run())
         tg.create_task(DailySummary(transport, orders, courier.wake, clock).run())
         tg.create_task(notifier.run())
         if transport.listens:
             tg.create_task(_listen(transport, door))
+
+
+def chat_agent(key: str, orders: Callable[[], Orders], wake: Callable[[], None]) -> ChatAgent | None:
+    """The account's chat agent, when project.toml has a ``role = "chat"`` profile."""
+    found = orders()
+    profile = found.config.chat_agent()
+    if profile is None:
+        return None
+    return ChatAgent(key, orders, profile, found.orchestrator.paths.state_dir / "chat" / key / "agent", wake)
 
 
 async def _listen(transport: Transport, door: ChatDoor) -> None:

@@ -111,8 +111,9 @@ def _header(run: RunOut | RunRow, as_json: bool) -> None:
     if as_json:
         return
     state = run.outcome.value if run.outcome else "live"
-    about = f"run {run.id} · {run.role.value} ({run.profile}) · item #{run.item_id} · {state}"
-    console.print(inert(about), style="dim")
+    whose = f"item #{run.item_id}" if run.item_id is not None else "the chat agent"
+    header = f"run {run.id} · {run.role.value} ({run.profile}) · {whose} · {state}"
+    console.print(inert(header), style="dim")
 
 
 # --- through the server --------------------------------------------------------------------------

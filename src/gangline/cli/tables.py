@@ -139,7 +139,7 @@ def _live_runs_table(runs: list[RunOut]) -> Table:
     for column in ("run", "item", "role", "profile", "started", "pid"):
         table.add_column(column)
     for run in runs:
-        table.add_row(inert(run.id), f"#{run.item_id}", run.role.value, inert(run.profile),
+        table.add_row(inert(run.id), run.about, run.role.value, inert(run.profile),
                       clock_time(run.started_at), str(run.pid or "-"))  # fmt: skip
     return table
 
@@ -154,7 +154,7 @@ def costs_table(costs: CostsOut) -> Table | str:
         total = sum(getattr(row, name) for row in costs.rows)
         table.add_column(header, justify="right", footer=money(total) if name == "cost_usd" else str(total))
     for row in costs.rows:
-        key = f"#{row.key}" if costs.by == "item" else inert(row.key)
+        key = f"#{row.key}" if costs.by == "item" and row.key.isdigit() else inert(row.key)
         cells = (money(row.cost_usd) if n == "cost_usd" else str(getattr(row, n)) for n in LEDGER_COLUMNS)
         table.add_row(key, *cells)
     return table

@@ -56,9 +56,11 @@ def notice_of(row: EventRow) -> Notice | None:
         return Notice(NoticeKind.RATE_LIMITED, row.id, row.item_id, f"{item} waits for a rate limit{when}{why}")
     if row.kind == "permission_requested":
         tool, request = row.data.get("tool") or row.reason or "a tool", row.data.get("request_id")
-        text = f"{item}'s agent asks to use {tool}: answer allow, deny or always allow"
+        asker = f"{item}'s agent" if row.item_id is not None else "The chat agent"
+        text = f"{asker} asks to use {tool}: answer allow, deny or always allow"
         return Notice(NoticeKind.PERMISSION, row.id, row.item_id, text, request if isinstance(request, str) else None)
-    if row.kind == "run_finished" and row.data.get("outcome") in _FAILED_RUNS:
+    # A chat agent's run that fails is answered in its own room (``chat.agent``), not announced.
+    if row.kind == "run_finished" and row.item_id is not None and row.data.get("outcome") in _FAILED_RUNS:
         outcome = row.data["outcome"]
         return Notice(NoticeKind.RUN_FAILED, row.id, row.item_id, f"{item}'s run {row.run_id} {outcome}{why}")
     return None

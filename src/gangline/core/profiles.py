@@ -16,6 +16,14 @@ class Role(enum.StrEnum):
     CODER = "coder"
     QA = "qa"
     MERGEMASTER = "mergemaster"
+    CHAT = "chat"  # answers what people say in chat; never given an item
+
+
+PIPELINE_ROLES = (Role.CODER, Role.QA, Role.MERGEMASTER)  # the roles the scheduler gives items to
+
+# A chat agent answers a message at a time; left unbounded, one question could spend without limit.
+CHAT_MAX_TURNS = 10
+CHAT_MAX_BUDGET_USD = 0.5
 
 
 class CliKind(enum.StrEnum):
@@ -157,6 +165,17 @@ class AgentProfile(StrictModel):
     provider: Provider | None = None
     fallback: str | None = Field(default=None, min_length=1, max_length=64)  # a profile to use while rate-limited
 
+    @model_validator(mode="before")
+    @classmethod
+    def _chat_is_bounded(cls, data: Any) -> Any:
+        """A chat profile left without bounds gets CHAT_MAX_TURNS and CHAT_MAX_BUDGET_USD."""
+        if not isinstance(data, dict) or data.get("role") != Role.CHAT.value:
+            return data
+        bounded = {"max_budget_usd": CHAT_MAX_BUDGET_USD, **data}
+        if data.get("cli", CliKind.CLAUDE.value) == CliKind.CLAUDE.value:
+            bounded.setdefault("max_turns", CHAT_MAX_TURNS)
+        return bounded
+
     @model_validator(mode="after")
     def _settings_fit_the_cli(self) -> AgentProfile:
         modes = APPROVAL_MODES.get(self.cli)
@@ -174,6 +193,10 @@ class AgentProfile(StrictModel):
             raise ValueError(f'sandbox is for cli = "codex", not {self.cli.value!r}')
         if self.fallback == self.name:
             raise ValueError("fallback names the profile itself")
+        if self.role is Role.CHAT and self.cli not in (CliKind.CLAUDE, CliKind.FAKE):
+            raise ValueError(f'a chat profile runs Claude Code (cli = "claude"), not {self.cli.value!r}')
+        if self.role is Role.CHAT and self.prompt_template is not None:
+            raise ValueError("a chat profile's prompt is what the person said: give it a system_prompt instead")
         return self
 
     @property

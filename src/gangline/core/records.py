@@ -14,18 +14,26 @@ from gangline.core.profiles import Role
 
 REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
 LedgerKey = Literal["run", "item", "profile", "day"]
+CHAT_LEDGER_KEY = "chat"  # the ledger's key, per item, for the chat agent's runs (which have no item)
+
+
+def about(item_id: int | None) -> str:
+    """What a run or a question is for, in a word: ``#7``, or ``chat`` for the chat agent's (no item)."""
+    return f"#{item_id}" if item_id is not None else CHAT_LEDGER_KEY
 
 
 @dataclass(frozen=True)
 class NewRun:
     id: str
-    item_id: int
+    item_id: int | None  # None: a chat agent's run
     role: Role
     profile: str
     attempt: int
     workspace: str
     log_path: str
     resumed_session: str | None = None
+    chat_transport: str | None = None
+    chat_room: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class RunEnd:
 @dataclass(frozen=True)
 class RunRow:
     id: str
-    item_id: int
+    item_id: int | None  # None: a chat agent's run
     role: Role
     profile: str
     attempt: int
@@ -60,6 +68,8 @@ class RunRow:
     cache_read_tokens: int
     cache_write_tokens: int
     cost_usd: float
+    chat_transport: str | None = None  # a chat agent's run: the account and room it answers in
+    chat_room: str | None = None
 
     @property
     def live(self) -> bool:
@@ -139,6 +149,7 @@ class ChatRoomRow:
     room: str
     ambient: bool | None
     notified_through: int | None
+    agent_session: str | None = None  # the chat agent's session here (None: a new one at the next message)
 
 
 @dataclass(frozen=True)

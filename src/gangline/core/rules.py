@@ -1,6 +1,7 @@
 """The permission rule language and its decisions: rules, what they decide, and the answers Claude Code takes.
 
-Order (first match wins): gangline's own MCP tools are allowed; then deny rules; then allow rules
+Order (first match wins): gangline's own MCP tools are allowed (for the chat agent, whose
+gangline tools are the people's, only those that read: ``CHAT_OWN_TOOLS``); then deny rules; then allow rules
 (project.toml ``[permissions]`` and rules saved by "always allow"); otherwise a person is asked,
 and the tool call waits at most ``ask_timeout_s`` for the answer. Unattended, nobody is asked:
 the call is denied at once with a message the agent can act on.
@@ -27,7 +28,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-OWN_TOOLS = "mcp__gangline__*"
+OWN_TOOLS = ("mcp__gangline__*",)
+# The people's tools that only read: the chat agent uses these without asking; what would change
+# something (add, edit, delete, act) is decided by the rules or asked, as any agent's tool call is.
+CHAT_OWN_TOOLS = tuple(
+    f"mcp__gangline__{name}" for name in ("list_items", "show_item", "list_permissions", "pipeline_status", "costs")
+)
 SUBJECT_KEYS = ("command", "file_path", "notebook_path", "path", "url", "query", "pattern")
 _RULE = re.compile(r"(?P<tool>[A-Za-z0-9_*.-]+)(?:\((?P<pattern>.*)\))?", re.DOTALL)
 _SHELL_CONTROL = re.compile(r"[;&|`\n<>]|\$\(")
@@ -131,10 +137,18 @@ class Ruling:
 
 
 def rule_decision(
-    tool_name: str, tool_input: Mapping[str, Any], cwd: Path | None, deny: Sequence[Rule], allow: Sequence[Rule]
+    tool_name: str,
+    tool_input: Mapping[str, Any],
+    cwd: Path | None,
+    deny: Sequence[Rule],
+    allow: Sequence[Rule],
+    own: Sequence[str] = OWN_TOOLS,
 ) -> Ruling | None:
-    """The first matching rule's decision; None when no rule decides (someone must be asked)."""
-    if fnmatchcase(tool_name, OWN_TOOLS):
+    """The first matching rule's decision; None when no rule decides (someone must be asked).
+
+    ``own``: the asker's own gangline tools, always allowed (CHAT_OWN_TOOLS for the chat agent).
+    """
+    if any(fnmatchcase(tool_name, pattern) for pattern in own):
         return Ruling(True, "gangline's own tools are always allowed")
     for rule in deny:
         if rule.matches(tool_name, tool_input, cwd, deny=True):
@@ -166,7 +180,7 @@ class PermissionRequest:
 
     id: str
     run_id: str
-    item_id: int
+    item_id: int | None  # None: the chat agent asks
     tool_name: str
     input: dict[str, Any]
     tool_use_id: str | None

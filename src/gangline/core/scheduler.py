@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from gangline.core.items import Item
-from gangline.core.profiles import QaMode, Role
+from gangline.core.profiles import PIPELINE_ROLES, QaMode, Role
 from gangline.core.stages import ItemState, Stage
 
 FINISHED = (Stage.DONE, Stage.ARCHIVED)
@@ -82,7 +82,7 @@ def plan(
     ``busy`` holds items with a job in progress; ``running`` counts those jobs by role.
     Items waiting on a person (human QA, holds, frozen) are neither jobs nor ``waiting``.
     """
-    free = {role: limits[role] - running.get(role, 0) for role in Role}
+    free = {role: limits[role] - running.get(role, 0) for role in PIPELINE_ROLES}
     jobs: list[Job] = []
     due: list[float] = []
     waiting = 0

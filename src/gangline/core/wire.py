@@ -15,7 +15,7 @@ from gangline.core.events import RunOutcome
 from gangline.core.items import Criterion, Item, ItemDraft, Kind
 from gangline.core.orders import ItemAction, actions_for
 from gangline.core.profiles import QaMode, Role
-from gangline.core.records import EventRow, GateRow, LedgerKey, RunRow
+from gangline.core.records import EventRow, GateRow, LedgerKey, RunRow, about
 from gangline.core.rules import Decision, PermissionRequest
 from gangline.core.stages import Hold, Stage
 
@@ -26,7 +26,7 @@ class RunOut(BaseModel):
     """One agent attempt on one item, and what it used."""
 
     id: str
-    item_id: int
+    item_id: int | None  # None: a chat agent's run
     role: Role
     profile: str
     attempt: int
@@ -49,6 +49,11 @@ class RunOut(BaseModel):
     @classmethod
     def of(cls, run: RunRow) -> RunOut:
         return cls.model_validate(run, from_attributes=True)
+
+    @property
+    def about(self) -> str:
+        """What the run is for, in a word: ``#7``, or ``chat`` for the chat agent's."""
+        return about(self.item_id)
 
 
 class Activity(BaseModel):
@@ -318,7 +323,7 @@ class PermissionRequestOut(BaseModel):
 
     id: str
     run_id: str
-    item_id: int
+    item_id: int | None  # None: the chat agent asks
     tool_name: str
     input: dict[str, Any]
     tool_use_id: str | None
@@ -328,6 +333,11 @@ class PermissionRequestOut(BaseModel):
     @classmethod
     def of(cls, request: PermissionRequest) -> PermissionRequestOut:
         return cls.model_validate(request, from_attributes=True)
+
+    @property
+    def about(self) -> str:
+        """Whose agent asks, in a word: ``#7``, or ``chat`` for the chat agent."""
+        return about(self.item_id)
 
 
 class PermissionAnswer(BaseModel):

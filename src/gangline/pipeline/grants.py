@@ -35,6 +35,21 @@ class Grant:
         return f"agent:{self.run_id}"
 
 
+@dataclass(frozen=True)
+class ChatGrant:
+    """What a chat agent's token reaches: the people's tools (as the agent), and its own directory."""
+
+    run_id: str
+    worktree: Path  # its own directory, which the permission rules read paths against
+
+    @property
+    def actor(self) -> str:
+        return f"agent:{self.run_id}"
+
+
+AnyGrant = Grant | ChatGrant
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -46,23 +61,28 @@ class Grants:
     """
 
     def __init__(self) -> None:
-        self._by_digest: dict[bytes, Grant] = {}
+        self._by_digest: dict[bytes, AnyGrant] = {}
         self._digest_of: dict[str, bytes] = {}
-        self.on_revoke: list[Callable[[Grant], None]] = []  # e.g. end the run's pending permission questions
+        self.on_revoke: list[Callable[[AnyGrant], None]] = []  # e.g. end the run's pending permission questions
 
-    def issue(self, run_id: str, item_id: int, role: Role, worktree: Path) -> str:
-        """A new token for the run (replacing any it had); the caller revokes it when the run ends."""
+    def issue(self, run_id: str, item_id: int | None, role: Role, worktree: Path) -> str:
+        """A new token for the run (replacing any it had); the caller revokes it when the run ends.
+
+        A run with no item (``item_id`` None) is a chat agent's: its token gets a ChatGrant.
+        """
         self.revoke(run_id)
         token = secrets.token_urlsafe(32)
         digest = _digest(token)
-        self._by_digest[digest] = Grant(run_id, item_id, role, worktree)
+        self._by_digest[digest] = (
+            Grant(run_id, item_id, role, worktree) if item_id is not None else ChatGrant(run_id, worktree)
+        )
         self._digest_of[run_id] = digest
         return token
 
-    def resolve(self, token: str) -> Grant | None:
+    def resolve(self, token: str) -> AnyGrant | None:
         return self._by_digest.get(_digest(token))
 
-    def is_live(self, grant: Grant) -> bool:
+    def is_live(self, grant: AnyGrant) -> bool:
         digest = self._digest_of.get(grant.run_id)
         return digest is not None and self._by_digest.get(digest) == grant
 
@@ -73,7 +93,7 @@ class Grants:
             for listener in self.on_revoke:
                 listener(grant)
 
-    def live(self) -> list[Grant]:
+    def live(self) -> list[AnyGrant]:
         return list(self._by_digest.values())
 
 
@@ -93,13 +113,14 @@ def mcp_config(url: str, token: str) -> dict[str, object]:
     return {"mcpServers": {SERVER_NAME: server}}
 
 
-async def write_mcp_config(worktree: Path, url: str, token: str) -> Path:
+async def write_mcp_config(worktree: Path, url: str, token: str, *, in_git: bool = True) -> Path:
     """Write ``.gangline-mcp.json`` into the worktree (mode 0600) and make git ignore it there.
 
     A file, not an inline JSON argument: argv is visible in ``ps`` and recorded in the run log,
-    and the token is a secret.
+    and the token is a secret. ``in_git`` False: a directory of a chat agent's, no git there.
     """
-    await exclude_from_git(worktree, CONFIG_NAME)
+    if in_git:
+        await exclude_from_git(worktree, CONFIG_NAME)
     path = worktree / CONFIG_NAME
     write_private(path, json.dumps(mcp_config(url, token)))
     return path

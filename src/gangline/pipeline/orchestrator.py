@@ -79,6 +79,7 @@ class Orchestrator:
         self._working: dict[int, Step] = {}  # item id -> the job the orchestrator is doing on it
         self._tg: asyncio.TaskGroup | None = None
         self._lock = ProjectLock(paths)
+        self._recovered = asyncio.Event()  # set once what a previous server left is reaped
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class Orchestrator:
             await self._guard_base()
             recover(self.store, self.paths.root)
             await self._agents.recover_rooms()  # before any item is checked: commits a kill left outside
+            self._recovered.set()  # a run started before this would be taken for a leftover and killed
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 try:
@@ -267,6 +269,20 @@ class Orchestrator:
     ) -> AgentResult:
         """One agent run on ``item``, recorded and watched as the pipeline's own are."""
         return await self._agents.run(item, profile, prompt, cwd, resume, attempt)
+
+    async def recovered(self) -> None:
+        """Until what a previous server left is reaped (its runs closed, their rooms told): then serving starts."""
+        await self._recovered.wait()
+
+    async def converse(
+        self, transport: str, room: str, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None
+    ) -> AgentResult:
+        """The chat agent's run on one message said in ``room``, recorded and watched as the pipeline's are.
+
+        It waits until the pipeline has recovered from any previous server: chat is heard from the start.
+        """
+        await self._recovered.wait()
+        return await self._agents.converse(transport, room, profile, prompt, cwd, resume)
 
     async def run_gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
         """The project's gates in ``cwd``, recorded on the item."""

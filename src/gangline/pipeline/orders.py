@@ -89,6 +89,9 @@ class Orders:
             raise RunnerError(run_id, f"is not live: it ended {run.outcome.value if run.outcome else ''}".strip())
         given = (reason or "").strip()
         why = f"run {run_id} stopped by {actor}" + (f": {given}" if given else "")
+        if run.item_id is None:  # a chat agent's: no item to block
+            self.orchestrator.stop_run(run_id, why)
+            return self.views.run(run_id)
         state = self.orchestrator.store.get_item(run.item_id).state
         if state.hold is None and not state.frozen:
             await self.orchestrator.act(run.item_id, Trigger.BLOCK, actor, why)  # stops the item's runs too

@@ -16,6 +16,8 @@ from typing import Any
 
 from gangline.core.errors import NotFoundError
 from gangline.core.rules import (
+    CHAT_OWN_TOOLS,
+    OWN_TOOLS,
     Answer,
     Answered,
     Decision,
@@ -81,14 +83,15 @@ class Permissions:
     async def ask(
         self,
         run_id: str,
-        item_id: int,
+        item_id: int | None,
         cwd: Path | None,
         tool_name: str,
         tool_input: dict[str, Any],
         tool_use_id: str | None,
     ) -> Answer:
         """Decide one tool call; waits (bounded) when a person must answer."""
-        ruling = rule_decision(tool_name, tool_input, cwd, *self.rules())
+        own = OWN_TOOLS if item_id is not None else CHAT_OWN_TOOLS  # no item: the chat agent asks
+        ruling = rule_decision(tool_name, tool_input, cwd, *self.rules(), own=own)
         if ruling is not None and ruling.allowed:
             return Answer("allow", tool_input)
         if ruling is not None:
@@ -97,7 +100,7 @@ class Permissions:
             return self._denied(run_id, item_id, tool_name, "unattended", _unattended_message(tool_name))
         return await self._wait_for_person(run_id, item_id, tool_name, tool_input, tool_use_id)
 
-    def _denied(self, run_id: str, item_id: int, tool_name: str, why: str, message: str) -> Answer:
+    def _denied(self, run_id: str, item_id: int | None, tool_name: str, why: str, message: str) -> Answer:
         data = {"tool": tool_name, "why": why}
         self.store.record_event(
             "permission_denied", "gangline", item_id=item_id, run_id=run_id, reason=message, data=data
@@ -105,7 +108,7 @@ class Permissions:
         return Answer("deny", message=message)
 
     async def _wait_for_person(
-        self, run_id: str, item_id: int, tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None
+        self, run_id: str, item_id: int | None, tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None
     ) -> Answer:
         now = self.clock()
         timeout = self.policy.ask_timeout_s

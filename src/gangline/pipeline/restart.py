@@ -23,6 +23,8 @@ from gangline.pipeline.jobs import RESTARTED
 from gangline.project.paths import ProjectPaths
 from gangline.store import Store
 
+RESTARTED_CHAT = "gangline restarted while I was answering your last message, so it has no answer: ask me again."
+
 
 class ProjectLock:
     """``.gangline/server.lock``, flocked while this process drives the project."""
@@ -70,8 +72,18 @@ def recover(store: Store, root: Path) -> list[str]:
         )  # fmt: skip
         store.finish_run(run.id, end, SERVER)
         closed.append(run.id)
-        _resume_after_restart(store, run.item_id, logged.session_id)
+        if run.item_id is not None:
+            _resume_after_restart(store, run.item_id, logged.session_id)
+        elif run.chat_transport is not None and run.chat_room is not None:
+            _tell_the_room(store, run.chat_transport, run.chat_room, logged.session_id)
     return closed
+
+
+def _tell_the_room(store: Store, transport: str, room: str, session_id: str | None) -> None:
+    """A chat agent's run was cut short: its conversation goes on (same session), and the room is told."""
+    if session_id is not None:
+        store.set_agent_session(transport, room, session_id)
+    store.queue_reply(transport, room, RESTARTED_CHAT, reply_to=None)
 
 
 def _resume_after_restart(store: Store, item_id: int, session_id: str | None) -> None:

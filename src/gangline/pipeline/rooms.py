@@ -82,20 +82,26 @@ class Rooms:
             return f"required but unavailable: {why_unavailable()}; no agent or gate will start"
         return f"off (auto, unavailable): {why_unavailable()}"
 
-    async def open(self, run_id: str, profile: AgentProfile, workdir: Path, branch: str | None) -> Opened | None:
-        """The room of an agent run in ``workdir`` (whose item branch is ``branch``), or None when unconfined."""
+    async def open(
+        self, run_id: str, profile: AgentProfile, workdir: Path, branch: str | None, *, in_git: bool = True
+    ) -> Opened | None:
+        """The room of an agent run in ``workdir`` (whose item branch is ``branch``), or None when unconfined.
+
+        ``in_git`` False: the workdir is no git worktree (a chat agent's), so there is no quarantine.
+        """
         bwrap = self.bwrap()
         if bwrap is None:
             return None
         base = self._fresh(self.paths.runs_dir / f"{run_id}.sandbox")
-        git = await quarantine.prepare(workdir, base / "git", branch)
+        git = await quarantine.prepare(workdir, base / "git", branch) if in_git else None
         cli = homes.HOMES[profile.cli]
         home = Path(profile.env.get("HOME") or self.home)  # a profile may give its CLI a HOME of its own
         state = self.paths.state_dir / "agents" / profile.name / cli.subdir
         sign_in = homes.bring_in(cli, state, homes.person_dir(cli, {**self._env, **profile.env}, home))
-        env = self._temp_env(base) | git.env()
+        env = self._temp_env(base) | (git.env() if git else {})
         own_state = ADAPTERS[profile.cli].state_dirs(profile)
-        moved = list(git.moved())
+        moved = list(git.moved()) if git else []
+        git_dirs = (git.private, git.objects) if git else ()
         if cli.env_var is not None:
             env[cli.env_var] = str(state)
             own_state = (state, *own_state)
@@ -107,7 +113,7 @@ class Rooms:
             env["IS_SANDBOX"] = "1"  # Claude Code allows bypassPermissions as root only in a sandbox: this is one
         room = Room(
             workdir=workdir,
-            writable=(git.private, git.objects, base / "tmp", self._cache(), *own_state, *self._extra()),
+            writable=(*git_dirs, base / "tmp", self._cache(), *own_state, *self._extra()),
             moved=tuple(moved),
             readable=(self.paths.hooks_dir, self.paths.runs_dir / f"{run_id}.settings.json"),
             hidden=self._hidden_paths(home),

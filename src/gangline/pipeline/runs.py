@@ -23,6 +23,7 @@ from gangline.core.events import (
     Record,
     RunOutcome,
     SessionStarted,
+    Usage,
 )
 from gangline.core.items import Item
 from gangline.core.policy import RunEnding
@@ -71,15 +72,10 @@ class AgentRuns:
         self.throttled: dict[str, Throttle] = {}  # live runs held back by their model API, for the board
         self.guard_env: dict[str, str] = {}  # baseguard.agent_env(): every agent's git refuses to move the base
 
-    def env_for(self, item: Item, role: Role, run_id: str) -> dict[str, str]:
+    def env_for(self, item: Item | None, role: Role, run_id: str) -> dict[str, str]:
         """Variables every process started for the item carries (agents, gates, and their children)."""
-        return {
-            PROJECT_VAR: str(self.project_root),
-            "GANGLINE_ITEM_ID": str(item.id),
-            "GANGLINE_ITEM_SLUG": item.slug,
-            "GANGLINE_ROLE": role.value,
-            "GANGLINE_RUN_ID": run_id,
-        }
+        about = {"GANGLINE_ITEM_ID": str(item.id), "GANGLINE_ITEM_SLUG": item.slug} if item is not None else {}
+        return {PROJECT_VAR: str(self.project_root), **about, "GANGLINE_ROLE": role.value, "GANGLINE_RUN_ID": run_id}
 
     async def run(
         self, item: Item, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None, attempt: int
@@ -89,28 +85,55 @@ class AgentRuns:
         log_path = self.runner.log_path(run_id)
         new = NewRun(run_id, item.id, profile.role, profile.name, attempt, str(cwd), str(log_path), resume)
         self.store.start_run(new, item.state, self.actor)
+        branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
+        launch = _Launch(run_id, item, profile, prompt, cwd, resume, branch, in_git=True)
+        summary, ending = await self._drive(launch)
+        qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
+        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+
+    async def converse(
+        self, transport: str, room: str, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None
+    ) -> AgentResult:
+        """Run the chat agent on one message said in ``room`` (in its own directory ``cwd``) to its end.
+
+        RunnerError when the room has a live run already (the database refuses a second).
+        """
+        run_id = f"chat-{self.store.count_runs(None) + 1}"
+        log_path = self.runner.log_path(run_id)
+        new = NewRun(run_id, None, Role.CHAT, profile.name, 1, str(cwd), str(log_path), resume, transport, room)
+        self.store.start_run(new, None, self.actor)
+        summary, ending = await self._drive(_Launch(run_id, None, profile, prompt, cwd, resume, None, in_git=False))
+        return AgentResult(run_id, summary, ending)
+
+    async def _drive(self, launch: _Launch) -> tuple[RunSummary, RunEnding]:
+        """The recorded run from its spawn to its end in the store: MCP access, sandbox, budget, cost.
+
+        Raises what kept it from starting (AgentNotFoundError, RunnerError, ...) once the run is closed.
+        """
+        run_id, profile, cwd = launch.run_id, launch.profile, launch.cwd
+        item_id = launch.item.id if launch.item is not None else None
+        log_path = self.runner.log_path(run_id)
         meter = BudgetMeter(profile.max_budget_usd, self.prices)
         bus = Bus(self.runner.settings.subscriber_queue)
         self.buses[run_id] = bus
-        watched = _Watched(run_id, item.id)
         not_started: GanglineError | None = None
         opened: Opened | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(watched, bus, meter))
+                tg.create_task(self._watch(_Watched(run_id, item_id), bus, meter))
                 try:
-                    launched = await self._with_mcp(run_id, item, profile, cwd, bus)
-                    opened = await self._open_room(run_id, item, profile, cwd, bus)
+                    launched = await self._with_mcp(launch, bus)
+                    opened = await self._open_room(launch, bus)
                     request = RunRequest(
                         run_id,
                         launched,
-                        prompt,
+                        launch.prompt,
                         cwd,
-                        resume_session_id=resume,
-                        env=self.env_for(item, profile.role, run_id) | self.guard_env,
+                        resume_session_id=launch.resume,
+                        env=self.env_for(launch.item, profile.role, run_id) | self.guard_env,
                         on_started=lambda rec: self._started(run_id, rec),
                         price=self.prices.get(profile.model) if profile.model else None,
-                        session_usage=self.store.session_usage(item.id, resume) if resume else None,
+                        session_usage=self._session_usage(item_id, launch.resume),
                         room=opened.room if opened else None,
                         bwrap=opened.bwrap if opened else None,
                     )
@@ -120,16 +143,17 @@ class AgentRuns:
                     summary = _not_started(run_id, log_path, str(err))
         finally:
             if opened is not None:
-                await self._close_room(run_id, item, opened)
+                await self._close_room(run_id, item_id, opened)
             self.buses.pop(run_id, None)
             self.throttled.pop(run_id, None)
             self.grants.revoke(run_id)
             remove_mcp_config(cwd)
             self._private_settings(run_id).unlink(missing_ok=True)
-        qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
         if not_started is not None:
             # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
             self.store.finish_run(run_id, RunEnd(summary.outcome, summary.reason), self.actor)
+            self.qa_verdicts.pop(run_id, None)
+            self.merge_failures.pop(run_id, None)
             raise not_started
         budget_note = meter.note() if meter.exceeded else None
         cost = summary.cost_usd if summary.cost_usd is not None else (meter.spent_usd or None)
@@ -138,44 +162,50 @@ class AgentRuns:
         ending = RunEnding(
             summary.outcome, summary.reason, summary.resets_at, cost, summary.result_subtype, budget_note
         )
-        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+        return summary, ending
 
-    async def _with_mcp(self, run_id: str, item: Item, profile: AgentProfile, cwd: Path, bus: Bus) -> AgentProfile:
+    def _session_usage(self, item_id: int | None, resume: str | None) -> Usage | None:
+        """What earlier runs in the resumed session were counted for (only Codex needs it; chat runs Claude)."""
+        return self.store.session_usage(item_id, resume) if item_id is not None and resume else None
+
+    async def _with_mcp(self, launch: _Launch, bus: Bus) -> AgentProfile:
         """The profile to launch: with the run's own MCP token and gangline's permission tool when a server listens."""
+        profile, cwd = launch.profile, launch.cwd
         if self.mcp_url is None:
             return profile
-        token = self.grants.issue(run_id, item.id, profile.role, cwd)
+        item_id = launch.item.id if launch.item is not None else None
+        token = self.grants.issue(launch.run_id, item_id, profile.role, cwd)
         try:
             # Claude Code's config file in the worktree (the fake CLI reads the same one).
             in_file = profile.cli in (CliKind.CLAUDE, CliKind.FAKE)
-            config = await write_mcp_config(cwd, self.mcp_url, token) if in_file else None
-            access = McpAccess(self.mcp_url, token, self._private_settings(run_id), config, PERMISSION_TOOL)
+            config = await write_mcp_config(cwd, self.mcp_url, token, in_git=launch.in_git) if in_file else None
+            settings = self._private_settings(launch.run_id)
+            access = McpAccess(self.mcp_url, token, settings, config, PERMISSION_TOOL)
             return ADAPTERS[profile.cli].with_mcp(profile, access)
         except (OSError, GanglineError) as err:
             bus.close()  # the runner never saw this bus: close it, or the budget watcher waits forever
             if isinstance(err, GanglineError):
                 raise
-            raise RunnerError(run_id, f"cannot write the MCP configuration for {cwd}: {err}") from err
+            raise RunnerError(launch.run_id, f"cannot write the MCP configuration for {cwd}: {err}") from err
 
-    async def _open_room(self, run_id: str, item: Item, profile: AgentProfile, cwd: Path, bus: Bus) -> Opened | None:
+    async def _open_room(self, launch: _Launch, bus: Bus) -> Opened | None:
         """The run's sandbox, or None when runs go unconfined; RunnerError when it cannot be made."""
-        branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
         try:
-            return await self.rooms.open(run_id, profile, cwd, branch)
+            return await self.rooms.open(launch.run_id, launch.profile, launch.cwd, launch.branch, in_git=launch.in_git)
         except (OSError, GanglineError) as err:
             bus.close()  # the runner never saw this bus
             if isinstance(err, GanglineError):
                 raise
-            raise RunnerError(run_id, f"cannot prepare its sandbox: {err}") from err
+            raise RunnerError(launch.run_id, f"cannot prepare its sandbox: {err}") from err
 
-    async def _close_room(self, run_id: str, item: Item, opened: Opened) -> None:
+    async def _close_room(self, run_id: str, item_id: int | None, opened: Opened) -> None:
         """Take in what the sandboxed run committed; say so in the item's history."""
         try:
             harvest = await self.rooms.close(opened)
         except GanglineError as err:
             harvest = Harvest(0, refused=f"its objects could not be taken in: {err}")
         if harvest is not None:
-            self.record_harvest(run_id, item.id, harvest)
+            self.record_harvest(run_id, item_id, harvest)
 
     async def recover_rooms(self) -> None:
         """After a restart: the commits of sandboxed runs a killed server never took in."""
@@ -238,7 +268,21 @@ class AgentRuns:
 @dataclass(frozen=True)
 class _Watched:
     run_id: str
-    item_id: int
+    item_id: int | None
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """One recorded run to start: what it is about (an item; None for a chat agent's) and where."""
+
+    run_id: str
+    item: Item | None
+    profile: AgentProfile
+    prompt: str
+    cwd: Path
+    resume: str | None
+    branch: str | None  # the item branch its sandbox's git may move
+    in_git: bool  # its cwd is a git worktree (a chat agent's directory is not)
 
 
 def _logged(path: Path, after: int) -> Iterator[Record]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gangline.core.items import Item
-from gangline.core.records import LedgerKey, RunRow, last_gates
+from gangline.core.records import CHAT_LEDGER_KEY, LedgerKey, RunRow, last_gates
 from gangline.core.scheduler import Step
 from gangline.core.stages import Hold, Stage
 from gangline.core.throttle import Throttle
@@ -111,7 +111,7 @@ class Views:
         self.clock = clock
 
     def board(self) -> Board:
-        live_runs = {run.item_id: run for run in self.store.runs(live_only=True)}
+        live_runs = {run.item_id: run for run in self.store.runs(live_only=True) if run.item_id is not None}
         return Board(item_costs(self.store), live_runs, self.live(), self.clock())
 
     def items(self, query: ItemQuery | None = None) -> list[ItemOut]:
@@ -173,4 +173,4 @@ class Views:
 
 def item_costs(store: Store) -> dict[int, float]:
     """What each item's runs cost so far."""
-    return {int(row.key): row.cost_usd for row in store.ledger("item")}
+    return {int(row.key): row.cost_usd for row in store.ledger("item") if row.key != CHAT_LEDGER_KEY}

@@ -147,6 +147,10 @@ class ProjectConfig(_Strict):
     def profiles_for(self, role: Role) -> list[AgentProfile]:
         return [a for a in self.agents if a.role is role]
 
+    def chat_agent(self) -> AgentProfile | None:
+        """The profile that answers free text in chat (``role = "chat"``), if there is one."""
+        return next(iter(self.profiles_for(Role.CHAT)), None)
+
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
 
@@ -175,6 +179,10 @@ class ProjectConfig(_Strict):
             raise KeyedError("agent", 'expected at least one [[agent]] with role = "coder", got none')
         if self.qa_mode is QaMode.AGENT and not self.profiles_for(Role.QA):
             raise KeyedError("qa_mode", 'expected an [[agent]] with role = "qa" for qa_mode = "agent", got none')
+        chats = [i for i, a in enumerate(self.agents, 1) if a.role is Role.CHAT]
+        if len(chats) > 1:
+            message = f'expected one [[agent]] with role = "chat" (the chat agent), got another in agent[{chats[0]}]'
+            raise KeyedError(f"agent[{chats[1]}].role", message)
         for index, agent in enumerate(self.agents, 1):
             _check_template(index, agent)
             self._check_fallback(index, agent)

@@ -1,11 +1,13 @@
-"""gangline's MCP endpoint at ``/mcp``: one endpoint, two tool sets, chosen by the bearer token.
+"""gangline's MCP endpoint at ``/mcp``: one endpoint, three tool sets, chosen by the bearer token.
 
 A run's token reaches the agents' tools (``mcp_agents``), and only for that run's own item and
 worktree. The server token (the REST API's, when one is configured) reaches the people's tools
-(``mcp_people``). Neither reaches the other set: each set is its own MCP server with its own
-sessions, so an agent never even sees the people's tools, and a person's token is never taken
-for a run's. With no server token configured, a request without a token is a person (the app's
-Guard admits only loopback then); an unknown or revoked token is refused with 401.
+(``mcp_people``). A chat agent's token reaches the people's tools and the permission prompt tool,
+acting as the agent, for as long as its run lives. No set reaches another: each is its own MCP
+server with its own sessions, so an item's agent never even sees the people's tools, and a
+person's token is never taken for a run's. With no server token configured, a request without a
+token is a person (the app's Guard admits only loopback then); an unknown or revoked token is
+refused with 401.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from gangline.pipeline.grants import Grant
+from gangline.pipeline.grants import ChatGrant, Grant
 from gangline.server import mcp_agents, mcp_people
-from gangline.server.mcp_access import PRINCIPAL, Hub
+from gangline.server.mcp_access import PRINCIPAL, Hub, Person
 from gangline.server.state import ServerState
 
 SESSION_IDLE_S = 4 * 3600  # an agent may go hours between MCP calls; a gone client's session ends then
@@ -59,13 +61,20 @@ class GanglineMcp:
         self.hub = Hub(token, state)
         self.agents_server = _quiet_server(mcp_agents.INSTRUCTIONS)
         self.people_server = _quiet_server(mcp_people.INSTRUCTIONS)
+        self.chat_server = _quiet_server(mcp_people.INSTRUCTIONS)
         mcp_agents.register(self.agents_server, self.hub)
         mcp_people.register(self.people_server, self.hub)
+        mcp_people.register(self.chat_server, self.hub)
+        mcp_agents.register_permission_tool(self.chat_server, self.hub)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
-        """Run both servers' session managers (enter it in the app's lifespan)."""
-        async with self.agents_server.session_manager.run(), self.people_server.session_manager.run():
+        """Run the servers' session managers (enter it in the app's lifespan)."""
+        async with (
+            self.agents_server.session_manager.run(),
+            self.people_server.session_manager.run(),
+            self.chat_server.session_manager.run(),
+        ):
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,9 +87,15 @@ class GanglineMcp:
             }
             await JSONResponse(body, 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
-        key = f"run:{principal.run_id}" if isinstance(principal, Grant) else "person"
+        key = "person" if isinstance(principal, Person) else f"run:{principal.run_id}"
         # The SDK binds a session to the credential that opened it: another token gets a 404 for it.
         user = AuthenticatedUser(AccessToken(token=key, client_id=key, scopes=[]))
         scope = {**scope, PRINCIPAL: principal, "user": user}
-        server = self.agents_server if isinstance(principal, Grant) else self.people_server
+        server = (
+            self.agents_server
+            if isinstance(principal, Grant)
+            else self.chat_server
+            if isinstance(principal, ChatGrant)
+            else self.people_server
+        )
         await server.session_manager.handle_request(scope, receive, send)

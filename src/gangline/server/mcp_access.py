@@ -1,7 +1,8 @@
 """Who calls gangline's MCP endpoint, what each caller may reach, and errors as the tools report them.
 
 A run's token (``pipeline.grants``) reaches the agents' tools, and only for that run's own item
-and worktree; the server token (or loopback, when the server has none) reaches the people's.
+and worktree; the server token (or loopback, when the server has none) reaches the people's, and
+so does a chat agent's token, for as long as its run lives, acting as the agent.
 A refused credential is a JSON-RPC error; everything a tool refuses on its merits is a tool
 error whose text is the same ``{"error": {"code", "message", "field"?...}}`` object REST sends.
 """
@@ -24,7 +25,7 @@ from starlette.datastructures import Headers
 from gangline.core.errors import GanglineError
 from gangline.core.problems import ErrorOut, detail_of
 from gangline.core.validation import invalid
-from gangline.pipeline.grants import Grant
+from gangline.pipeline.grants import AnyGrant, ChatGrant, Grant
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.server.state import ServerState
 
@@ -44,13 +45,13 @@ class Person:
     actor: str = PERSON_ACTOR
 
 
-Principal = Grant | Person
+Principal = Grant | ChatGrant | Person
 
 
 def principal_of(ctx: Context) -> Principal:
     request = ctx.request_context.request
     principal = getattr(request, "scope", {}).get(PRINCIPAL)
-    if not isinstance(principal, Grant | Person):
+    if not isinstance(principal, Grant | ChatGrant | Person):
         raise MCPError(FORBIDDEN, "no credentials came with this call; gangline's MCP endpoint needs a bearer token")
     return principal
 
@@ -122,10 +123,22 @@ class Hub:
         return principal, orch
 
     def person_of(self, ctx: Context) -> Person:
+        """Who acts through a people's tool: the person, or a live chat agent acting as itself."""
         principal = principal_of(ctx)
+        if isinstance(principal, ChatGrant):
+            return Person(self.asker_of(ctx).actor)
         if not isinstance(principal, Person):
             raise MCPError(FORBIDDEN, "this tool is for people and needs the server token, not a run's token")
         self.orchestrator()
+        return principal
+
+    def asker_of(self, ctx: Context) -> AnyGrant:
+        """The calling run's grant, whatever the run (an item's or a chat agent's); refuses ended runs and people."""
+        principal = principal_of(ctx)
+        if isinstance(principal, Person):
+            raise MCPError(FORBIDDEN, "this tool is for agent runs and needs a run's token, not the server token")
+        if not self.orchestrator().grants.is_live(principal):
+            raise MCPError(FORBIDDEN, f"run {principal.run_id} has ended; its token no longer works")
         return principal
 
 

@@ -20,6 +20,7 @@ from gangline.core.records import GateRow, last_gates
 from gangline.core.reports import QaVerdict, parse_qa_verdict
 from gangline.core.validation import validated
 from gangline.core.wire import GateOut, ItemOut, NewItem
+from gangline.pipeline.grants import Grant
 from gangline.repo.git import GANGLINE_COMMITTER, git
 from gangline.repo.worktrees import branch_name, truncate_text
 from gangline.server.mcp_access import FORBIDDEN, Hub, tool_errors, view
@@ -73,6 +74,11 @@ def register(server: MCPServer, hub: Hub) -> None:
     """Add the agents' tools to ``server``; ``hub`` resolves each call's grant."""
     for fn in _item_tools(hub) + _gate_tools(hub) + _git_tools(hub) + _report_tools(hub):
         server.add_tool(tool_errors(fn))
+    register_permission_tool(server, hub)
+
+
+def register_permission_tool(server: MCPServer, hub: Hub) -> None:
+    """Add ``prompt_permission`` alone: the chat agent's server has it beside the people's tools."""
     server.add_tool(tool_errors(_permission_tool(hub)), structured_output=False)
 
 
@@ -256,11 +262,12 @@ def _permission_tool(hub: Hub) -> Any:
         ctx: Context, tool_name: str, input: dict[str, Any], tool_use_id: str | None = None
     ) -> str:
         """Claude Code's --permission-prompt-tool: decides one tool call. Returns the decision as JSON text."""
-        grant, _ = hub.grant_of(ctx)
+        grant = hub.asker_of(ctx)
         permissions = hub.state.permissions
         if permissions is None:
             raise ToolError("gangline is starting; try again in a moment")
-        answer = await permissions.ask(grant.run_id, grant.item_id, grant.worktree, tool_name, input, tool_use_id)
+        item_id = grant.item_id if isinstance(grant, Grant) else None
+        answer = await permissions.ask(grant.run_id, item_id, grant.worktree, tool_name, input, tool_use_id)
         return answer.to_json()
 
     return prompt_permission

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
 
 from gangline.core.items import ItemPatch
 from gangline.core.validation import validated
 from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, PermissionAnswer
-from gangline.server.mcp_access import Hub, tool_errors, view
+from gangline.pipeline.grants import ChatGrant
+from gangline.server.mcp_access import FORBIDDEN, Hub, principal_of, tool_errors, view
 
 INSTRUCTIONS = (
     "Drive a gangline server: list, show, add, edit and delete work items, act on them (start, stop, approve, "
@@ -137,6 +139,8 @@ def _order_tools(hub: Hub) -> list[Any]:
     ) -> dict[str, Any]:
         """Answer a pending request: allow, deny (message: why, for the agent) or always_allow (also saves a
         rule). updated_input keys replace the tool's input keys when allowing."""
+        if isinstance(principal_of(ctx), ChatGrant):  # an agent never answers an agent's question, its own least
+            raise MCPError(FORBIDDEN, "a permission request is a person's to answer, not the chat agent's")
         person = hub.person_of(ctx)
         answer = validated(PermissionAnswer, _given(decision=decision, message=message, updated_input=updated_input))
         return view(hub.state.orders().answer_permission(request_id, answer, person.actor))

@@ -25,6 +25,12 @@ class Chat(StoreBase):
             _ensure_room(conn, transport, room)
             conn.execute(_room_update(transport, room).values(ambient=ambient))
 
+    def set_agent_session(self, transport: str, room: str, session_id: str | None) -> None:
+        """The chat agent's session in the room, resumed by its next run (None: the next run starts a new one)."""
+        with self.engine.begin() as conn:
+            _ensure_room(conn, transport, room)
+            conn.execute(_room_update(transport, room).values(agent_session=session_id))
+
     def queue_notice(
         self, transport: str, room: str, text: str | None, through: int, request_id: str | None = None
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from gangline.core.records import GateRow, LedgerKey, LedgerRow, PermissionRuleRow
+from gangline.core.records import CHAT_LEDGER_KEY, GateRow, LedgerKey, LedgerRow, PermissionRuleRow
 from gangline.store import schema as t
 from gangline.store.base import StoreBase
 from gangline.store.rows import insert_event
@@ -30,7 +30,10 @@ class Ledger(StoreBase):
             return [GateRow(**row._mapping) for row in conn.execute(query)]
 
     def ledger(self, by: LedgerKey, item_id: int | None = None, since: float | None = None) -> list[LedgerRow]:
-        """Tokens and cost summed per run, item, profile or UTC day (of runs started at ``since`` or later)."""
+        """Tokens and cost summed per run, item, profile or UTC day (of runs started at ``since`` or later).
+
+        Per item, the chat agent's runs (which have none) are summed under ``CHAT_LEDGER_KEY``.
+        """
         column = {"run": t.runs.c.id, "item": t.runs.c.item_id, "profile": t.runs.c.profile, "day": t.runs.c.day}[by]
         query = (
             select(
@@ -51,7 +54,7 @@ class Ledger(StoreBase):
             query = query.where(t.runs.c.started_at >= since)
         with self.engine.connect() as conn:
             return [
-                LedgerRow(str(k), int(n), int(i), int(o), int(cr), int(cw), float(c))
+                LedgerRow(CHAT_LEDGER_KEY if k is None else str(k), int(n), int(i), int(o), int(cr), int(cw), float(c))
                 for k, n, i, o, cr, cw, c in conn.execute(query)
             ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gangline.core.errors import StateConflict
+from gangline.core.errors import RunnerError, StateConflict
 from gangline.core.events import Usage
 from gangline.core.records import NewRun, RunEnd, RunRow
 from gangline.core.stages import ItemState
@@ -17,18 +17,23 @@ from gangline.store.rows import ZERO_USAGE, day_of, insert_event, run_row
 class Runs(StoreBase):
     # --- runs ------------------------------------------------------------------------------
 
-    def start_run(self, new: NewRun, expected: ItemState, actor: str) -> RunRow:
+    def start_run(self, new: NewRun, expected: ItemState | None, actor: str) -> RunRow:
         """Record a run as live before its process exists, compare-and-set on the item's state.
 
-        The database's partial unique index refuses a second live run of the same item.
+        The database's partial unique indexes refuse a second live run of the same item, and a
+        second live chat agent run in the same room. A chat agent's run has no item (nor ``expected``).
         """
         now = self.clock()
         with self._tx() as conn:
-            self._cas(conn, new.item_id, expected, {}, now)
+            if new.item_id is not None:
+                assert expected is not None
+                self._cas(conn, new.item_id, expected, {}, now)
             values = {**new.__dict__, "role": new.role.value}
             try:
                 conn.execute(insert(t.runs).values(**values, started_at=now, day=day_of(now), **ZERO_USAGE))
             except IntegrityError:
+                if new.item_id is None:
+                    raise RunnerError(new.id, f"the chat room {new.chat_room!r} has a live run already") from None
                 running = f"running {self._live_run(conn, new.item_id)}"
                 raise StateConflict(new.item_id, "without a live run", running) from None
             insert_event(
@@ -124,8 +129,8 @@ class Runs(StoreBase):
             row = conn.execute(query).one()
         return Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
-    def count_runs(self, item_id: int) -> int:
+    def count_runs(self, item_id: int | None) -> int:
+        """How many runs the item had (None: how many chat agent runs there were)."""
+        whose = t.runs.c.item_id.is_(None) if item_id is None else t.runs.c.item_id == item_id
         with self.engine.connect() as conn:
-            return int(
-                conn.execute(select(func.count()).select_from(t.runs).where(t.runs.c.item_id == item_id)).scalar_one()
-            )
+            return int(conn.execute(select(func.count()).select_from(t.runs).where(whose)).scalar_one())

@@ -93,7 +93,7 @@ runs = Table(
     "runs",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("item_id", Integer, nullable=False),
+    Column("item_id", Integer),  # NULL: a chat agent's run, about a conversation, not an item
     Column("role", String(16), nullable=False),
     Column("profile", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -114,6 +114,8 @@ runs = Table(
     Column("cache_write_tokens", Integer, nullable=False),
     Column("cost_usd", Float, nullable=False),
     Column("day", String(10), nullable=False),
+    Column("chat_transport", String(64)),  # a chat agent's run: the account and room it answers in
+    Column("chat_room", String(255)),
     Index("runs_by_item", "item_id"),
 )
 
@@ -122,6 +124,16 @@ runs = Table(
 Index(
     "one_live_run_per_item",
     runs.c.item_id,
+    unique=True,
+    sqlite_where=runs.c.ended_at.is_(None),
+    postgresql_where=runs.c.ended_at.is_(None),
+)
+
+# A room's conversation is one session: never two chat agent runs at once in one room.
+Index(
+    "one_live_run_per_room",
+    runs.c.chat_transport,
+    runs.c.chat_room,
     unique=True,
     sqlite_where=runs.c.ended_at.is_(None),
     postgresql_where=runs.c.ended_at.is_(None),
@@ -171,6 +183,7 @@ chat_rooms = Table(
     Column("room", String(255), primary_key=True),
     Column("ambient", Boolean),  # NULL: as project.toml says
     Column("notified_through", Integer),  # NULL: not yet started (starts from the end of the log)
+    Column("agent_session", String(128)),  # the chat agent's session in this room; NULL: none (or reset)
 )
 
 # What gangline says in chat, written before it is sent and marked when it was: a transport that

@@ -228,7 +228,7 @@ function axisMoney(value, step) {
 
 function itemSection(rows, titles, withChart) {
   const sorted = [...rows].sort((a, b) => b.cost_usd - a.cost_usd || Number(a.key) - Number(b.key));
-  const label = (row) => (isId(row.key) ? `#${row.key} ${titles.get(row.key) ?? ""}`.trim() : row.key === "None" ? "(no item)" : row.key);
+  const label = (row) => (isId(row.key) ? `#${row.key} ${titles.get(row.key) ?? ""}`.trim() : row.key === "chat" ? "the chat agent" : row.key);
   const link = (row) => (isId(row.key) ? `#/items/${row.key}` : null);
   const top = sorted.slice(0, ITEMS_SHOWN);
   return section(

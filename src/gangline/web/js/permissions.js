@@ -48,14 +48,15 @@ export function mountPermissions(panel) {
       }
       reload();
     };
-    const label = `${request.tool_name} for #${request.item_id}`;
+    const chat = request.item_id === null;  // the chat agent asks: it has no item
+    const label = chat ? `${request.tool_name} for the chat agent` : `${request.tool_name} for #${request.item_id}`;
     return h(
       "li",
       { class: "request", "data-request": request.id, "data-tool": request.tool_name },
       h(
         "p",
         { class: "who" },
-        h("a", { href: `#/items/${request.item_id}` }, `#${request.item_id}`, title ? ` ${title}` : ""),
+        chat ? "The chat agent" : h("a", { href: `#/items/${request.item_id}` }, `#${request.item_id}`, title ? ` ${title}` : ""),
         ` · run ${request.run_id} wants to use `,
         h("strong", { class: "tool-name" }, request.tool_name),
       ),
