@@ -49,6 +49,14 @@ def test_everything_else_stays_on_the_board(event: EventRow) -> None:
     assert notice_of(event) is None
 
 
+def test_the_chat_agent_asking_is_named_and_its_failed_runs_are_told_in_its_own_room_not_announced() -> None:
+    chat_row = row("permission_requested", tool="mcp__gangline__start_item", request_id="r-1")
+    asked = notice_of(EventRow(**{**chat_row.__dict__, "item_id": None, "run_id": "chat-4"}))
+    assert asked is not None and asked.text.startswith("The chat agent asks to use mcp__gangline__start_item")
+    failed = row("run_finished", reason="CLI was killed", outcome="crashed")
+    assert notice_of(EventRow(**{**failed.__dict__, "item_id": None, "run_id": "chat-4"})) is None
+
+
 def test_a_permission_request_keeps_its_id_for_an_answer_from_chat() -> None:
     notice = notice_of(row("permission_requested", tool="Write", request_id="r-17"))
     assert notice is not None and notice.request_id == "r-17"

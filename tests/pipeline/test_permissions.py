@@ -161,6 +161,19 @@ async def test_unattended_denies_at_once_what_no_rule_allows(store: Store) -> No
     assert permissions.pending() == [] and kinds(store) == ["permission_denied"]
 
 
+async def test_the_chat_agent_reads_without_asking_and_a_change_waits_for_a_person_unless_a_rule_allows_it(
+    store: Store,
+) -> None:
+    permissions = Permissions(store, Policy(allow=("mcp__gangline__add_item",), ask_timeout_s=0.05))
+    assert (await permissions.ask("chat-1", None, CWD, "mcp__gangline__list_items", {}, None)).behavior == "allow"
+    assert (await permissions.ask("chat-1", None, CWD, "mcp__gangline__add_item", {}, None)).behavior == "allow"
+    # An item's agent has the agents' tools, all its own; the chat agent's are the people's: a change is asked.
+    unasked = await permissions.ask("chat-1", None, CWD, "mcp__gangline__delete_item", {"item_id": 1}, None)
+    assert unasked.behavior == "deny" and "No one answered" in (unasked.message or "")
+    requested = [e for e in store.events_after(0) if e.kind == "permission_requested"]
+    assert [(e.item_id, e.run_id, e.reason) for e in requested] == [(None, "chat-1", "mcp__gangline__delete_item")]
+
+
 async def test_a_deny_rule_refuses_without_asking_and_says_which_rule(store: Store) -> None:
     permissions = Permissions(store, Policy(deny=("Bash(git push:*)",)))
     denied = await permissions.ask("1-coder-1", 1, CWD, "Bash", {"command": "git push origin main"}, None)

@@ -185,6 +185,31 @@ async def test_people_tools_need_the_server_token_and_agents_tools_refuse_it(pro
     assert project.item(added["id"]).stage is Stage.BACKLOG
 
 
+async def test_a_chat_agents_token_reaches_the_peoples_tools_as_the_agent_and_never_answers_a_question(
+    project: Project, tmp_path: Path
+) -> None:
+    mine = frozen_item(project, "Mine")
+    home = tmp_path / "chat-home"
+    home.mkdir()
+    async with served(project, token=TOKEN) as s:
+        chat_token = s.orch.grants.issue("chat-1", None, Role.CHAT, home)
+        async with mcp_client(s.mcp_url, chat_token) as agent:
+            names = {tool.name for tool in (await agent.list_tools()).tools}
+            assert {"list_items", "add_item", "prompt_permission"} <= names and "status" not in names
+            listed = json.loads(text_of(await agent.call_tool("list_items", {})))
+            assert [i["title"] for i in listed["items"]] == ["Mine"]
+            edited = json.loads(text_of(await agent.call_tool("edit_item", {"item_id": mine.id, "priority": 3})))
+            assert edited["priority"] == 3
+            with pytest.raises(MCPError, match="a person's to answer, not the chat agent's"):
+                await agent.call_tool("answer_permission", {"request_id": "0" * 16, "decision": "allow"})
+            s.orch.grants.revoke("chat-1")  # its run ended: the token is refused before any tool (401)
+            with pytest.raises(MCPError) as refused:
+                await agent.call_tool("list_items", {})
+            assert refused_by_server(refused.value)
+    edits = [e for e in project.store.events_after(0) if e.kind == "edited"]
+    assert [e.actor for e in edits] == ["agent:chat-1"]
+
+
 # --- tools that act in the worktree -------------------------------------------------------------
 
 

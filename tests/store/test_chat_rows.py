@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from gangline.core.errors import RunnerError
+from gangline.core.events import RunOutcome
+from gangline.core.profiles import Role
+from gangline.core.records import NewRun, RunEnd
 from gangline.store import Store, open_sqlite
 
 
@@ -53,3 +59,22 @@ def test_a_room_keeps_its_ambient_setting_and_cursor_across_a_reopen(tmp_path: P
     again = store_at(tmp_path, Clock())
     room = again.chat_room("matrix", "!a")
     assert (room.ambient, room.notified_through) == (True, 42) and again.unsent("matrix") == []
+
+
+def test_a_room_never_has_two_live_chat_agent_runs_and_its_session_is_kept(tmp_path: Path) -> None:
+    store = store_at(tmp_path, Clock())
+
+    def chat_run(run_id: str, room: str) -> NewRun:
+        return NewRun(run_id, None, Role.CHAT, "helper", 1, "/tmp/w", f"/tmp/{run_id}.jsonl", None, "matrix", room)
+
+    store.start_run(chat_run("chat-1", "!a"), None, "gangline")
+    store.start_run(chat_run("chat-2", "!b"), None, "gangline")  # another room: at the same time
+    with pytest.raises(RunnerError, match="the chat room '!a' has a live run already"):
+        store.start_run(chat_run("chat-3", "!a"), None, "gangline")
+    store.finish_run("chat-1", RunEnd(RunOutcome.SUCCEEDED, "completed", "s-1", None, 0.02), "gangline")
+    store.start_run(chat_run("chat-3", "!a"), None, "gangline")  # the first one ended: the next may start
+    store.set_agent_session("matrix", "!a", "s-1")
+    assert store.chat_room("matrix", "!a").agent_session == "s-1"
+    assert (store.count_runs(None), store.get_run("chat-1").item_id) == (3, None)
+    (chat,) = store.ledger("item")
+    assert (chat.key, chat.runs, chat.cost_usd) == ("chat", 3, 0.02)

@@ -228,3 +228,29 @@ def test_opening_a_database_at_the_newest_revision_reads_it_without_loading_alem
     code += "; print('alembic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_database_from_before_the_chat_agent_keeps_its_runs_when_it_is_migrated(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    db = tmp_path / "state.db"
+    engine = create_engine(f"sqlite:///{db}")
+    config = Config()
+    config.set_main_option("script_location", "gangline.store:migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    engine.dispose()
+    with sqlite3.connect(db) as raw:
+        raw.execute("INSERT INTO items (slug, kind, title, body, priority, stage, frozen, retries, merge_attempts, "
+                    "created_at, updated_at) VALUES ('x', 'story', 'X', '', 0, 'coding', 0, 0, 0, 1, 1)")  # fmt: skip
+        raw.execute("INSERT INTO runs (id, item_id, role, profile, attempt, workspace, log_path, started_at, "
+                    "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, day) "
+                    "VALUES ('1-coder-1', 1, 'coder', 'coder', 1, '/w', '/l', 1, 10, 2, 0, 0, 0.5, 'x')")  # fmt: skip
+    store = open_sqlite(db, Clock())  # migrated to the newest revision here
+    (run,) = store.runs()
+    assert (run.id, run.item_id, run.cost_usd, run.live) == ("1-coder-1", 1, 0.5, True)
+    with pytest.raises(StateConflict):  # still one live run per item, after the table was rebuilt
+        store.start_run(NewRun("1-coder-2", 1, Role.CODER, "coder", 2, "/w", "/l2"), store.get_item(1).state, "x")
