@@ -16,10 +16,15 @@ from gangline.core.stages import Stage
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.project.config import ProjectConfig, load_project_text
 from gangline.project.paths import ProjectPaths
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite, open_store
 from kits.helpers import git
 
 FAST = RunnerSettings(inactivity_timeout_s=30, kill_grace_s=0.5, drain_timeout_s=2)
+# Where projects made from now on keep their state: None, their own SQLite file; else a database URL
+# (PostgreSQL), written into their project.toml so a server started on them opens it too. Set for
+# a test by the ``project_database`` fixture (kits.postgres), which closes what they opened.
+DATABASE_URL: str | None = None
+OPENED: list[Store] = []
 Step = dict[str, Any]
 
 
@@ -41,7 +46,9 @@ class Project:
         self.scenarios.mkdir()
         self.agents: list[str] = []
         self.config: ProjectConfig | None = None
-        self.store: Store = open_sqlite(self.paths.db_file)
+        self.database_url = DATABASE_URL
+        self.store: Store = open_store(self.database_url) if self.database_url else open_sqlite(self.paths.db_file)
+        OPENED.append(self.store)
 
     def agent(self, name: str, attempts: Sequence[Sequence[Step]], role: str = "coder", **fields: Any) -> None:
         scenario = self.scenarios / f"{name}.json"
@@ -60,6 +67,8 @@ class Project:
         saw there.
         """
         settings.setdefault("sandbox_writable", [str(self.scenarios)])
+        if self.database_url is not None:
+            settings.setdefault("database_url", self.database_url)
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if not isinstance(v, dict)]
         for key, table in settings.items():
             if isinstance(table, dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 from gangline.core.errors import NotFoundError
 from gangline.core.rules import Answer, Decision, Rule, parse_rule, rule_decision, rule_for
 from gangline.pipeline.permissions import Permissions
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_store
 
 CWD = Path("/work/tree")
 
@@ -119,8 +121,9 @@ class Policy:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_sqlite(tmp_path / "state.db")
+def store(tmp_path: Path, project_database: str | None) -> Iterator[Store]:
+    with closing(open_store(project_database or f"sqlite:///{tmp_path / 'state.db'}")) as store:
+        yield store
 
 
 def kinds(store: Store) -> list[str]:

@@ -93,6 +93,16 @@ def test_code_can_build_a_config_with_python_names_and_the_same_checks() -> None
         ('[agent]\nname = "coder"\n', "agent", "expected [[agent]] tables, got a table"),
         (CODER + 'role = "boss"\n', "agent[1].role", "one of 'coder', 'qa', 'mergemaster' or 'chat', got \"boss\""),
         ('qa_mode = "robot"\n' + CODER, "qa_mode", "expected one of 'server', 'agent' or 'human', got \"robot\""),
+        (
+            'database_url = "mysql://db/gangline"\n' + CODER,
+            "database_url",
+            "expected sqlite:///<path> or postgresql+psycopg://[user@]host[:port]/database, got 'mysql://db/gangline'",
+        ),
+        (
+            'database_url = "postgresql+psycopg://ann:hunter2@db/gangline"\n' + CODER,
+            "database_url",
+            "expected no password in project.toml (it is committed)",
+        ),
         (CODER + '[[gate]]\nname = "x"\n', "gate[1].command", "is required but missing"),
         (CODER + '[[gate]]\nname = "-x"\ncommand = "true"\n', "gate[1].name", 'got "-x"'),
         ("", "agent", 'expected at least one [[agent]] with role = "coder", got none'),

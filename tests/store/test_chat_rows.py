@@ -1,8 +1,9 @@
-"""Chat's rows in the real SQLite store: a message taken up once, the outbox in order, each room's cursor."""
+"""Chat's rows in the real store, on SQLite and PostgreSQL: a message taken up once, the outbox in order, each room."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -10,7 +11,7 @@ from gangline.core.errors import RunnerError
 from gangline.core.events import RunOutcome
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun, RunEnd
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_store
 
 
 class Clock:
@@ -21,21 +22,27 @@ class Clock:
         return self.now
 
 
-def store_at(tmp_path: Path, clock: Clock) -> Store:
-    return open_sqlite(tmp_path / "state.db", clock=clock)
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
-def test_a_message_is_taken_up_once_per_transport_and_forgotten_after_the_keeping_time(tmp_path: Path) -> None:
-    clock = Clock()
-    store = store_at(tmp_path, clock)
+@pytest.fixture
+def store(database_url: str, clock: Clock) -> Iterator[Store]:
+    with closing(open_store(database_url, clock)) as store:
+        yield store
+
+
+def test_a_message_is_taken_up_once_per_transport_and_forgotten_after_the_keeping_time(
+    store: Store, clock: Clock
+) -> None:
     assert store.take_up("matrix", "$1") and not store.take_up("matrix", "$1") and store.take_up("slack", "$1")
     clock.now = 5000.0
     assert store.prune_chat(before=2000.0) == 2
     assert store.take_up("matrix", "$1")
 
 
-def test_the_outbox_is_sent_oldest_first_and_a_room_can_be_skipped(tmp_path: Path) -> None:
-    store = store_at(tmp_path, Clock())
+def test_the_outbox_is_sent_oldest_first_and_a_room_can_be_skipped(store: Store) -> None:
     store.queue_notice("matrix", "!a", "#1 is blocked", through=7, request_id=None)
     answer = store.queue_reply("matrix", "!b", "backlog 1", reply_to="$said")
     store.queue_notice("matrix", "!a", "#2 is merged", through=9)
@@ -50,19 +57,17 @@ def test_the_outbox_is_sent_oldest_first_and_a_room_can_be_skipped(tmp_path: Pat
     assert [r.text for r in store.unsent("matrix")] == ["#1 is blocked", "backlog 1", "#2 is merged"]
 
 
-def test_a_room_keeps_its_ambient_setting_and_cursor_across_a_reopen(tmp_path: Path) -> None:
-    store = store_at(tmp_path, Clock())
+def test_a_room_keeps_its_ambient_setting_and_cursor_across_a_reopen(store: Store, database_url: str) -> None:
     assert store.chat_room("matrix", "!a").ambient is None
     store.set_ambient("matrix", "!a", True)
     store.queue_notice("matrix", "!a", None, through=42)  # past events that were no news
     store.close()
-    again = store_at(tmp_path, Clock())
-    room = again.chat_room("matrix", "!a")
-    assert (room.ambient, room.notified_through) == (True, 42) and again.unsent("matrix") == []
+    with closing(open_store(database_url, Clock())) as again:
+        room = again.chat_room("matrix", "!a")
+        assert (room.ambient, room.notified_through) == (True, 42) and again.unsent("matrix") == []
 
 
-def test_a_room_never_has_two_live_chat_agent_runs_and_its_session_is_kept(tmp_path: Path) -> None:
-    store = store_at(tmp_path, Clock())
+def test_a_room_never_has_two_live_chat_agent_runs_and_its_session_is_kept(store: Store) -> None:
 
     def chat_run(run_id: str, room: str) -> NewRun:
         return NewRun(run_id, None, Role.CHAT, "helper", 1, "/tmp/w", f"/tmp/{run_id}.jsonl", None, "matrix", room)

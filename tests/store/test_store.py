@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from gangline.core.items import Criterion, ItemDraft, ItemPatch
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun, RunEnd
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite, open_store
 from gangline.store.migrations import HEAD_REVISION
 from gangline.store.schema import metadata
 
@@ -30,8 +32,9 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_sqlite(tmp_path / "state.db", Clock())
+def store(database_url: str) -> Iterator[Store]:
+    with closing(open_store(database_url, Clock())) as store:
+        yield store
 
 
 def draft(title: str = "Add login", **fields: object) -> ItemDraft:
@@ -178,13 +181,13 @@ def test_only_items_that_could_move_are_candidates_for_scheduling(store: Store) 
     assert [c.id for c in store.candidates(Stage)] == [first.id, waiting.id]  # an archived dependency counts as done
 
 
-def test_listing_more_items_than_sqlite_takes_variables_keeps_every_criterion_and_dependency(
-    tmp_path: Path, store: Store
-) -> None:
+def test_listing_more_items_than_sqlite_takes_variables_keeps_every_criterion_and_dependency(tmp_path: Path) -> None:
     # A listing that named every item's id in its SQL would fail past SQLite's bound on variables
     # in one statement (and, below it, prepare a new statement for every count of items). The
     # bound depends on how SQLite was built (999 before 3.32, 32,766 upstream since, 250,000 in
     # Debian's build): it is set to 999 on the store's connections so 1,200 items cross it.
+    store = open_sqlite(tmp_path / "state.db", Clock())  # SQLite's own bound, on SQLite
+
     @event.listens_for(store.engine, "connect")
     def _low_bound(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)

@@ -75,6 +75,7 @@ def check_invariants(project: Project, finished: bool, count: int = ITEMS) -> No
         assert leftover_groups(project.root) == set(), "an agent or gate outlived the server"
 
 
+@pytest.mark.usefixtures("project_database")
 @pytest.mark.parametrize("seed", [1, 2])
 def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_path: Path, seed: int) -> None:
     project = Project(tmp_path)
@@ -126,6 +127,7 @@ MARKING_GATE = (
 )
 
 
+@pytest.mark.usefixtures("project_database")
 @pytest.mark.parametrize("stage", STAGES)
 def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once(tmp_path: Path, stage: str) -> None:
     project = Project(tmp_path)
@@ -166,6 +168,7 @@ def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once
         )
 
 
+@pytest.mark.usefixtures("project_database")
 async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_their_items(tmp_path: Path) -> None:
     project = Project(tmp_path)
     project.agent("coder", [[*commit_file("a.txt", "x"), {"say": "done"}]])

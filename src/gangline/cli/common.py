@@ -52,9 +52,12 @@ def initialised() -> ProjectPaths:
 @contextmanager
 def opened(paths: ProjectPaths, patient: bool = False) -> Iterator[Store]:
     """The project's database for a command; ``patient`` for one that drives the pipeline (see open_sqlite)."""
-    from gangline.store import open_sqlite
+    import os
 
-    store = open_sqlite(paths.db_file, patient=patient)
+    from gangline.project.database import database_url
+    from gangline.store import open_store
+
+    store = open_store(database_url(paths, os.environ), patient=patient)
     try:
         yield store
     finally:

@@ -34,8 +34,9 @@ from gangline.core.wire import (
 )
 from gangline.pipeline.permissions import NOT_SERVED
 from gangline.pipeline.views import Views
+from gangline.project.database import database_url
 from gangline.project.paths import ProjectPaths
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_store, shown_url
 
 if TYPE_CHECKING:
     from gangline.pipeline.orders import Orders
@@ -173,9 +174,11 @@ def door(paths: ProjectPaths, actor: str, say: Console, *, server_only: bool = F
         return
     if server_only:
         raise Unavailable(NOT_SERVED)
+    url = database_url(paths, os.environ)
     where = paths.db_file.relative_to(paths.root) if paths.db_file.is_relative_to(paths.root) else paths.db_file
-    say.print(f"no server running: using {where} directly", style="dim", markup=False)
-    store = open_sqlite(paths.db_file)
+    shown = where if url == f"sqlite:///{paths.db_file}" else shown_url(url)
+    say.print(f"no server running: using {shown} directly", style="dim", markup=False)
+    store = open_store(url)
     try:
         yield Local(paths, store, actor)
     finally:

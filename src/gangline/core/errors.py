@@ -204,3 +204,14 @@ class DatabaseBusyError(GanglineError):
         )
         self.path = path
         self.waited_s = waited_s
+
+
+class DatabaseUnreachable(GanglineError):
+    """The shared database (PostgreSQL) did not take a connection."""
+
+    exit_code = 10
+    code = "unavailable"
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"cannot reach the database {where}: {why}")
+        self.where = where

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 from gangline.core.budget import Price
 from gangline.core.errors import ConfigError
@@ -18,8 +19,10 @@ from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
 from gangline.core.rules import parse_rule
 from gangline.project.chatconfig import AnyChat
+from gangline.project.database import DATABASE_VAR
 from gangline.project.paths import ProjectPaths, shown
 from gangline.project.toml_errors import KeyedError, describe
+from gangline.store.opening import check_url
 
 
 class GateSpec(_Strict):
@@ -137,6 +140,9 @@ class ProjectConfig(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict, alias="price")
     chats: tuple[AnyChat, ...] = Field(default=(), alias="chat")
     time_zone: str = "UTC"  # an IANA name: what "09:30" means in chat timers and "today" in costs
+    # The shared store (PostgreSQL) for several machines; None: the project's SQLite file. Read by
+    # ``project.database`` before the rest of the file; checked here with it.
+    database_url: str | None = None
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
@@ -164,6 +170,22 @@ class ProjectConfig(_Strict):
                 f"expected an IANA time zone such as Europe/Berlin or UTC, got {json.dumps(name)}"
             ) from None
         return name
+
+    @field_validator("database_url")
+    @classmethod
+    def _openable_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            check_url(url)
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix("database_url: ")) from None
+        if make_url(url).password is not None:
+            raise ValueError(
+                "expected no password in project.toml (it is committed): give it in PGPASSWORD or ~/.pgpass, "
+                f"or the whole URL in {DATABASE_VAR}"
+            )
+        return url
 
     @field_validator("base_branch")
     @classmethod

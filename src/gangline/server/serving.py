@@ -26,6 +26,7 @@ from gangline.pipeline.grants import agent_mcp_url
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.orders import Door
 from gangline.project.config import ProjectConfig
+from gangline.project.database import database_url
 from gangline.project.paths import ProjectPaths, read_guide
 from gangline.project.secret import person_secret
 from gangline.project.serverfile import announce_server, withdraw_server
@@ -33,7 +34,7 @@ from gangline.server.app import create_app
 from gangline.server.guard import is_loopback
 from gangline.server.login import LOGIN_PATH
 from gangline.server.state import state_of
-from gangline.store import open_sqlite
+from gangline.store import open_store
 
 MIN_TOKEN_CHARS = 16
 GRACEFUL_S = 5  # open connections (event streams never end by themselves) get this long to finish
@@ -219,7 +220,7 @@ async def serve_project(
     token = None if listen.no_auth else (listen.token or person_secret(paths))
     if token is not None:  # nothing an agent or a gate is given carries the person's credential
         env = {name: value for name, value in env.items() if value != token}
-    store = open_sqlite(paths.db_file, patient=True)
+    store = open_store(database_url(paths, env), patient=True)
     login: list[str] = []
 
     def ready(url: str) -> None:

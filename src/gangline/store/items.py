@@ -107,23 +107,27 @@ class Items(StoreBase):
         dep = t.items.alias("dep")
         unfinished = [s.value for s in Stage if s not in FINISHED]
         waiting = exists().where(d.item_id == c.id, d.depends_on == dep.c.id, dep.c.stage.in_(unfinished))
-        query = select(
-            c.id,
-            c.stage,
-            c.hold,
-            c.hold_reason,
-            c.frozen,
-            c.priority,
-            c.qa_mode,
-            c.start_after,
-            c.parked_until,
-            c.archive_at,
-        ).where(
-            c.stage.in_([s.value for s in stages]),
-            c.hold.is_(None),
-            c.frozen.is_(False),
-            or_(c.stage != Stage.BACKLOG.value, ~waiting),
-        )
+        query = (
+            select(
+                c.id,
+                c.stage,
+                c.hold,
+                c.hold_reason,
+                c.frozen,
+                c.priority,
+                c.qa_mode,
+                c.start_after,
+                c.parked_until,
+                c.archive_at,
+            )
+            .where(
+                c.stage.in_([s.value for s in stages]),
+                c.hold.is_(None),
+                c.frozen.is_(False),
+                or_(c.stage != Stage.BACKLOG.value, ~waiting),
+            )
+            .order_by(c.id)
+        )  # oldest first, on every database (none promises an order without it)
         with self.engine.connect() as conn:
             rows = list(conn.execute(query))
         return [

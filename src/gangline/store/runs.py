@@ -30,7 +30,9 @@ class Runs(StoreBase):
                 self._cas(conn, new.item_id, expected, {}, now)
             values = {**new.__dict__, "role": new.role.value}
             try:
-                conn.execute(insert(t.runs).values(**values, started_at=now, day=day_of(now), **ZERO_USAGE))
+                # A savepoint: PostgreSQL refuses every statement of a transaction after a failed one.
+                with conn.begin_nested():
+                    conn.execute(insert(t.runs).values(**values, started_at=now, day=day_of(now), **ZERO_USAGE))
             except IntegrityError:
                 if new.item_id is None:
                     raise RunnerError(new.id, f"the chat room {new.chat_room!r} has a live run already") from None

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
 from gangline.core.errors import DatabaseBusyError
 from gangline.core.types import Clock
-from gangline.store.migrations import HEAD_REVISION
+from gangline.store.migrate import migrate
 from gangline.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,28 +92,3 @@ def _listen(engine: Engine, path: Path, wait_s: float, patient: bool) -> None:
 
 def _is_busy(err: BaseException) -> bool:
     return isinstance(err, sqlite3.OperationalError) and "database is locked" in str(err)
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest revision (Alembic), in one transaction.
-
-    A database already at the latest revision is only read: Alembic is not even imported, so a
-    command that just reads starts fast.
-    """
-    if _revision(engine) == HEAD_REVISION:
-        return
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "gangline.store:migrations")
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-
-
-def _revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

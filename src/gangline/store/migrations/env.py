@@ -1,4 +1,4 @@
-"""Alembic environment: migrate the connection ``store.sqlite.migrate`` hands over, online only."""
+"""Alembic environment: migrate the connection ``store.migrate.migrate`` hands over, online only."""
 
 from __future__ import annotations
 
