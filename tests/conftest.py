@@ -14,6 +14,7 @@ from gangline.core.budget import Price
 from gangline.core.events import Usage
 from gangline.core.profiles import AgentProfile, RunnerSettings
 from kits.helpers import FAST, RunFn
+from kits.postgres import postgres, project_database  # noqa: F401  (one PostgreSQL cluster for the session)
 
 
 @pytest.fixture

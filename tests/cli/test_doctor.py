@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 from gangline.cli.checks import Check, run_checks
+from gangline.project.database import DATABASE_VAR
+from gangline.store import open_store
+from gangline.store.migrations import HEAD_REVISION
 from kits.agent_clis import CODEX_PINNED, GEMINI_PINNED, require_codex, require_gemini
 from kits.claude_cli import require_claude
 from kits.pipeline_kit import Project
+from kits.postgres import Cluster
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -37,8 +41,9 @@ def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(t
     assert all(c.ok for c in checks.values()), checks
     assert "2.1.330 (Claude Code)" in checks["agent claude"].detail
     assert checks["sandbox"].detail.startswith("on (") and ".gangline/ is hidden" in checks["sandbox"].detail
-    assert set(checks) == {"git", "repository", "configuration", "sandbox", "agent claude", "agent fake", "port",
-                           "disk"}  # fmt: skip
+    assert set(checks) == {"git", "repository", "configuration", "sandbox", "agent claude", "agent fake", "database",
+                           "port", "disk"}  # fmt: skip
+    assert checks["database"].detail == f"SQLite {project.paths.db_file}"
 
 
 def test_codex_and_gemini_profiles_report_their_pinned_versions_and_every_flag_gangline_passes(tmp_path: Path) -> None:
@@ -100,6 +105,29 @@ def test_root_with_bypass_permissions_outside_a_sandbox_and_no_sign_in_are_caugh
     (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {}}')  # a subscription's sign-in
     again = by_name(run_checks(project.root, env, port=0))
     assert again["agent plain"].ok, again["agent plain"]
+
+
+def test_the_database_is_a_postgresql_that_answers_or_is_named_with_the_fix(
+    tmp_path: Path,
+    postgres: Cluster,
+) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[{"say": "hi"}]])
+    project.configure()
+    url = postgres.database()
+    fresh = by_name(run_checks(project.root, {**os.environ, DATABASE_VAR: url}, port=0))["database"]
+    assert (
+        fresh.ok
+        and fresh.detail.startswith("PostgreSQL 15")
+        and fresh.detail.endswith("empty: made at the first start")
+    )
+    open_store(url).close()  # migrated
+    ready = by_name(run_checks(project.root, {**os.environ, DATABASE_VAR: url}, port=0))["database"]
+    assert ready.ok and ready.detail.endswith(f"schema at revision {HEAD_REVISION}")
+    gone = f"postgresql+psycopg://ann:hunter2@/nowhere?host={tmp_path}"
+    down = by_name(run_checks(project.root, {**os.environ, DATABASE_VAR: gone}, port=0))["database"]
+    assert not down.ok and down.detail.startswith("cannot reach the database") and "hunter2" not in down.detail
+    assert "GANGLINE_DATABASE_URL" in down.fix
 
 
 def test_outside_a_repository_it_says_where_to_run(tmp_path: Path) -> None:

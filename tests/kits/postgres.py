@@ -61,8 +61,8 @@ def _as_owner(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def start(home: Path) -> Cluster:
-    """Make and start a cluster under ``home`` (which its owner must be able to enter)."""
+def start(home: Path, *, durable: bool = False) -> Cluster:
+    """Make and start a cluster under ``home`` (which its owner must be able to enter); ``durable``: fsync on."""
     bin_dir = server_bin()
     data, socket_dir = home / "data", home / "socket"
     socket_dir.mkdir()
@@ -71,7 +71,8 @@ def start(home: Path) -> Cluster:
         shutil.chown(socket_dir, "postgres")
     initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8", "--locale=C"]
     subprocess.run(_as_owner([*initdb, "--no-sync"]), check=True, capture_output=True, timeout=START_TIMEOUT_S)
-    options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}' -c fsync=off -c full_page_writes=off"
+    options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}'"
+    options += "" if durable else " -c fsync=off -c full_page_writes=off"
     pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(home / "server.log"), "-o", options]
     subprocess.run(_as_owner([*pg_ctl, "-w", "-t", str(START_TIMEOUT_S), "start"]), check=True, capture_output=True)
     return Cluster(home)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kits.postgres import Cluster, postgres  # noqa: F401  (the session's PostgreSQL cluster)
+from kits.postgres import Cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

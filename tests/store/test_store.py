@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, inspect
 
-from gangline.core.errors import ConfigError, NotFoundError, StateConflict
+from gangline.core.errors import ConfigError, NotFoundError, ServerLockedError, StateConflict
 from gangline.core.events import RunOutcome, Usage
 from gangline.core.items import Criterion, ItemDraft, ItemPatch
 from gangline.core.profiles import Role
@@ -257,3 +257,12 @@ def test_a_database_from_before_the_chat_agent_keeps_its_runs_when_it_is_migrate
     assert (run.id, run.item_id, run.cost_usd, run.live) == ("1-coder-1", 1, 0.5, True)
     with pytest.raises(StateConflict):  # still one live run per item, after the table was rebuilt
         store.start_run(NewRun("1-coder-2", 1, Role.CODER, "coder", 2, "/w", "/l2"), store.get_item(1).state, "x")
+
+
+def test_one_process_drives_a_database_at_a_time(database_url: str) -> None:
+    with closing(open_store(database_url, Clock())) as first, closing(open_store(database_url, Clock())) as second:
+        refused = pytest.raises(ServerLockedError, match="another gangline server already drives the database")
+        with first.driving(), refused, second.driving():
+            pass
+        with second.driving():  # the first let go when its block ended
+            pass

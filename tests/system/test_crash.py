@@ -17,16 +17,17 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from gangline.agents.processes import ProcessRecord, spawn_in_pty
+from gangline.agents.processes import ProcessRecord, Spawned, boot_id, kill_group_now, spawn_in_pty
 from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
 from gangline.core.events import RunOutcome
-from gangline.core.items import ItemDraft
+from gangline.core.items import Item, ItemDraft
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun
 from gangline.core.stages import Stage, Trigger
-from gangline.store import Store, open_sqlite
+from gangline.store import Store, open_sqlite, open_store
 from gangline.store import sqlite as store_module
 from kits.pipeline_kit import Project, commit_file, git
+from kits.postgres import Cluster
 
 ITEMS = 3
 
@@ -168,19 +169,25 @@ def test_killing_the_server_in_each_stage_then_restarting_finishes_the_item_once
         )
 
 
-@pytest.mark.usefixtures("project_database")
-async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_their_items(tmp_path: Path) -> None:
+def left_live(tmp_path: Path, env: dict[str, str], boot: str) -> tuple[Project, Item, Spawned]:
+    """A project whose coding item has a live run row, its process recorded as ``boot``'s, as a killed server leaves."""
     project = Project(tmp_path)
     project.agent("coder", [[*commit_file("a.txt", "x"), {"say": "done"}]])
     project.configure()
     item = project.add("Interrupted")
     coding = project.store.transition(item.id, Trigger.START, "gangline")
-    # What a server killed mid-run leaves behind: a live run row and its agent, still running.
-    orphan = spawn_in_pty(["sleep", "1000"], project.root, {**os.environ, PROJECT_VAR: str(project.root)})
+    process = spawn_in_pty(["sleep", "1000"], project.root, env)
     run = NewRun("1-coder-1", item.id, Role.CODER, "coder", 1, str(project.root), str(tmp_path / "none.jsonl"))
     project.store.start_run(run, coding.state, "gangline")
-    rec: ProcessRecord = orphan.record
-    project.store.record_process(run.id, rec.pid, rec.pgid, rec.start_ticks)
+    rec: ProcessRecord = process.record
+    project.store.record_process(run.id, rec.pid, rec.pgid, rec.start_ticks, boot)
+    return project, item, process
+
+
+@pytest.mark.usefixtures("project_database")
+async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_their_items(tmp_path: Path) -> None:
+    # What a server killed mid-run leaves behind: a live run row and its agent, still running.
+    project, item, orphan = left_live(tmp_path, {**os.environ, PROJECT_VAR: str(tmp_path / "repo")}, boot_id())
     await project.run_until_idle()
     assert orphan.popen.wait(timeout=5) == -signal.SIGKILL
     os.close(orphan.master_fd)
@@ -188,6 +195,53 @@ async def test_a_restarted_server_kills_the_agents_of_the_old_one_and_resumes_th
     assert first.outcome is RunOutcome.CRASHED and first.reason == "gangline stopped while this run was live"
     assert second.outcome is RunOutcome.SUCCEEDED
     assert project.stage(item.id) is Stage.DONE and project.item(item.id).retries == 0
+
+
+@pytest.mark.usefixtures("project_database")
+async def test_a_run_another_machine_left_live_is_closed_and_nothing_here_is_killed_for_it(tmp_path: Path) -> None:
+    # A process of this machine whose pid and start ticks happen to be what the other machine recorded.
+    project, item, bystander = left_live(tmp_path, dict(os.environ), "another-machine-or-boot")
+    rec = bystander.record
+    try:
+        await project.run_until_idle()
+        assert bystander.popen.poll() is None  # still running: it was never the run's
+    finally:
+        kill_group_now(rec.pgid)
+        bystander.popen.wait(timeout=5)
+        os.close(bystander.master_fd)
+    first, second = project.store.runs(item.id)
+    assert first.outcome is RunOutcome.CRASHED and second.outcome is RunOutcome.SUCCEEDED
+
+
+def test_a_server_on_another_checkout_of_the_same_postgresql_database_is_refused(
+    tmp_path: Path, postgres: Cluster
+) -> None:
+    url = postgres.database()
+    projects = []
+    for name in ("one", "two"):  # two checkouts (clones, say on two machines) of one project, one database
+        (tmp_path / name).mkdir()
+        project = Project(tmp_path / name)
+        project.database_url = url
+        project.store = open_store(url)
+        project.agent("coder", [[{"wait_for_file": str(tmp_path / "go"), "timeout_s": 60}]])
+        project.configure()
+        projects.append(project)
+    one, two = projects
+    one.add("Hold the server")
+    first = serve(one)
+    try:
+        wait_for_events(one.store, 3, first)  # created, start, run_started: the first one is serving
+        second = serve(two)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 8 and b"another gangline server already drives the database" in err
+        assert b"Traceback" not in err
+        assert len(two.store.runs()) == 1  # the refused server started nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+        kill_groups(leftover_groups(one.root))
+        for project in projects:
+            project.store.close()
 
 
 def test_a_second_server_on_the_same_project_is_refused(tmp_path: Path) -> None:

@@ -48,6 +48,18 @@ def start_ticks(pid: int) -> int:
     return int(fields[19])
 
 
+def boot_id() -> str:
+    """This machine's current boot (``/proc/sys/kernel/random/boot_id``): where a pid and its start ticks mean anything.
+
+    Several machines (or one machine after a reboot) share a database: a recorded process is this
+    one's only when its boot is this boot.
+    """
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def spawn_in_pty(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Spawned:
     """Start ``argv`` with a new PTY as stdin/stdout/stderr, leading a new session and group.
 

@@ -14,7 +14,7 @@ from gangline.cli.common import bench_app, err_console
 
 def register() -> None:
     for name, command in (("ingest", bench_ingest), ("pipeline", bench_pipeline), ("fanout", bench_fanout),
-                          ("soak", bench_soak), ("spawn", bench_spawn)):  # fmt: skip
+                          ("soak", bench_soak), ("spawn", bench_spawn), ("store", bench_store)):  # fmt: skip
         bench_app.command(name)(command)
 
 
@@ -29,6 +29,20 @@ def bench_ingest(
 
     figures = asyncio.run(ingest(events, os.environ, transcript))
     print(json.dumps(figures.as_dict()))
+
+
+def bench_store(
+    database_url: Annotated[
+        str | None, typer.Option(help="Another database to measure beside SQLite (postgresql+psycopg://...).")
+    ] = None,
+    transitions: Annotated[int, typer.Option(min=10, help="Transitions on each database.")] = 1000,
+) -> None:
+    """One compare-and-set transition's latency (p50, p99), on SQLite and on DATABASE_URL, interleaved."""
+    from dataclasses import asdict
+
+    from gangline.bench.store import bench_store as measure
+
+    print(json.dumps([asdict(figure) for figure in measure(database_url, transitions)]))
 
 
 def bench_spawn(

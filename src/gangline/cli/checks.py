@@ -1,4 +1,5 @@
-"""What ``gangline doctor`` checks: git, the repository, project.toml, the sandbox, each agent, the port, the disk."""
+"""What ``gangline doctor`` checks: git, the repository, project.toml, the sandbox, each agent, the database,
+chat, the port, the disk."""
 
 from __future__ import annotations
 
@@ -45,7 +46,19 @@ def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
     checks.append(sandbox)
     checks += [check_agent(profile, env, sandboxed=sandbox.ok and config.sandbox is not SandboxMode.OFF)
                for profile in config.agents]  # fmt: skip
-    return [*checks, *check_chats(config, paths, env), check_port(port), check_disk(paths)]
+    return [*checks, check_database(paths, env), *check_chats(config, paths, env), check_port(port), check_disk(paths)]
+
+
+def check_database(paths: ProjectPaths, env: Mapping[str, str]) -> Check:
+    """The store the project's commands open: SQLite's file, or a PostgreSQL that answers (nothing is changed)."""
+    from gangline.project.database import database_url
+    from gangline.store.opening import probe_store
+
+    try:
+        return Check("database", True, probe_store(database_url(paths, env)))
+    except GanglineError as err:
+        fix = "start the database, or set database_url in project.toml (or GANGLINE_DATABASE_URL) right"
+        return Check("database", False, str(err), fix)
 
 
 def check_chats(config: ProjectConfig, paths: ProjectPaths, env: Mapping[str, str]) -> list[Check]:

@@ -70,6 +70,7 @@ class RunRow:
     cost_usd: float
     chat_transport: str | None = None  # a chat agent's run: the account and room it answers in
     chat_room: str | None = None
+    boot_id: str | None = None  # the machine boot its pid belongs to
 
     @property
     def live(self) -> bool:

@@ -87,20 +87,24 @@ class Orchestrator:
         """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
         self._lock.acquire()
         try:
-            refresh_gitignore(self.paths)
-            await self._guard_base()
-            recover(self.store, self.paths.root)
-            await self._agents.recover_rooms()  # before any item is checked: commits a kill left outside
-            self._recovered.set()  # a run started before this would be taken for a leftover and killed
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                try:
-                    await self._loop(until_idle)
-                finally:
-                    await self._agents.runner.shutdown()
+            with self.store.driving():  # one orchestrator per database, wherever its checkouts are
+                await self._serve(until_idle)
         finally:
             self._tg = None
             self._lock.release()
+
+    async def _serve(self, until_idle: bool) -> None:
+        refresh_gitignore(self.paths)
+        await self._guard_base()
+        recover(self.store, self.paths.root)
+        await self._agents.recover_rooms()  # before any item is checked: commits a kill left outside
+        self._recovered.set()  # a run started before this would be taken for a leftover and killed
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            try:
+                await self._loop(until_idle)
+            finally:
+                await self._agents.runner.shutdown()
 
     async def _guard_base(self) -> None:
         """Install the hooks that make every agent's git refuse to move the base (see baseguard)."""

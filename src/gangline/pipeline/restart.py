@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from gangline.agents.leftovers import cgroup_prefix, stale_cgroups
-from gangline.agents.processes import kill_group_now, start_ticks
+from gangline.agents.processes import boot_id, kill_group_now, start_ticks
 from gangline.agents.recovery import kill_groups, leftover_groups, read_logged_run
 from gangline.core.errors import GanglineError, ServerLockedError
 from gangline.core.events import RunOutcome
@@ -62,8 +62,12 @@ def recover(store: Store, root: Path) -> list[str]:
     for cgroup in stale_cgroups(cgroup_prefix(str(root))):
         cgroup.end()  # anything still in a run's cgroup, and the cgroup
     closed = []
+    here = boot_id()
     for run in store.runs(live_only=True):
-        if run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:
+        # A pid means something only on the machine, and in the boot, that recorded it (a shared
+        # database holds runs of other machines; a row from before boots were recorded has none).
+        ours = run.boot_id in (None, here)
+        if ours and run.pgid and run.pid and run.start_ticks and start_ticks(run.pid) == run.start_ticks:
             kill_group_now(run.pgid)
         logged = read_logged_run(Path(run.log_path))
         end = RunEnd(

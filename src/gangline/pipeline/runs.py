@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gangline.agents.adapter import McpAccess
 from gangline.agents.bus import Bus, follow
-from gangline.agents.processes import ProcessRecord
+from gangline.agents.processes import ProcessRecord, boot_id
 from gangline.agents.recovery import PROJECT_VAR
 from gangline.agents.registry import ADAPTERS
 from gangline.agents.runlog import replay
@@ -228,7 +228,7 @@ class AgentRuns:
         return self.runner.log_dir / f"{run_id}.settings.json"
 
     def _started(self, run_id: str, rec: ProcessRecord) -> None:
-        self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks)
+        self.store.record_process(run_id, rec.pid, rec.pgid, rec.start_ticks, boot_id())
         self.on_start(run_id)
 
     async def _watch(self, run: _Watched, bus: Bus, meter: BudgetMeter) -> None:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, func, select, update
 
-from gangline.core.errors import NotFoundError, StateConflict
+from gangline.core.errors import NotFoundError, ServerLockedError, StateConflict
 from gangline.core.items import Criterion, Item
 from gangline.core.records import RunRow
 from gangline.core.stages import ItemState
 from gangline.core.types import Clock
 from gangline.store import schema as t
 from gangline.store.rows import item_from, row_state, run_row
+
+_DRIVER_LOCK = 0x676C6472  # "gldr": the advisory lock of the process that drives a PostgreSQL database
+
+
+def _shown(store: StoreBase) -> str:
+    return store.engine.url.render_as_string(hide_password=True)
 
 
 class StoreBase:
@@ -30,6 +38,35 @@ class StoreBase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def driving(self) -> Iterator[None]:
+        """Be the one process that drives this database's pipeline while the block runs.
+
+        ServerLockedError when another process does: two orchestrators on one database would
+        both start the same items. On PostgreSQL a session advisory lock on a connection held
+        for the block (the server dying ends the session, and the lock with it); on SQLite an
+        flock beside the database file (gone with the process too).
+        """
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                if not conn.execute(select(func.pg_try_advisory_lock(_DRIVER_LOCK))).scalar():
+                    raise ServerLockedError(f"another gangline server already drives the database {_shown(self)}")
+                try:
+                    yield
+                finally:
+                    conn.execute(select(func.pg_advisory_unlock(_DRIVER_LOCK)))
+            return
+        path = f"{self.engine.url.database}.driver.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ServerLockedError(f"another gangline server already drives the database {path}") from None
+            yield
+        finally:
+            os.close(fd)
 
     def get_item(self, item_id: int) -> Item:
         with self.engine.connect() as conn:

@@ -17,7 +17,7 @@ def migrate(engine: Engine) -> None:
     A database already at the latest revision is only read: Alembic is not even imported, so a
     command that just reads starts fast.
     """
-    if _revision(engine) == HEAD_REVISION:
+    if revision(engine) == HEAD_REVISION:
         return
     from alembic import command
     from alembic.config import Config
@@ -31,7 +31,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _revision(engine: Engine) -> str | None:
+def revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None: an empty database)."""
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None

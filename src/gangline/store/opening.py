@@ -26,6 +26,17 @@ def open_store(url: str, clock: Clock = time.time, *, patient: bool = False) -> 
     return open_postgres(url, clock)
 
 
+def probe_store(url: str) -> str:
+    """What the store at ``url`` is, read without creating or migrating anything (``gangline doctor``)."""
+    backend, database = check_url(url)
+    if backend == "sqlite":
+        path = Path(database)
+        return f"SQLite {path}" + ("" if path.exists() else " (made at the first start)")
+    from gangline.store.postgres import probe_postgres
+
+    return probe_postgres(url)
+
+
 def shown_url(url: str) -> str:
     """The URL as it may be shown and logged: without its password."""
     try:

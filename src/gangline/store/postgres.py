@@ -11,16 +11,31 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 
 from gangline.core.errors import DatabaseUnreachable
 from gangline.core.types import Clock
-from gangline.store.migrate import migrate
+from gangline.store.migrate import migrate, revision
+from gangline.store.migrations import HEAD_REVISION
 from gangline.store.store import Store
 
 CONNECT_TIMEOUT_S = 10
+
+
+def probe_postgres(url: str) -> str:
+    """What the database at ``url`` is, read without changing it (doctor); DatabaseUnreachable without a connection."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SHOW server_version")).scalar()
+        at = revision(engine)
+    finally:
+        engine.dispose()
+    schema = "empty: made at the first start" if at is None else f"schema at revision {at}"
+    newest = "" if at in (None, HEAD_REVISION) else f" (this gangline migrates it to {HEAD_REVISION} when it opens it)"
+    return f"PostgreSQL {version} at {make_url(url).render_as_string(hide_password=True)}, {schema}{newest}"
 
 
 def open_postgres(url: str, clock: Clock = time.time) -> Store:
@@ -28,19 +43,23 @@ def open_postgres(url: str, clock: Clock = time.time) -> Store:
 
     DatabaseUnreachable, naming the database (never its password), when it takes no connection.
     """
-    where = make_url(url).render_as_string(hide_password=True)
-    engine = create_engine(
-        url,
-        pool_pre_ping=True,  # a connection the server closed (a restart, a failover) is replaced, not used
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC"},
-    )
-    _listen(engine, where)
+    engine = _engine(url)
     try:
         migrate(engine)
     except DatabaseUnreachable:
         engine.dispose()
         raise
     return Store(engine, clock)
+
+
+def _engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,  # a connection the server closed (a restart, a failover) is replaced, not used
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC"},
+    )
+    _listen(engine, make_url(url).render_as_string(hide_password=True))
+    return engine
 
 
 def _listen(engine: Engine, where: str) -> None:

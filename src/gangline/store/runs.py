@@ -49,11 +49,11 @@ class Runs(StoreBase):
             )
             return self._run(conn, new.id)
 
-    def record_process(self, run_id: str, pid: int, pgid: int, start_ticks: int) -> None:
+    def record_process(self, run_id: str, pid: int, pgid: int, start_ticks: int, boot: str) -> None:
+        """The run's process, and the machine boot its pid and start ticks belong to (``processes.boot_id``)."""
+        values = {"pid": pid, "pgid": pgid, "start_ticks": start_ticks, "boot_id": boot or None}
         with self._tx() as conn:
-            conn.execute(
-                update(t.runs).where(t.runs.c.id == run_id).values(pid=pid, pgid=pgid, start_ticks=start_ticks)
-            )
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(**values))
 
     def finish_run(self, run_id: str, end: RunEnd, actor: str) -> RunRow:
         """Close a live run with its outcome and cost; closing it twice keeps the first ending."""

@@ -104,6 +104,7 @@ runs = Table(
     Column("pid", Integer),
     Column("pgid", Integer),
     Column("start_ticks", Integer),
+    Column("boot_id", String(36)),  # the machine boot pid and start_ticks belong to (NULL: unknown, before 0005)
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("outcome", String(16)),
