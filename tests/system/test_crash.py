@@ -227,19 +227,11 @@ def test_a_server_on_another_checkout_of_the_same_postgresql_database_is_refused
         project.configure()
         projects.append(project)
     one, two = projects
-    one.add("Hold the server")
-    first = serve(one)
     try:
-        wait_for_events(one.store, 3, first)  # created, start, run_started: the first one is serving
-        second = serve(two)
-        _, err = second.communicate(timeout=60)
-        assert second.returncode == 8 and b"another gangline server already drives the database" in err
-        assert b"Traceback" not in err
+        err = refused_beside(one, two)
+        assert b"another gangline server already drives the database" in err and b"Traceback" not in err
         assert len(two.store.runs()) == 1  # the refused server started nothing
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.communicate()
-        kill_groups(leftover_groups(one.root))
         for project in projects:
             project.store.close()
 
@@ -248,17 +240,23 @@ def test_a_second_server_on_the_same_project_is_refused(tmp_path: Path) -> None:
     project = Project(tmp_path)
     project.agent("coder", [[{"wait_for_file": str(tmp_path / "go"), "timeout_s": 60}]])
     project.configure()
-    project.add("Hold the server")
-    first = serve(project)
+    assert b"another gangline server" in refused_beside(project, project)
+
+
+def refused_beside(serving: Project, other: Project) -> bytes:
+    """A server on ``other`` while one serves ``serving`` (its agent waiting): exit 8, and what it said."""
+    serving.add("Hold the server")
+    first = serve(serving)
     try:
-        wait_for_events(project.store, 3, first)  # created, start, run_started: the first one is serving
-        second = serve(project)
+        wait_for_events(serving.store, 3, first)  # created, start, run_started: the first one is serving
+        second = serve(other)
         _, err = second.communicate(timeout=60)
-        assert second.returncode == 8 and b"another gangline server" in err
+        assert second.returncode == 8, err.decode()
+        return err
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
-        kill_groups(leftover_groups(project.root))  # its agent, orphaned by the kill
+        kill_groups(leftover_groups(serving.root))  # its agent, orphaned by the kill
 
 
 # A newer gangline opening the database, SIGKILLed right after its migration's first DDL statement:
