@@ -72,7 +72,7 @@ def run(
       1  some item is not done: the summary names it and why
       2  a configuration error
       5  an illegal transition or a conflicting change
-      8  another gangline server is running on this repository
+      8  another gangline server is running on this repository or its database (see --standby)
       130 / 143  stopped by SIGINT / SIGTERM
     """
     import asyncio
@@ -134,6 +134,12 @@ def _summarise(paths: ProjectPaths, stopped_by: int | None) -> int:
     return 1
 
 
+STANDBY_HELP = (
+    "When another server drives this project's database: serve the board and reads now, and take over the "
+    "pipeline when that one stops (instead of exiting 8)."
+)
+
+
 def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on (anything but loopback: mind who can reach it).")
@@ -148,6 +154,7 @@ def serve(
             "--no-auth", help="Loopback only: no credential at all; any process here, agents included, can drive it."
         ),
     ] = False,
+    standby: Annotated[bool, typer.Option("--standby", help=STANDBY_HELP)] = False,
 ) -> None:
     """Serve the REST API, the live events, the board and the pipeline, until Ctrl-C or SIGTERM.
 
@@ -160,7 +167,7 @@ def serve(
     Exit codes:
       0  stopped
       2  a configuration error, or --no-auth with a non-loopback --host
-      8  another gangline server is running on this repository
+      8  another gangline server is running on this repository or its database (see --standby)
       130 / 143  stopped by SIGINT / SIGTERM
     """
     import asyncio
@@ -185,7 +192,8 @@ def serve(
             console.print(f"Open the board, signed in (this link works once): {inert(login)}")
 
     doors = _doors(paths, config, env)
-    asyncio.run(serve_project(paths, config, env, Listen(host, port, token, no_auth=no_auth), ready, doors=doors))
+    listen = Listen(host, port, token, no_auth=no_auth, standby=standby)
+    asyncio.run(serve_project(paths, config, env, listen, ready, doors=doors))
 
 
 def _doors(paths: ProjectPaths, config: ProjectConfig, env: Mapping[str, str]) -> list[Door]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gangline.agents.bus import Bus
 from gangline.agents.runner import Runner
-from gangline.core.errors import GanglineError, RunnerError, StateConflict
+from gangline.core.errors import GanglineError, RunnerError, ServerLockedError, StateConflict
 from gangline.core.items import Item, ItemDraft, ItemPatch
 from gangline.core.profiles import AgentProfile, Role, RunnerSettings
 from gangline.core.reports import QaVerdict
@@ -42,6 +42,8 @@ from gangline.store import Store
 
 log = logging.getLogger(__name__)
 
+STANDBY_POLL_S = 1.0  # how often a standby tries the locks: it takes over within about this of the other's end
+FENCE_S = 2.0  # how often a driving server checks it still holds the database's driver lock
 _ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
 _STOPS_RUNS = (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW)
 
@@ -58,6 +60,7 @@ class Orchestrator:
         settings: RunnerSettings | None = None,
         tick_s: float = 5.0,
         guide: str = "",
+        standby: bool = False,
     ) -> None:
         self.paths = paths
         self.config = config
@@ -80,30 +83,62 @@ class Orchestrator:
         self._tg: asyncio.TaskGroup | None = None
         self._lock = ProjectLock(paths)
         self._recovered = asyncio.Event()  # set once what a previous server left is reaped
+        # A standby waits for the server that drives the database to stop, then drives it itself.
+        self.standby = standby
+        self.standing_by = standby  # until this one drives (a standby's orders are refused meanwhile)
+        self.on_driving: Callable[[], None] = lambda: None  # once it drives, recovered (the server announces itself)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def serve(self, until_idle: bool = False) -> None:
-        """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move."""
-        self._lock.acquire()
+        """Recover, then drive the pipeline; with ``until_idle``, return once nothing can move.
+
+        ServerLockedError when another server drives this project or its database, unless this
+        one is a standby: then it waits for both, and drives once the other has stopped.
+        """
         try:
-            with self.store.driving():  # one orchestrator per database, wherever its checkouts are
-                await self._serve(until_idle)
+            with contextlib.ExitStack() as held:
+                still_held = await self._take_locks(held)
+                self.standing_by = False
+                await self._serve(until_idle, still_held)
         finally:
             self._tg = None
             self._lock.release()
 
-    async def _serve(self, until_idle: bool) -> None:
+    async def _take_locks(self, held: contextlib.ExitStack) -> Callable[[], bool]:
+        """The project's flock and the database's driver lock (one orchestrator per database, whatever the checkout)."""
+        waited = False
+        while True:
+            try:
+                self._lock.acquire()
+                still_held = held.enter_context(self.store.driving())
+                break
+            except ServerLockedError:
+                self._lock.release()
+                if not self.standby:
+                    raise
+            waited = True
+            await asyncio.sleep(STANDBY_POLL_S)
+        if waited:
+            # The lock came free: its holder died, or lost its connection and checks that every FENCE_S.
+            # Give a living one that long to notice and stop its runs before this one reaps them.
+            await asyncio.sleep(FENCE_S + STANDBY_POLL_S)
+        return still_held
+
+    async def _serve(self, until_idle: bool, still_held: Callable[[], bool]) -> None:
         refresh_gitignore(self.paths)
         await self._guard_base()
         recover(self.store, self.paths.root)
         await self._agents.recover_rooms()  # before any item is checked: commits a kill left outside
         self._recovered.set()  # a run started before this would be taken for a leftover and killed
+        self.on_driving()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            fence = tg.create_task(_fence(still_held), name="driver lock")
             try:
                 await self._loop(until_idle)
             finally:
+                fence.cancel()
                 await self._agents.runner.shutdown()
 
     async def _guard_base(self) -> None:
@@ -302,6 +337,14 @@ class Orchestrator:
     def report_merge_failure(self, run_id: str, reason: str) -> None:
         """A mergemaster's word that the merge cannot be resolved, taken when its run ends."""
         self._agents.merge_failures[run_id] = reason
+
+
+async def _fence(still_held: Callable[[], bool]) -> None:
+    """Stop driving (its runs stop with it) the moment the database's driver lock may be someone else's."""
+    while True:
+        await asyncio.sleep(FENCE_S)
+        if not await asyncio.to_thread(still_held):
+            raise ServerLockedError("lost the database's driver lock (its connection is gone): stopped driving")
 
 
 def _resets(trigger: Trigger) -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -53,9 +55,12 @@ def create_app(
     settings: RunnerSettings | None = None,
     guide: str = "",
     doors: Sequence[Door] = (),
+    standby: bool = False,
+    on_driving: Callable[[], None] = lambda: None,
 ) -> FastAPI:
     """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the
-    pipeline, and the ``doors`` that run beside it (chat)."""
+    pipeline, and the ``doors`` that run beside it (chat). A ``standby`` drives the pipeline (and opens
+    its doors) only once the server that drives its database has stopped; ``on_driving`` is told then."""
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty")
     settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
@@ -65,7 +70,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        orch = Orchestrator(paths, config, store, env, clock=clock, settings=settings, guide=guide)
+        orch = Orchestrator(paths, config, store, env, clock=clock, settings=settings, guide=guide, standby=standby)
+        orch.on_driving = on_driving
         # With port 0 the URL is known once listening (server.serving sets it then); agents
         # started before that run without MCP.
         orch.set_agent_mcp_url(state.agent_mcp_url)
@@ -75,7 +81,8 @@ def create_app(
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
         async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
             for door in doors:
-                await beside.enter_async_context(door(state.orders))
+                opened = door(state.orders) if not standby else once_driving(orch, door(state.orders))
+                await beside.enter_async_context(opened)
             yield
 
     # Documents the scheme (and gives /docs its Authorize button); the Guard enforces it.
@@ -97,3 +104,21 @@ def create_app(
     app.add_api_route("/metrics", metrics, methods=["GET"], response_class=PlainTextResponse, tags=["server"])
     mount_ui(app)
     return app
+
+
+@asynccontextmanager
+async def once_driving(orch: Orchestrator, door: AbstractAsyncContextManager[None]) -> AsyncIterator[None]:
+    """A door entered only once ``orch`` drives the pipeline: a standby's chat accounts stay quiet until then."""
+
+    async def open_when_driving() -> None:
+        await orch.recovered()
+        async with door:
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(open_when_driving(), name="door once driving")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -200,6 +200,7 @@ class Listen:
     token: str | None = None  # from the environment; None: the project's secret (project.secret)
     reraise_signals: bool = True
     no_auth: bool = False  # loopback only: no credential at all (serve --no-auth)
+    standby: bool = False  # serve reads at once, drive the pipeline once the server driving its database stops
 
 
 async def serve_project(
@@ -222,13 +223,25 @@ async def serve_project(
         env = {name: value for name, value in env.items() if value != token}
     store = open_store(database_url(paths, env), patient=True)
     login: list[str] = []
+    listening: list[str] = []
+    driving: list[bool] = []
+
+    def announce() -> None:  # how the CLI on this machine finds us: a standby only once it drives
+        if listening and (driving or not listen.standby):
+            announce_server(paths, listening[0])
 
     def ready(url: str) -> None:
-        announce_server(paths, url)  # how the CLI on this machine finds us
+        listening.append(url)
+        announce()
         on_ready(url, f"{url}{LOGIN_PATH}?code={login[0]}" if login else None)
 
+    def took_over() -> None:
+        driving.append(True)
+        announce()
+
     try:
-        app = create_app(paths, config, store, env, token=token, guide=read_guide(paths), doors=doors)
+        app = create_app(paths, config, store, env, token=token, guide=read_guide(paths), doors=doors,
+                         standby=listen.standby, on_driving=took_over)  # fmt: skip
         if token is not None:
             login.append(state_of(app).logins.new_code())
         server = build_server(app, listen.host, listen.port, ready, lambda: withdraw_server(paths),

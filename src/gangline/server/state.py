@@ -53,7 +53,16 @@ class ServerState:
         return self.orchestrator
 
     def orders(self) -> Orders:
-        return Orders(self.running(), self.views, self.permissions)
+        orch = self.running()
+        if orch.standing_by:  # its orders could not reach the runs of the server that drives the pipeline
+            raise Unavailable(STANDING_BY)
+        return Orders(orch, self.views, self.permissions)
+
+
+STANDING_BY = (
+    "this server is a standby: another server drives the pipeline on this database; give orders there "
+    "(this one takes over when that one stops)"
+)
 
 
 def state_of(app: Starlette) -> ServerState:

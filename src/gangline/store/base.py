@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from gangline.core.errors import NotFoundError, ServerLockedError, StateConflict
+from gangline.core.errors import DatabaseUnreachable, NotFoundError, ServerLockedError, StateConflict
 from gangline.core.items import Criterion, Item
 from gangline.core.records import RunRow
 from gangline.core.stages import ItemState
@@ -19,7 +20,15 @@ from gangline.core.types import Clock
 from gangline.store import schema as t
 from gangline.store.rows import item_from, row_state, run_row
 
-_DRIVER_LOCK = 0x676C6472  # "gldr": the advisory lock of the process that drives a PostgreSQL database
+DRIVER_LOCK = 0x676C6472  # "gldr": the advisory lock of the process that drives a PostgreSQL database
+
+
+def _answers(conn: Connection) -> bool:
+    try:
+        conn.execute(select(1))
+    except (SQLAlchemyError, DatabaseUnreachable):
+        return False
+    return True
 
 
 def _shown(store: StoreBase) -> str:
@@ -40,22 +49,25 @@ class StoreBase:
         self.engine.dispose()
 
     @contextlib.contextmanager
-    def driving(self) -> Iterator[None]:
+    def driving(self) -> Iterator[Callable[[], bool]]:
         """Be the one process that drives this database's pipeline while the block runs.
 
         ServerLockedError when another process does: two orchestrators on one database would
         both start the same items. On PostgreSQL a session advisory lock on a connection held
         for the block (the server dying ends the session, and the lock with it); on SQLite an
-        flock beside the database file (gone with the process too).
+        flock beside the database file (gone with the process too). Yields ``still_held()``:
+        False once the lock's connection is gone (the database restarted, or the network between
+        cut it), when another process may already hold it.
         """
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
-                if not conn.execute(select(func.pg_try_advisory_lock(_DRIVER_LOCK))).scalar():
+                if not conn.execute(select(func.pg_try_advisory_lock(DRIVER_LOCK))).scalar():
                     raise ServerLockedError(f"another gangline server already drives the database {_shown(self)}")
                 try:
-                    yield
+                    yield lambda: _answers(conn)
                 finally:
-                    conn.execute(select(func.pg_advisory_unlock(_DRIVER_LOCK)))
+                    with contextlib.suppress(SQLAlchemyError, DatabaseUnreachable):  # a lost session let go already
+                        conn.execute(select(func.pg_advisory_unlock(DRIVER_LOCK)))
             return
         path = f"{self.engine.url.database}.driver.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -64,7 +76,7 @@ class StoreBase:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ServerLockedError(f"another gangline server already drives the database {path}") from None
-            yield
+            yield lambda: True  # an flock is this process's until it ends
         finally:
             os.close(fd)
 
