@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from kits import pipeline_kit
 from kits.pipeline_kit import Project, commit_file
-from kits.postgres import Cluster, start, stop
+from kits.postgres import Cluster, private_cluster
 
 BOUND_S = 120.0
 
@@ -89,21 +88,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="gangline-pg-"))
-    home.chmod(0o755)
-    cluster = start(home, durable=True)
-    try:
-        figures = []
+    figures = []
+    with private_cluster(durable=True) as cluster:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="gangline-failover-") as tmp:
                 figures.append(one_run(cluster, Path(tmp)))
             print(json.dumps({k: round(v, 3) for k, v in figures[-1].items()}), flush=True)
-        for key in ("reaped_s", "resumed_s"):
-            taken = [f[key] for f in figures]
-            print(f"{key}: median {statistics.median(taken):.2f} s, max {max(taken):.2f} s over {len(taken)} runs")
-    finally:
-        stop(cluster)
-        shutil.rmtree(home, ignore_errors=True)
+    for key in ("reaped_s", "resumed_s"):
+        taken = [f[key] for f in figures]
+        print(f"{key}: median {statistics.median(taken):.2f} s, max {max(taken):.2f} s over {len(taken)} runs")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from gangline.bench.store import bench_store
-from kits.postgres import start, stop
+from kits.postgres import private_cluster
 
 
 def main() -> None:
@@ -29,22 +27,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--transitions", type=int, default=1000)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="gangline-pg-"))
-    home.chmod(0o755)
-    cluster = start(home, durable=True)
-    try:
+    with private_cluster(durable=True) as cluster:
         runs = []
         for _ in range(args.runs):
             figures = bench_store(cluster.database(), args.transitions)
             runs.append({f.database: f for f in figures})
             print(json.dumps({name: [round(f.p50_ms, 3), round(f.p99_ms, 3)] for name, f in runs[-1].items()}))
-        for name in runs[0]:
-            p50 = statistics.median(run[name].p50_ms for run in runs)
-            p99 = statistics.median(run[name].p99_ms for run in runs)
-            print(f"{name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms (medians of {len(runs)} runs)")
-    finally:
-        stop(cluster)
-        shutil.rmtree(home, ignore_errors=True)
+    for name in runs[0]:
+        p50 = statistics.median(run[name].p50_ms for run in runs)
+        p99 = statistics.median(run[name].p99_ms for run in runs)
+        print(f"{name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms (medians of {len(runs)} runs)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,20 +84,27 @@ def stop(cluster: Cluster) -> None:
     subprocess.run(_as_owner(pg_ctl), check=False, capture_output=True, timeout=START_TIMEOUT_S)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Cluster]:
-    """The session's cluster, started the first time a test asks for it."""
+@contextmanager
+def private_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    """A cluster of its own in a new temporary directory, stopped and removed when the block ends."""
     # Not under pytest's tmp_path: that is private to root (0700), and the cluster runs as postgres.
     home = Path(tempfile.mkdtemp(prefix="gangline-pg-"))
     home.chmod(0o755)
     try:
-        cluster = start(home)
+        cluster = start(home, durable=durable)
         try:
             yield cluster
         finally:
             stop(cluster)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """The session's cluster, started the first time a test asks for it."""
+    with private_cluster() as cluster:
+        yield cluster
 
 
 DATABASES = ("sqlite", "postgresql")

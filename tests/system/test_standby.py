@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from asyncio.subprocess import Process
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -38,7 +40,7 @@ def _env() -> dict[str, str]:
     return {**base, "COLUMNS": "200", "GANGLINE_TOKEN": TOKEN}
 
 
-async def serve(project: Project, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def serve(project: Project, *args: str) -> tuple[Process, str]:
     """``gangline serve --port 0 ARGS`` as its own process, and the URL it printed once listening."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gangline", "serve", "--port", "0", *args, cwd=project.root, env=_env(),
@@ -59,7 +61,7 @@ async def until(holds: Callable[[], bool], what: str, bound_s: float = 90) -> No
         await asyncio.sleep(0.02)  # polling a condition another process makes true, with a bound
 
 
-async def stop(proc: asyncio.subprocess.Process) -> str:
+async def stop(proc: Process) -> str:
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(60):
@@ -67,19 +69,49 @@ async def stop(proc: asyncio.subprocess.Process) -> str:
     return err.decode()
 
 
-@pytest.mark.usefixtures("project_database")
-async def test_a_standby_serves_reads_refuses_orders_and_takes_over_when_the_driver_is_killed(tmp_path: Path) -> None:
+def held_project(tmp_path: Path) -> tuple[Project, Path]:
+    """A project whose first agent attempts wait for the returned gate: its driver is stopped mid-run, for sure."""
     project = Project(tmp_path)
-    gate = tmp_path / "go"  # the first attempts wait for it: the driver is killed mid-run, for sure
+    gate = tmp_path / "go"
     work = commit_file("work/{item_slug}.txt", "{item_id}\n")
     project.agent("coder", [[{"say": "working"}, {"wait_for_file": str(gate), "timeout_s": 120}, *work], work])
     project.configure(concurrency={"coder": 2})
     for n in range(ITEMS):
         project.add(f"Item {n}")
+    return project, gate
+
+
+@asynccontextmanager
+async def driver_and_standby(project: Project) -> AsyncIterator[tuple[Process, Process, str]]:
+    """``gangline serve`` driving the project, two runs under way, and ``serve --standby`` beside it (its URL)."""
     driver, _ = await serve(project)
     standby, standby_url = await serve(project, "--standby")
     try:
         await until(lambda: len([r for r in project.store.runs() if r.live and r.pid]) == 2, "two runs under way")
+        yield driver, standby, standby_url
+    finally:
+        for proc in (driver, standby):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def each_done_once(project: Project) -> None:
+    """Every item done, merged once, its runs one after another; no run left live."""
+    assert not any(r.live for r in project.store.runs())
+    for item in project.store.list_items():
+        assert item.stage is Stage.DONE
+        events = project.store.events_after(0, limit=10_000, item_id=item.id)
+        assert len([e for e in events if e.trigger == "merged"]) == 1, item
+        for earlier, later in itertools.pairwise(project.store.runs(item.id)):  # never two runs at once
+            assert earlier.ended_at is not None and earlier.ended_at <= later.started_at
+    assert len(project.base_log()) == 1 + ITEMS  # one squash commit per item on the base
+
+
+@pytest.mark.usefixtures("project_database")
+async def test_a_standby_serves_reads_refuses_orders_and_takes_over_when_the_driver_is_killed(tmp_path: Path) -> None:
+    project, gate = held_project(tmp_path)
+    async with driver_and_standby(project) as (driver, standby, standby_url):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=standby_url, headers=headers) as standing_by:
             listed = (await standing_by.get("/api/items")).json()
@@ -95,19 +127,9 @@ async def test_a_standby_serves_reads_refuses_orders_and_takes_over_when_the_dri
         taken_over = read_server_file(project.paths)
         assert taken_over is not None and taken_over.pid == standby.pid  # it announced itself once driving
         assert "Traceback" not in await stop(standby)
-    finally:
-        for proc in (driver, standby):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    runs = project.store.runs()
-    assert not any(r.live for r in runs)
-    killed = [r for r in runs if r.outcome is RunOutcome.CRASHED]
+    each_done_once(project)
+    killed = [r for r in project.store.runs() if r.outcome is RunOutcome.CRASHED]
     assert len(killed) == 2 and all(r.reason == "gangline stopped while this run was live" for r in killed)
-    for item in project.store.list_items():  # exactly once: one squash commit per item on the base
-        commits = [e for e in project.store.events_after(0, limit=10_000, item_id=item.id) if e.trigger == "merged"]
-        assert len(commits) == 1, item
-    assert len(project.base_log()) == 1 + ITEMS
 
 
 async def test_a_driver_whose_lock_connection_is_cut_stops_driving_and_the_standby_finishes_the_work(
@@ -116,40 +138,24 @@ async def test_a_driver_whose_lock_connection_is_cut_stops_driving_and_the_stand
     url = postgres.database()
     previous, pipeline_kit.DATABASE_URL = pipeline_kit.DATABASE_URL, url
     try:
-        project = Project(tmp_path)
+        project, gate = held_project(tmp_path)
     finally:
         pipeline_kit.DATABASE_URL = previous
-    gate = tmp_path / "go"
-    work = commit_file("work/{item_slug}.txt", "{item_id}\n")
-    project.agent("coder", [[{"wait_for_file": str(gate), "timeout_s": 120}, *work], work])
-    project.configure(concurrency={"coder": 2})
-    for n in range(ITEMS):
-        project.add(f"Item {n}")
-    driver, _ = await serve(project)
-    standby, _ = await serve(project, "--standby")
     try:
-        await until(lambda: len([r for r in project.store.runs() if r.live and r.pid]) == 2, "two runs under way")
-        # What a database restart or a cut network does to the driver: its lock's session ends.
-        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
-            ended = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
-                (DRIVER_LOCK,),
-            ).fetchall()
-        assert ended == [(True,)]
-        async with asyncio.timeout(60):
-            err = (await driver.communicate())[1].decode()
-        assert "lost the database's driver lock" in err  # it stopped driving, and said why
-        gate.touch()
-        await until(lambda: all(i.stage is Stage.DONE for i in project.store.list_items()), "every item done")
-        assert "Traceback" not in await stop(standby)
-        for item in project.store.list_items():
-            events = project.store.events_after(0, limit=10_000, item_id=item.id)
-            assert len([e for e in events if e.trigger == "merged"]) == 1, item
-            for earlier, later in itertools.pairwise(project.store.runs(item.id)):  # never two runs at once
-                assert earlier.ended_at is not None and earlier.ended_at <= later.started_at
+        async with driver_and_standby(project) as (driver, standby, _):
+            # What a database restart or a cut network does to the driver: its lock's session ends.
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+                ended = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+                    (DRIVER_LOCK,),
+                ).fetchall()
+            assert ended == [(True,)]
+            async with asyncio.timeout(60):
+                err = (await driver.communicate())[1].decode()
+            assert "lost the database's driver lock" in err  # it stopped driving, and said why
+            gate.touch()
+            await until(lambda: all(i.stage is Stage.DONE for i in project.store.list_items()), "every item done")
+            assert "Traceback" not in await stop(standby)
+        each_done_once(project)
     finally:
-        for proc in (driver, standby):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         project.store.close()
