@@ -10,7 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 
 from gangline.core.errors import ConfigError, NotFoundError, ServerLockedError, StateConflict
 from gangline.core.events import RunOutcome, Usage
@@ -21,6 +21,7 @@ from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stag
 from gangline.store import Store, open_sqlite, open_store
 from gangline.store.migrations import HEAD_REVISION
 from gangline.store.schema import metadata
+from kits.postgres import Cluster
 
 
 class Clock:
@@ -252,7 +253,9 @@ def test_a_database_from_before_the_chat_agent_keeps_its_runs_when_it_is_migrate
         raw.execute("INSERT INTO runs (id, item_id, role, profile, attempt, workspace, log_path, started_at, "
                     "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, day) "
                     "VALUES ('1-coder-1', 1, 'coder', 'coder', 1, '/w', '/l', 1, 10, 2, 0, 0, 0.5, 'x')")  # fmt: skip
+        raw.execute("INSERT INTO events (at, kind, actor, data) VALUES (1, 'note', 'ann', '{\"tool\": \"Bash\"}')")
     store = open_sqlite(db, Clock())  # migrated to the newest revision here
+    assert [e.data for e in store.events_after(0)] == [{"tool": "Bash"}]  # its text is read as JSON
     (run,) = store.runs()
     assert (run.id, run.item_id, run.cost_usd, run.live) == ("1-coder-1", 1, 0.5, True)
     with pytest.raises(StateConflict):  # still one live run per item, after the table was rebuilt
@@ -266,3 +269,33 @@ def test_one_process_drives_a_database_at_a_time(database_url: str) -> None:
             pass
         with second.driving():  # the first let go when its block ended
             pass
+
+
+def test_an_events_data_is_json_of_each_databases_own_kind_and_none_is_sql_null(store: Store) -> None:
+    store.record_event("note", "ann", data={"tool": "Bash", "cost_usd": 0.25, "input": {"paths": ["a", "b"]}})
+    store.record_event("plain", "ann")
+    noted, plain = store.events_after(0)[-2:]
+    assert noted.data == {"tool": "Bash", "cost_usd": 0.25, "input": {"paths": ["a", "b"]}} and plain.data == {}
+    kind = {c["name"]: c["type"] for c in inspect(store.engine).get_columns("events")}["data"]
+    assert type(kind).__name__ == ("JSONB" if store.engine.dialect.name == "postgresql" else "JSON")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events WHERE data IS NULL")).scalar() == 1
+
+
+def test_a_postgresql_database_from_before_json_keeps_each_events_data(postgres: Cluster) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    url = postgres.database()
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", "gangline.store:migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+        conn.execute(text("INSERT INTO events (at, kind, actor, data) VALUES (1, 'note', 'ann', '{\"n\": 7}')"))
+        conn.execute(text("INSERT INTO events (at, kind, actor) VALUES (2, 'plain', 'ann')"))
+    engine.dispose()
+    with closing(open_store(url, Clock())) as store:  # migrated here: text to jsonb
+        assert [e.data for e in store.events_after(0)] == [{"n": 7}, {}]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -89,7 +88,7 @@ def run_row(row: Row[Any]) -> RunRow:
 
 def event_row(row: Row[Any]) -> EventRow:
     m = dict(row._mapping)
-    m["data"] = json.loads(m["data"]) if m["data"] else {}
+    m["data"] = m["data"] or {}
     return EventRow(**m)
 
 
@@ -119,7 +118,7 @@ def insert_event(
         "to_stage": to.stage.value if to else None,
         "to_hold": to.hold.value if to and to.hold else None,
         "reason": reason,
-        "data": json.dumps(data, sort_keys=True) if data else None,
+        "data": dict(data) if data else None,
     }
     key = conn.execute(insert(t.events).values(**values)).inserted_primary_key
     assert key is not None

@@ -1,4 +1,4 @@
-"""The tables of gangline's state, in portable SQLAlchemy Core (SQLite by default, PostgreSQL later).
+"""The tables of gangline's state, in portable SQLAlchemy Core (SQLite by default, or PostgreSQL).
 
 Migrations in ``gangline/migrations`` create and change these tables; this module is what the
 queries of the store's tables are written against, and a test checks that the two agree.
@@ -7,6 +7,7 @@ queries of the store's tables are written against, and a test checks that the tw
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Float,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
@@ -69,6 +71,10 @@ dependencies = Table(
 
 # Append-only: every transition (with who, why, when) and every other pipeline event.
 # Its id is the cursor a client replays from.
+# JSON on every database: TEXT holding JSON on SQLite, jsonb on PostgreSQL. An event without
+# data stores SQL NULL, not JSON null.
+EVENT_DATA = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
 events = Table(
     "events",
     metadata,
@@ -84,7 +90,7 @@ events = Table(
     Column("to_stage", String(16)),
     Column("to_hold", String(16)),
     Column("reason", Text),
-    Column("data", Text),
+    Column("data", EVENT_DATA),  # what else the event says (a tool, a cost, an until), JSON: jsonb on PostgreSQL
     Index("events_by_item", "item_id", "id"),
     sqlite_autoincrement=True,
 )
