@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,11 @@ def test_a_database_that_takes_no_connection_is_named_without_its_password(tmp_p
     message = str(err.value)
     assert message.startswith("cannot reach the database postgresql+psycopg://ann:***@/gangline")
     assert "hunter2" not in message and "hunter2" not in shown_url(url)
+
+
+def test_postgresql_without_its_driver_installed_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a machine without gangline[postgres]
+    with pytest.raises(
+        ConfigError, match=r"^database_url: names PostgreSQL, which needs psycopg.*gangline\[postgres\]"
+    ):
+        open_store(SHARED)

@@ -21,6 +21,7 @@ def open_store(url: str, clock: Clock = time.time, *, patient: bool = False) -> 
     backend, database = check_url(url)
     if backend == "sqlite":
         return open_sqlite(Path(database), clock, patient=patient)
+    _need_psycopg()
     from gangline.store.postgres import open_postgres  # psycopg is an extra: loaded only when named
 
     return open_postgres(url, clock)
@@ -32,9 +33,18 @@ def probe_store(url: str) -> str:
     if backend == "sqlite":
         path = Path(database)
         return f"SQLite {path}" + ("" if path.exists() else " (made at the first start)")
+    _need_psycopg()
     from gangline.store.postgres import probe_postgres
 
     return probe_postgres(url)
+
+
+def _need_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401  (only to say clearly that it is missing)
+    except ImportError:
+        message = "names PostgreSQL, which needs psycopg, and it is not installed: pip install 'gangline[postgres]'"
+        raise ConfigError("database_url", message) from None
 
 
 def shown_url(url: str) -> str:
