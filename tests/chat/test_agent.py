@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from gangline.core.conversation import INSTRUCTIONS
+from gangline.core.conversation import INSTRUCTIONS, launched
+from gangline.core.errors import ConfigError
 from gangline.core.events import RunOutcome
-from gangline.core.profiles import Role
+from gangline.core.profiles import AgentProfile, Role
 from gangline.core.records import RunRow
 from gangline.pipeline.restart import RESTARTED_CHAT
 from gangline.store import Store
@@ -147,9 +148,6 @@ async def test_a_chat_agent_that_cannot_start_says_why_in_the_room(tmp_path: Pat
 
 
 def test_the_chat_agent_is_told_what_it_is_and_the_projects_own_words_come_after() -> None:
-    from gangline.core.conversation import launched
-    from gangline.core.profiles import AgentProfile
-
     profile = AgentProfile(name="helper", role=Role.CHAT, system_prompt="Answer in French.")
     said = launched(profile).system_prompt
     assert said is not None and said.startswith(INSTRUCTIONS) and said.endswith("Answer in French.")
@@ -166,8 +164,6 @@ def test_the_chat_agent_is_told_what_it_is_and_the_projects_own_words_come_after
 def test_a_chat_profile_that_cannot_work_is_refused_naming_it(
     tmp_path: Path, table: dict[str, Any], key: str, message: str
 ) -> None:
-    from gangline.core.errors import ConfigError
-
     project = Project(tmp_path)
     project.agent("coder", [commit_file("a.txt", "1\n")])
     project.add_agent({"name": "helper", "role": "chat", **table})
@@ -177,8 +173,6 @@ def test_a_chat_profile_that_cannot_work_is_refused_naming_it(
 
 
 def test_two_chat_profiles_are_refused(tmp_path: Path) -> None:
-    from gangline.core.errors import ConfigError
-
     project = Project(tmp_path)
     project.agent("coder", [commit_file("a.txt", "1\n")])
     project.add_agent({"name": "one", "role": "chat"})

@@ -24,7 +24,7 @@ FAST = RunnerSettings(inactivity_timeout_s=30, kill_grace_s=0.5, drain_timeout_s
 # (PostgreSQL), written into their project.toml so a server started on them opens it too. Set for
 # a test by the ``project_database`` fixture (kits.postgres), which closes what they opened.
 DATABASE_URL: str | None = None
-OPENED: list[Store] = []
+OPENED: list[Store] | None = None  # the stores projects opened under that fixture (None: outside it)
 Step = dict[str, Any]
 
 
@@ -48,7 +48,8 @@ class Project:
         self.config: ProjectConfig | None = None
         self.database_url = DATABASE_URL
         self.store: Store = open_store(self.database_url) if self.database_url else open_sqlite(self.paths.db_file)
-        OPENED.append(self.store)
+        if OPENED is not None:
+            OPENED.append(self.store)
 
     def agent(self, name: str, attempts: Sequence[Sequence[Step]], role: str = "coder", **fields: Any) -> None:
         scenario = self.scenarios / f"{name}.json"

@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gangline.store import Store
 from kits import pipeline_kit
 
 USER = "gangline"
@@ -114,11 +115,13 @@ DATABASES = ("sqlite", "postgresql")
 def project_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Projects made in the test keep their state in their own SQLite file, or in a new PostgreSQL database."""
     url = request.getfixturevalue("postgres").database() if request.param == "postgresql" else None
-    previous, pipeline_kit.DATABASE_URL = pipeline_kit.DATABASE_URL, url
+    opened: list[Store] = []
+    previous = pipeline_kit.DATABASE_URL, pipeline_kit.OPENED
+    pipeline_kit.DATABASE_URL, pipeline_kit.OPENED = url, opened
     try:
         yield url
-        assert {store.engine.dialect.name for store in pipeline_kit.OPENED} <= {request.param}
+        assert {store.engine.dialect.name for store in opened} <= {request.param}  # its projects used it
     finally:
-        pipeline_kit.DATABASE_URL = previous
-        while pipeline_kit.OPENED:
-            pipeline_kit.OPENED.pop().close()
+        pipeline_kit.DATABASE_URL, pipeline_kit.OPENED = previous
+        for store in opened:
+            store.close()

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gangline.core.databases import check_url
 from gangline.core.items import ItemDraft
 from gangline.core.stages import Trigger
 from gangline.store import Store, open_store
-from gangline.store.opening import check_url
 
 ROUND = 50  # transitions per database before switching to the other
 

@@ -89,7 +89,9 @@ class ChatAgent:
     async def _answer(self, text: str, asked: Asked, turn: asyncio.Lock) -> None:
         room = asked.said.room
         async with turn:
-            self._answering[room] = asyncio.current_task()  # type: ignore[assignment]
+            task = asyncio.current_task()
+            assert task is not None  # a coroutine run by a task (hear made it one)
+            self._answering[room] = task
             try:
                 reply = await self._converse(room, conversation.prompt(asked.said.user, text))
             except Exception as err:  # a bug must not leave the person waiting in silence

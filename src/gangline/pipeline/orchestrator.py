@@ -320,7 +320,7 @@ class Orchestrator:
 
         It waits until the pipeline has recovered from any previous server: chat is heard from the start.
         """
-        await self._recovered.wait()
+        await self.recovered()
         return await self._agents.converse(transport, room, profile, prompt, cwd, resume)
 
     async def run_gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:

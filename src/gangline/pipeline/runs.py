@@ -87,8 +87,10 @@ class AgentRuns:
         self.store.start_run(new, item.state, self.actor)
         branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
         launch = _Launch(run_id, item, profile, prompt, cwd, resume, branch, in_git=True)
-        summary, ending = await self._drive(launch)
-        qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
+        try:
+            summary, ending = await self._drive(launch)
+        finally:  # what the run reported through MCP is taken, whether or not it could start
+            qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
         return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
 
     async def converse(
@@ -152,8 +154,6 @@ class AgentRuns:
         if not_started is not None:
             # A missing binary or a bad profile will not fix itself: no retry, the caller holds the item.
             self.store.finish_run(run_id, RunEnd(summary.outcome, summary.reason), self.actor)
-            self.qa_verdicts.pop(run_id, None)
-            self.merge_failures.pop(run_id, None)
             raise not_started
         budget_note = meter.note() if meter.exceeded else None
         cost = summary.cost_usd if summary.cost_usd is not None else (meter.spent_usd or None)

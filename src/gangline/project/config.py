@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy.engine import make_url
 
 from gangline.core.budget import Price
+from gangline.core.databases import check_url, has_password
 from gangline.core.errors import ConfigError
 from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxMode
 from gangline.core.profiles import StrictModel as _Strict
@@ -22,7 +22,6 @@ from gangline.project.chatconfig import AnyChat
 from gangline.project.database import DATABASE_VAR
 from gangline.project.paths import ProjectPaths, shown
 from gangline.project.toml_errors import KeyedError, describe
-from gangline.store.opening import check_url
 
 
 class GateSpec(_Strict):
@@ -180,7 +179,7 @@ class ProjectConfig(_Strict):
             check_url(url)
         except ConfigError as err:
             raise ValueError(str(err).removeprefix("database_url: ")) from None
-        if make_url(url).password is not None:
+        if has_password(url):
             raise ValueError(
                 "expected no password in project.toml (it is committed): give it in PGPASSWORD or ~/.pgpass, "
                 f"or the whole URL in {DATABASE_VAR}"

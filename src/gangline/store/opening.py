@@ -8,12 +8,11 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from gangline.core.databases import check_url
 from gangline.core.errors import ConfigError
 from gangline.core.types import Clock
 from gangline.store.sqlite import open_sqlite
 from gangline.store.store import Store
-
-EXPECTED = "expected sqlite:///<path> or postgresql+psycopg://[user@]host[:port]/database"
 
 
 def open_store(url: str, clock: Clock = time.time, *, patient: bool = False) -> Store:
@@ -53,17 +52,3 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(not a database URL)"
-
-
-def check_url(url: str) -> tuple[str, str]:
-    """(backend, database) of a database URL gangline can open; ConfigError naming ``database_url`` otherwise."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("database_url", f"{EXPECTED}, got {url!r}") from None
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
-        return backend, parsed.database
-    if backend == "postgresql" and driver == "psycopg" and parsed.database:
-        return backend, parsed.database
-    raise ConfigError("database_url", f"{EXPECTED}, got {parsed.render_as_string(hide_password=True)!r}")
