@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
-import sys
-import time
 from asyncio.subprocess import Process
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,43 +27,9 @@ from gangline.store.base import DRIVER_LOCK
 from kits import pipeline_kit
 from kits.pipeline_kit import Project, commit_file
 from kits.postgres import Cluster
+from kits.servers import TOKEN, kill, serve, stop, until
 
-TOKEN = "standby-test-token-0123456789"
 ITEMS = 3
-
-
-def _env() -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    return {**base, "COLUMNS": "200", "GANGLINE_TOKEN": TOKEN}
-
-
-async def serve(project: Project, *args: str) -> tuple[Process, str]:
-    """``gangline serve --port 0 ARGS`` as its own process, and the URL it printed once listening."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gangline", "serve", "--port", "0", *args, cwd=project.root, env=_env(),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    async with asyncio.timeout(60):
-        line = (await proc.stdout.readline()).decode()
-    assert line.startswith("gangline serving http://127.0.0.1:"), line
-    return proc, line.split()[2].rstrip(":")
-
-
-async def until(holds: Callable[[], bool], what: str, bound_s: float = 90) -> None:
-    """Until ``holds()`` (the store, read across processes), bounded."""
-    deadline = time.monotonic() + bound_s
-    while not holds():
-        assert time.monotonic() < deadline, f"not within {bound_s}s: {what}"
-        await asyncio.sleep(0.02)  # polling a condition another process makes true, with a bound
-
-
-async def stop(proc: Process) -> str:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(60):
-        _, err = await proc.communicate()
-    return err.decode()
 
 
 def held_project(tmp_path: Path) -> tuple[Project, Path]:
@@ -90,10 +53,7 @@ async def driver_and_standby(project: Project) -> AsyncIterator[tuple[Process, P
         await until(lambda: len([r for r in project.store.runs() if r.live and r.pid]) == 2, "two runs under way")
         yield driver, standby, standby_url
     finally:
-        for proc in (driver, standby):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await kill(driver, standby)
 
 
 def each_done_once(project: Project) -> None:

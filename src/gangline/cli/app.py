@@ -16,7 +16,7 @@ import typer
 from typer.exceptions import TyperException
 
 from gangline import __version__
-from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, run, watch
+from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, watch
 from gangline.cli.common import ACTING, app, console, err_console
 from gangline.cli.text import inert
 from gangline.core.errors import GanglineError
@@ -66,6 +66,7 @@ logs.register(app)
 doctor.register(app)
 run.register(app)
 agent.register(app)
+nodes.register(app)
 bench.register()
 
 

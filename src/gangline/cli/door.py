@@ -19,6 +19,7 @@ from rich.console import Console
 from gangline.cli.client import Client, body_of, find_server
 from gangline.core.errors import Unavailable
 from gangline.core.items import ItemPatch
+from gangline.core.nodewire import NodeOut, TokenOut
 from gangline.core.orders import ItemAction
 from gangline.core.records import LedgerKey
 from gangline.core.wire import (
@@ -39,6 +40,7 @@ from gangline.project.paths import ProjectPaths
 from gangline.store import Store, open_store, shown_url
 
 if TYPE_CHECKING:
+    from gangline.pipeline.fleet import Fleet
     from gangline.pipeline.orders import Orders
 
 
@@ -54,6 +56,9 @@ class Door(Protocol):
     def costs(self, by: LedgerKey, item_id: int | None) -> CostsOut: ...
     def pending_permissions(self) -> list[PermissionRequestOut]: ...
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered: ...
+    def nodes(self) -> list[NodeOut]: ...
+    def node_token(self) -> TokenOut: ...
+    def drain_node(self, name: str, draining: bool) -> NodeOut: ...
 
 
 class Remote:
@@ -99,6 +104,15 @@ class Remote:
 
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered:
         return self.client.fetch(PermissionAnswered, "POST", f"/api/permissions/{request_id}", body=body_of(answer))
+
+    def nodes(self) -> list[NodeOut]:
+        return self.client.fetch(list[NodeOut], "GET", "/api/nodes")
+
+    def node_token(self) -> TokenOut:
+        return self.client.fetch(TokenOut, "POST", "/api/nodes/token")
+
+    def drain_node(self, name: str, draining: bool) -> NodeOut:
+        return self.client.fetch(NodeOut, "POST", f"/api/nodes/{name}/drain", body={"draining": draining})
 
 
 class Local:
@@ -156,6 +170,22 @@ class Local:
 
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered:
         return self.orders.answer_permission(request_id, answer, self.actor)
+
+    @property
+    def fleet(self) -> Fleet:
+        from gangline.pipeline.fleet import Fleet
+        from gangline.project.config import load_project
+
+        return Fleet(self.store, load_project(self.paths, dict(os.environ)).nodes.lease_s)
+
+    def nodes(self) -> list[NodeOut]:
+        return self.fleet.nodes()
+
+    def node_token(self) -> TokenOut:
+        return self.fleet.new_token(self.actor)
+
+    def drain_node(self, name: str, draining: bool) -> NodeOut:
+        return self.fleet.drain(name, draining, self.actor)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -164,6 +164,8 @@ class AgentProfile(StrictModel):
     approval_mode: str | None = None  # codex and gemini: one of APPROVAL_MODES[cli]
     provider: Provider | None = None
     fallback: str | None = Field(default=None, min_length=1, max_length=64)  # a profile to use while rate-limited
+    # Labels a build node must have to run this profile's agents (``gpu``, ``macos``); then only nodes run them.
+    node_labels: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")], ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +197,8 @@ class AgentProfile(StrictModel):
             raise ValueError("fallback names the profile itself")
         if self.role is Role.CHAT and self.cli not in (CliKind.CLAUDE, CliKind.FAKE):
             raise ValueError(f'a chat profile runs Claude Code (cli = "claude"), not {self.cli.value!r}')
+        if self.node_labels and self.role not in (Role.CODER, Role.QA):
+            raise ValueError(f"node_labels is for coder and QA profiles (build nodes run those), not {self.role.value}")
         if self.role is Role.CHAT and self.prompt_template is not None:
             raise ValueError("a chat profile's prompt is what the person said: give it a system_prompt instead")
         return self

@@ -71,6 +71,7 @@ class RunRow:
     chat_transport: str | None = None  # a chat agent's run: the account and room it answers in
     chat_room: str | None = None
     boot_id: str | None = None  # the machine boot its pid belongs to
+    node_id: int | None = None  # the build node that ran it; None: the server itself
 
     @property
     def live(self) -> bool:

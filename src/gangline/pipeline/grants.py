@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gangline.agents.adapter import write_private
-from gangline.core.profiles import Role
+from gangline.agents.adapter import McpAccess, write_private
+from gangline.agents.registry import ADAPTERS
+from gangline.core.profiles import AgentProfile, CliKind, Role
 from gangline.repo.git import git
 
 SERVER_NAME = "gangline"  # the MCP server's name in the agent's config: its tools are mcp__gangline__<tool>
@@ -111,6 +112,19 @@ def mcp_config(url: str, token: str) -> dict[str, object]:
     """Claude Code's ``--mcp-config`` for gangline's server, authorised by the run's token."""
     server = {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {token}"}}
     return {"mcpServers": {SERVER_NAME: server}}
+
+
+async def launched_with_mcp(
+    profile: AgentProfile, cwd: Path, url: str, token: str, settings: Path, *, in_git: bool
+) -> AgentProfile:
+    """``profile`` as launched to reach gangline's MCP server at ``url`` as the run ``token`` is for.
+
+    Claude Code (and the fake CLI) read ``.gangline-mcp.json`` in ``cwd``; ``settings`` is a private
+    file outside it for a CLI that keeps its MCP settings in one (Gemini's).
+    """
+    in_file = profile.cli in (CliKind.CLAUDE, CliKind.FAKE)
+    config = await write_mcp_config(cwd, url, token, in_git=in_git) if in_file else None
+    return ADAPTERS[profile.cli].with_mcp(profile, McpAccess(url, token, settings, config, PERMISSION_TOOL))
 
 
 async def write_mcp_config(worktree: Path, url: str, token: str, *, in_git: bool = True) -> Path:

@@ -97,12 +97,13 @@ class Pipeline:
         resume = (
             item.session_id if self.store.session_profile(item.id, item.session_id) in (None, profile.name) else None
         )
+        fresh = self._render(profile, item, Role.CODER, attempt, path, feedback, None)
         if resume and feedback:
             prompt = feedback  # a retry: the failure, in the same session, is the new prompt
         else:
-            resume = None
-            prompt = self._render(profile, item, Role.CODER, attempt, path, feedback, None)
-        return await self.agents.run(item, profile, prompt, path, resume, attempt)
+            resume, prompt = None, fresh
+        # ``fresh`` too: where the session does not live (another build node), the run starts afresh.
+        return await self.agents.run(item, profile, prompt, path, resume, attempt, fresh)
 
     def _fallback(
         self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile, tried: set[str]

@@ -20,6 +20,7 @@ from gangline.agents.bus import Bus
 from gangline.agents.runner import Runner
 from gangline.core.errors import GanglineError, RunnerError, ServerLockedError, StateConflict
 from gangline.core.items import Item, ItemDraft, ItemPatch
+from gangline.core.nodes import capacity
 from gangline.core.profiles import AgentProfile, Role, RunnerSettings
 from gangline.core.reports import QaVerdict
 from gangline.core.scheduler import Job, Plan, Step, plan
@@ -28,6 +29,7 @@ from gangline.core.types import SERVER, Clock
 from gangline.pipeline.changes import Changes
 from gangline.pipeline.grants import Grants
 from gangline.pipeline.jobs import Pipeline
+from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.restart import ProjectLock, recover
 from gangline.pipeline.rooms import Rooms
 from gangline.pipeline.runs import AgentResult, AgentRuns
@@ -74,6 +76,9 @@ class Orchestrator:
             settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
         self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env), config.price_table())
+        self._agents.local_limits = {role: limit if config.nodes.server_agents else 0
+                                     for role, limit in self._limits().items()}  # fmt: skip
+        self._agents.remote.lease_s = config.nodes.lease_s
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self._changes = Changes()
         store.on_event = self._changes.bump
@@ -172,13 +177,19 @@ class Orchestrator:
         for role, _task in self._jobs.values():
             if role is not None:
                 running[role] = running.get(role, 0) + 1
-        concurrency = self.config.concurrency
-        limits = {Role.CODER: concurrency.coder, Role.QA: concurrency.qa, Role.MERGEMASTER: concurrency.mergemaster}
+        limits = dict(self._agents.local_limits)
+        limits[Role.MERGEMASTER] = self.config.concurrency.mergemaster  # the mergemaster works on the server
+        for role, room in capacity(self.store.nodes(), self.clock(), self.config.nodes.lease_s).items():
+            limits[role] += room  # what the live build nodes can take on top
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
         current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
         for job in current.jobs:
             self._launch(job, self.store.get_item(job.item_id))
         return current
+
+    def _limits(self) -> dict[Role, int]:
+        concurrency = self.config.concurrency
+        return {Role.CODER: concurrency.coder, Role.QA: concurrency.qa, Role.MERGEMASTER: concurrency.mergemaster}
 
     def _launch(self, job: Job, item: Item) -> None:
         if self._tg is None:
@@ -233,7 +244,7 @@ class Orchestrator:
     def live(self) -> Live:
         """What it is doing now: whether it serves, its jobs, the agents running and those held back."""
         running = self._tg is not None
-        return Live(running, len(self._jobs), len(self._agents.runner.running()), dict(self._working),
+        return Live(running, len(self._jobs), len(self._agents.running()), dict(self._working),
                     dict(self._agents.throttled))  # fmt: skip
 
     # --- people's orders (through pipeline.orders) ------------------------------------------
@@ -282,9 +293,14 @@ class Orchestrator:
     def stop_run(self, run_id: str, reason: str) -> None:
         """Stop a run's agent if this process supervises it (one run by ``gangline run`` elsewhere is not)."""
         with contextlib.suppress(RunnerError):  # it ended meanwhile, or runs in another process
-            self._agents.runner.stop_nowait(run_id, reason)
+            self._agents.stop_nowait(run_id, reason)
 
     # --- agents (their MCP tools, and tests that drive one run) --------------------------------
+
+    @property
+    def remote_runs(self) -> RemoteRuns:
+        """The runs offered to build nodes (what the nodes' calls reach, through ``NodeDesk``)."""
+        return self._agents.remote
 
     @property
     def grants(self) -> Grants:

@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gangline.agents.adapter import McpAccess
 from gangline.agents.bus import Bus, follow
 from gangline.agents.processes import ProcessRecord, boot_id
 from gangline.agents.recovery import PROJECT_VAR
-from gangline.agents.registry import ADAPTERS
 from gangline.agents.runlog import replay
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.budget import BudgetMeter, Price
@@ -26,16 +24,20 @@ from gangline.core.events import (
     Usage,
 )
 from gangline.core.items import Item
+from gangline.core.nodes import NODE_ROLES, Offer, capacity, on_node
+from gangline.core.nodewire import NodeRun
 from gangline.core.policy import RunEnding
-from gangline.core.profiles import AgentProfile, CliKind, Role
+from gangline.core.profiles import AgentProfile, Role
 from gangline.core.records import NewRun, RunEnd
 from gangline.core.reports import QaVerdict
 from gangline.core.throttle import Throttle, answering, throttle_of
 from gangline.core.types import SERVER
-from gangline.pipeline.grants import PERMISSION_TOOL, Grants, remove_mcp_config, write_mcp_config
+from gangline.pipeline.grants import Grants, launched_with_mcp, remove_mcp_config
+from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.rooms import Opened, Rooms
+from gangline.repo.git import git
 from gangline.repo.quarantine import Harvest
-from gangline.repo.worktrees import item_dir_name
+from gangline.repo.worktrees import branch_name, item_dir_name
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,11 @@ class AgentRuns:
         self.merge_failures: dict[str, str] = {}
         self.throttled: dict[str, Throttle] = {}  # live runs held back by their model API, for the board
         self.guard_env: dict[str, str] = {}  # baseguard.agent_env(): every agent's git refuses to move the base
+        # Build nodes: the runs offered to them, and how many of each role the server runs itself
+        # before it offers more (0: none; a role missing: any number, nodes only for their labels).
+        self.remote = RemoteRuns(store, runner.log_path, store.clock)
+        self.local_limits: dict[Role, int] = {}
+        self._local: dict[str, Role] = {}  # the runs on this server's runner, by role
 
     def env_for(self, item: Item | None, role: Role, run_id: str) -> dict[str, str]:
         """Variables every process started for the item carries (agents, gates, and their children)."""
@@ -78,20 +85,53 @@ class AgentRuns:
         return {PROJECT_VAR: str(self.project_root), **about, "GANGLINE_ROLE": role.value, "GANGLINE_RUN_ID": run_id}
 
     async def run(
-        self, item: Item, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None, attempt: int
+        self,
+        item: Item,
+        profile: AgentProfile,
+        prompt: str,
+        cwd: Path,
+        resume: str | None,
+        attempt: int,
+        fresh: str | None = None,
     ) -> AgentResult:
-        """Run the agent to its end. Raises StateConflict if the item moved before it could start."""
+        """Run the agent to its end, here or on a build node. Raises StateConflict if the item moved first.
+
+        ``fresh`` is the prompt for a new session, used where ``resume``'s session does not live.
+        """
         run_id = f"{item.id}-{profile.role.value}-{self.store.count_runs(item.id) + 1}"
         log_path = self.runner.log_path(run_id)
+        node = self._placed(profile, item.id, resume, fresh) if profile.role in NODE_ROLES else None
+        if node is None and resume and self.store.session_node(item.id, resume) is not None:
+            resume, prompt = None, fresh or prompt  # its session lives on a build node: start afresh here
         new = NewRun(run_id, item.id, profile.role, profile.name, attempt, str(cwd), str(log_path), resume)
         self.store.start_run(new, item.state, self.actor)
         branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
-        launch = _Launch(run_id, item, profile, prompt, cwd, resume, branch, in_git=True)
+        launch = _Launch(run_id, item, profile, prompt, cwd, resume, branch, in_git=True, node=node)
         try:
             summary, ending = await self._drive(launch)
         finally:  # what the run reported through MCP is taken, whether or not it could start
             qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
         return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+
+    def _placed(self, profile: AgentProfile, item_id: int, resume: str | None, fresh: str | None) -> _OnNode | None:
+        """Where the run goes (``core.nodes.on_node``): None for this server, else what its offer needs."""
+        local = sum(1 for role in self._local.values() if role is profile.role)
+        nodes = self.store.nodes()
+        room = capacity(nodes, self.store.clock(), self.remote.lease_s)[profile.role]
+        if not on_node(profile.role, profile.node_labels, local, self.local_limits.get(profile.role, 1 << 30), room):
+            return None
+        where = self.store.session_node(item_id, resume) if resume else None
+        return _OnNode(fresh, next((node.name for node in nodes if node.id == where), None))
+
+    def stop_nowait(self, run_id: str, reason: str) -> None:
+        """Stop a live run, here or on its node; RunnerError when this server supervises no such run."""
+        if run_id in self.remote.running():
+            self.remote.stop_nowait(run_id, reason)
+        else:
+            self.runner.stop_nowait(run_id, reason)
+
+    def running(self) -> list[str]:
+        return self.runner.running() + self.remote.running()
 
     async def converse(
         self, transport: str, room: str, profile: AgentProfile, prompt: str, cwd: Path, resume: str | None
@@ -124,26 +164,18 @@ class AgentRuns:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(_Watched(run_id, item_id), bus, meter))
                 try:
-                    launched = await self._with_mcp(launch, bus)
-                    opened = await self._open_room(launch, bus)
-                    request = RunRequest(
-                        run_id,
-                        launched,
-                        launch.prompt,
-                        cwd,
-                        resume_session_id=launch.resume,
-                        env=self.env_for(launch.item, profile.role, run_id) | self.guard_env,
-                        on_started=lambda rec: self._started(run_id, rec),
-                        price=self.prices.get(profile.model) if profile.model else None,
-                        session_usage=self._session_usage(item_id, launch.resume),
-                        room=opened.room if opened else None,
-                        bwrap=opened.bwrap if opened else None,
-                    )
-                    summary = await self.runner.run(request, bus)
+                    if launch.node is not None:
+                        summary = await self._offer(launch, bus)
+                    else:
+                        launched = await self._with_mcp(launch, bus)
+                        opened = await self._open_room(launch, bus)
+                        self._local[run_id] = profile.role
+                        summary = await self.runner.run(self._request(launch, launched, opened), bus)
                 except GanglineError as err:  # nothing was spawned; the bus is closed
                     not_started = err
                     summary = _not_started(run_id, log_path, str(err))
         finally:
+            self._local.pop(run_id, None)
             if opened is not None:
                 await self._close_room(run_id, item_id, opened)
             self.buses.pop(run_id, None)
@@ -164,6 +196,52 @@ class AgentRuns:
         )
         return summary, ending
 
+    def _request(self, launch: _Launch, launched: AgentProfile, opened: Opened | None) -> RunRequest:
+        """What the runner needs to start ``launch`` here, as ``launched`` (with MCP) in its sandbox ``opened``."""
+        run_id, profile = launch.run_id, launch.profile
+        return RunRequest(
+            run_id,
+            launched,
+            launch.prompt,
+            launch.cwd,
+            resume_session_id=launch.resume,
+            env=self.env_for(launch.item, profile.role, run_id) | self.guard_env,
+            on_started=lambda rec: self._started(run_id, rec),
+            price=self.prices.get(profile.model) if profile.model else None,
+            session_usage=self._session_usage(launch.item.id if launch.item else None, launch.resume),
+            room=opened.room if opened else None,
+            bwrap=opened.bwrap if opened else None,
+        )
+
+    async def _offer(self, launch: _Launch, bus: Bus) -> RunSummary:
+        """Offer the run to the build nodes and wait for its end there (``RemoteRuns``)."""
+        item, profile, node = launch.item, launch.profile, launch.node
+        assert item is not None and node is not None
+        token = self.grants.issue(launch.run_id, item.id, profile.role, launch.cwd) if self.mcp_url else None
+        branch = branch_name(item.id, item.slug)
+        tip = (await git(launch.cwd, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)).stdout
+        env = {k: v for k, v in self.env_for(item, profile.role, launch.run_id).items() if k != PROJECT_VAR}
+        run = NodeRun(
+            run_id=launch.run_id,
+            item_id=item.id,
+            item_slug=item.slug,
+            role=profile.role.value,
+            profile=profile.model_dump(mode="json"),
+            prompt=launch.prompt,
+            fresh_prompt=node.fresh,
+            resume=launch.resume,
+            resume_node=node.session_node,
+            branch=branch,
+            base=tip.strip() or None,
+            push=profile.role is Role.CODER,
+            mcp_token=token,
+            env=env,
+        )
+        offer = Offer(launch.run_id, item.id, profile.role, profile.cli.value, profile.node_labels, None,
+                      run.model_dump(mode="json"), self.store.clock())  # fmt: skip
+        self.on_start(launch.run_id)
+        return await self.remote.run(offer, bus, launch.cwd)
+
     def _session_usage(self, item_id: int | None, resume: str | None) -> Usage | None:
         """What earlier runs in the resumed session were counted for (only Codex needs it; chat runs Claude)."""
         return self.store.session_usage(item_id, resume) if item_id is not None and resume else None
@@ -176,12 +254,8 @@ class AgentRuns:
         item_id = launch.item.id if launch.item is not None else None
         token = self.grants.issue(launch.run_id, item_id, profile.role, cwd)
         try:
-            # Claude Code's config file in the worktree (the fake CLI reads the same one).
-            in_file = profile.cli in (CliKind.CLAUDE, CliKind.FAKE)
-            config = await write_mcp_config(cwd, self.mcp_url, token, in_git=launch.in_git) if in_file else None
             settings = self._private_settings(launch.run_id)
-            access = McpAccess(self.mcp_url, token, settings, config, PERMISSION_TOOL)
-            return ADAPTERS[profile.cli].with_mcp(profile, access)
+            return await launched_with_mcp(profile, cwd, self.mcp_url, token, settings, in_git=launch.in_git)
         except (OSError, GanglineError) as err:
             bus.close()  # the runner never saw this bus: close it, or the budget watcher waits forever
             if isinstance(err, GanglineError):
@@ -246,7 +320,7 @@ class AgentRuns:
                 stopped = True
                 log.warning("budget exceeded", extra={"action": "budget_stop", "run_id": run_id})
                 with contextlib.suppress(RunnerError):  # it may have ended on its own meanwhile
-                    self.runner.stop_nowait(run_id, meter.note())
+                    self.stop_nowait(run_id, meter.note())
 
     def _track_throttle(self, run: _Watched, event: Event, ts: float) -> None:
         """Record when a run starts and stops being held back by its API: the board shows it live."""
@@ -283,6 +357,15 @@ class _Launch:
     resume: str | None
     branch: str | None  # the item branch its sandbox's git may move
     in_git: bool  # its cwd is a git worktree (a chat agent's directory is not)
+    node: _OnNode | None = None  # offered to the build nodes; None: it runs on this server
+
+
+@dataclass(frozen=True)
+class _OnNode:
+    """What an offer to the build nodes adds: a new session's prompt, and the node the resumed session lives on."""
+
+    fresh: str | None
+    session_node: str | None  # its name; None: the session lives on this server (or there is none)
 
 
 def _logged(path: Path, after: int) -> Iterator[Record]:

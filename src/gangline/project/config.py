@@ -14,6 +14,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_v
 from gangline.core.budget import Price
 from gangline.core.databases import check_url, has_password
 from gangline.core.errors import ConfigError
+from gangline.core.nodes import LEASE_S
 from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxMode
 from gangline.core.profiles import StrictModel as _Strict
 from gangline.core.prompts import validate_template
@@ -38,6 +39,16 @@ class Concurrency(_Strict):
     coder: int = Field(default=2, ge=1, le=64)
     qa: int = Field(default=1, ge=1, le=64)
     mergemaster: int = Field(default=1, ge=1, le=64)
+
+
+class NodesPolicy(_Strict):
+    """How the server shares runs with build nodes (``[nodes]``; SPEC.md "Build nodes")."""
+
+    # The server runs agents itself, up to [concurrency], and gives nodes what is beyond; false:
+    # every coder and QA run waits for a node (the mergemaster always works on the server).
+    server_agents: bool = True
+    # A lease not renewed for this long has lapsed (its node froze, was cut off or died); nodes renew six times in it.
+    lease_s: float = Field(default=LEASE_S, ge=3.0, le=3600.0)
 
 
 class RateLimitPolicy(_Strict):
@@ -125,6 +136,7 @@ class ProjectConfig(_Strict):
     gates: tuple[GateSpec, ...] = Field(default=(), alias="gate")
     max_retries: int = Field(default=3, ge=0, le=20)
     concurrency: Concurrency = Field(default_factory=Concurrency)
+    nodes: NodesPolicy = Field(default_factory=NodesPolicy)
     qa_mode: QaMode = QaMode.SERVER
     inactivity_timeout_s: float = Field(default=300.0, gt=0)
     archive_after_s: float = Field(default=86400.0, ge=0)

@@ -48,6 +48,10 @@ class ProjectPaths:
     def hooks_dir(self) -> Path:
         return self.state_dir / "hooks"  # the base-branch guard's git hooks (repo.baseguard)
 
+    @property
+    def node_hooks_dir(self) -> Path:
+        return self.state_dir / "node-hooks"  # the hook build nodes' pushes run (repo.nodepush)
+
 
 def find_root(start: Path) -> Path:
     """The top level of the git work tree holding ``start``, or ConfigError."""

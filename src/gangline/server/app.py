@@ -20,12 +20,13 @@ from gangline.core.errors import ConfigError, GanglineError
 from gangline.core.profiles import RunnerSettings
 from gangline.core.types import Clock
 from gangline.core.wire import HealthOut
+from gangline.pipeline.nodedesk import NodeDesk
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.orders import Door
 from gangline.pipeline.permissions import Permissions
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
-from gangline.server import diff, errors, items, permissions, runs, signin, streams
+from gangline.server import diff, errors, items, nodes, permissions, runs, signin, streams
 from gangline.server.guard import Guard
 from gangline.server.lifetime import Serving, shutdown_bound
 from gangline.server.mcp import GanglineMcp
@@ -77,7 +78,7 @@ def create_app(
         orch.set_agent_mcp_url(state.agent_mcp_url)
         asking = Permissions(store, config.permissions, clock=clock)
         orch.grants.on_revoke.append(lambda grant: asking.cancel_run(grant.run_id))
-        state.orchestrator, state.permissions = orch, asking
+        state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, store, orch.remote_runs)
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
         async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
             for door in doors:
@@ -96,7 +97,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     app.add_exception_handler(Exception, errors.internal_error)
-    for module in (items, diff, runs, streams, permissions, signin):
+    for module in (items, diff, runs, streams, permissions, signin, nodes):
         app.include_router(module.router)
     # A class instance as the endpoint: Starlette hands it the raw ASGI call, every method.
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))

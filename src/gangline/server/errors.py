@@ -32,6 +32,7 @@ STATUS = {
     "locked": 503,
     "busy": 503,
     "unavailable": 503,
+    "unauthorized": 401,
 }
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 503: "unavailable"}
 

@@ -24,6 +24,8 @@ from gangline.server.ui import is_ui_path
 # /health: probes (systemd, a load balancer, the CLI looking for a server) carry no secret.
 # /mcp: checks its own bearer, which is either a run's token or the server token.
 OPEN_PATHS = frozenset({"/health", "/mcp"})
+# Build nodes' calls: each checks the node's own credential (server.nodes).
+NODE_PATHS = "/node/"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NEEDS_CREDENTIAL = (
     "this server needs the person's credential: Authorization: Bearer <the project's secret, .gangline/secret, "
@@ -62,7 +64,8 @@ class Guard:
 
     def refusal(self, scope: Scope, headers: Headers) -> tuple[int, ErrorDetail] | None:
         if self.token is not None:
-            if scope["path"] in OPEN_PATHS or scope["path"] == LOGIN_PATH or is_ui_path(scope["path"]):
+            path = scope["path"]
+            if path in OPEN_PATHS or path == LOGIN_PATH or path.startswith(NODE_PATHS) or is_ui_path(path):
                 return None
             scheme, _, credentials = headers.get("authorization", "").partition(" ")
             # compare_digest takes as long for a near miss as for a wild guess.

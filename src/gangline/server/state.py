@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from gangline.core.errors import Unavailable
 from gangline.core.types import Clock
+from gangline.pipeline.nodedesk import NodeDesk
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.orders import Orders
 from gangline.pipeline.permissions import Permissions
@@ -37,6 +38,7 @@ class ServerState:
     agent_mcp_url: str | None = None  # known before the socket binds when the port is fixed
     orchestrator: Orchestrator | None = None  # set by the lifespan
     permissions: Permissions | None = None
+    desk: NodeDesk | None = None  # what build nodes call, once the pipeline is driven
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # the metrics' (server.metrics)
     logins: Logins = field(default_factory=Logins)  # one-time login links and the board's sessions
     views: Views = field(init=False)
@@ -51,6 +53,13 @@ class ServerState:
         if self.orchestrator is None:
             raise Unavailable("the orchestrator is not running (the app was started without its lifespan)")
         return self.orchestrator
+
+    def node_desk(self) -> NodeDesk:
+        """What build nodes call; refused by a standby (nodes go to the server that drives the pipeline)."""
+        orch = self.running()
+        if orch.standing_by or self.desk is None:
+            raise Unavailable(STANDING_BY)
+        return self.desk
 
     def orders(self) -> Orders:
         orch = self.running()

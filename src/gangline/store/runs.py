@@ -120,6 +120,18 @@ class Runs(StoreBase):
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def session_node(self, item_id: int, session_id: str) -> int | None:
+        """The build node the item's latest run in that session ran on (None: this server, or no such run)."""
+        runs = t.runs.c
+        query = (
+            select(runs.node_id)
+            .where(runs.item_id == item_id, runs.session_id == session_id)
+            .order_by(runs.started_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
     def session_usage(self, item_id: int, session_id: str) -> Usage:
         """The tokens the item's finished runs in that session were counted for."""
         runs = t.runs.c

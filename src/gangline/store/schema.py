@@ -123,6 +123,7 @@ runs = Table(
     Column("day", String(10), nullable=False),
     Column("chat_transport", String(64)),  # a chat agent's run: the account and room it answers in
     Column("chat_room", String(255)),
+    Column("node_id", Integer),  # the build node that ran it; NULL: the server itself
     Index("runs_by_item", "item_id"),
 )
 
@@ -220,4 +221,64 @@ chat_seen = Table(
     Column("transport", String(64), primary_key=True),
     Column("message_id", String(255), primary_key=True),
     Column("at", Float, nullable=False),
+)
+
+# --- build nodes (gangline.nodes) -------------------------------------------------------------
+
+# Machines that lease agent runs. The credential is kept as its SHA-256 only.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("credential", String(64), nullable=False, unique=True),
+    Column("labels", EVENT_DATA, nullable=False),  # ["gpu", ...]
+    Column("slots", EVENT_DATA, nullable=False),  # {"coder": 2, "qa": 1}
+    Column("clis", EVENT_DATA, nullable=False),  # {"claude": "2.0.1", ...}
+    Column("joined_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Column("draining", Boolean, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# One-time join tokens (``gangline node token``), as their SHA-256; used_by: the node it made.
+node_tokens = Table(
+    "node_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_by", Integer),
+)
+
+# Runs waiting for a node, and what the node needs to start each (payload). ``epoch``: the lease
+# that took it (NULL: still waiting).
+offers = Table(
+    "offers",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("item_id", Integer),
+    Column("role", String(16), nullable=False),
+    Column("cli", String(16), nullable=False),
+    Column("labels", EVENT_DATA, nullable=False),
+    Column("node_id", Integer),  # only this node may lease it (its session lives there)
+    Column("payload", EVENT_DATA, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("epoch", Integer),
+)
+
+# Each lease of a run by a node. The epoch is the fencing token: every lease a larger one.
+leases = Table(
+    "leases",
+    metadata,
+    Column("epoch", Integer, primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("node_id", Integer, nullable=False),
+    Column("granted_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("end_reason", Text),
+    Index("leases_by_run", "run_id"),
+    Index("leases_by_node", "node_id", "ended_at"),
+    sqlite_autoincrement=True,
 )

@@ -1,0 +1,1 @@
+"""Build nodes: another machine serving a gangline server by leasing its runs (``gangline node``)."""
