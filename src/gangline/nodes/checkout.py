@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gangline.core.errors import GitError
 from gangline.core.nodewire import EPOCH_HEADER, RUN_HEADER, NodeRun
+from gangline.nodes.client import NodeClient
 from gangline.repo.git import git
 
 _FETCH_S = 300.0
@@ -24,11 +25,10 @@ _FETCH_S = 300.0
 
 @dataclass
 class Checkout:
-    """The node's clone of the project, fetched from ``server``'s ``/node/git`` as ``credential``."""
+    """The node's clone of the project, fetched from ``/node/git`` of the server ``client`` talks to now."""
 
     home: Path
-    server: str
-    credential: str
+    client: NodeClient
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one git command on the shared clone at a time
 
     @property
@@ -37,7 +37,7 @@ class Checkout:
 
     def _env(self, *headers: str) -> dict[str, str]:
         """git's environment: the credential (and a push's run and lease) as HTTP headers, nothing asked on a tty."""
-        values = [f"Authorization: Bearer {self.credential}", *headers]
+        values = [f"Authorization: Bearer {self.client.credential}", *headers]
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(values))}
         for i, value in enumerate(values):
             env |= {f"GIT_CONFIG_KEY_{i}": "http.extraHeader", f"GIT_CONFIG_VALUE_{i}": value}
@@ -65,8 +65,9 @@ class Checkout:
         if not (self.repo / ".git").exists():
             self.repo.mkdir(parents=True, exist_ok=True)
             await git(self.repo, "init", "-q")
-            await git(self.repo, "remote", "add", "origin", f"{self.server}/node/git")
-        await git(self.repo, "remote", "set-url", "origin", f"{self.server}/node/git")
+            await git(self.repo, "remote", "add", "origin", f"{self.client.server}/node/git")
+        # The server that answered last: after a failover, the standby that took over.
+        await git(self.repo, "remote", "set-url", "origin", f"{self.client.server}/node/git")
         spec = "+refs/heads/*:refs/remotes/origin/*"
         await git(self.repo, "fetch", "-q", "--prune", "origin", spec, env=self._env(), timeout_s=_FETCH_S)
 
@@ -78,5 +79,6 @@ class Checkout:
         ref = f"refs/heads/{run.branch}"
         lease = f"--force-with-lease={ref}:{run.base or ''}"
         env = self._env(f"{RUN_HEADER}: {run.run_id}", f"{EPOCH_HEADER}: {epoch}")
-        await git(path, "push", "-q", lease, "origin", f"HEAD:{ref}", env=env, timeout_s=_FETCH_S)
+        origin = f"{self.client.server}/node/git"
+        await git(path, "push", "-q", lease, origin, f"HEAD:{ref}", env=env, timeout_s=_FETCH_S)
         return head

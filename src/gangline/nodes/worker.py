@@ -66,7 +66,7 @@ class Node:
     async def serve(self) -> str:
         """Take runs until drained (then return why); a refused credential or an unreachable server raises."""
         await self.client.hello(self.hello)
-        checkout = Checkout(self.home, self.client.server, self.client.credential or "")
+        checkout = Checkout(self.home, self.client)
         try:
             async with asyncio.TaskGroup() as tg:
                 while True:

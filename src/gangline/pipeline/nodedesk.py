@@ -15,6 +15,7 @@ from typing import Any
 from gangline.core.errors import ConfigError
 from gangline.core.nodes import LeaseLost, NodeRow, check_name, check_slots, digest
 from gangline.core.nodewire import FinishIn, JoinIn, JoinOut, LeaseIn, LeaseOut, NodeHello, RenewOut, UploadOut
+from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.remote import RemoteRuns
 from gangline.project.paths import ProjectPaths
 from gangline.repo import nodepush
@@ -24,16 +25,18 @@ from gangline.store import Store
 class NodeDesk:
     """The server's side of every node's call."""
 
-    def __init__(self, paths: ProjectPaths, store: Store, remote: RemoteRuns) -> None:
+    def __init__(self, paths: ProjectPaths, orchestrator: Orchestrator) -> None:
         self.paths = paths
-        self.store = store
-        self.remote = remote
+        self.store: Store = orchestrator.store
+        self.remote: RemoteRuns = orchestrator.remote_runs
+        self.nudge = orchestrator.nudge  # a node came (or said what it has): the pipeline may start more now
         nodepush.install(paths.node_hooks_dir)
 
     def join(self, given: JoinIn) -> JoinOut:
         """Spend a join token on a node credential (a node joining again under its name gets a new one)."""
         credential = secrets.token_urlsafe(32)
         node = self.store.join_node(digest(given.token), digest(credential), check_name(given.name), _about(given))
+        self.nudge()
         return JoinOut(node=node.name, credential=credential)
 
     def node(self, credential: str) -> NodeRow:
@@ -42,7 +45,9 @@ class NodeDesk:
 
     def hello(self, node: NodeRow, given: NodeHello) -> NodeRow:
         """What a node has now, as it says when it starts."""
-        return self.store.update_node(node.id, _about(given))
+        updated = self.store.update_node(node.id, _about(given))
+        self.nudge()
+        return updated
 
     async def lease(self, node: NodeRow, given: LeaseIn, closing: asyncio.Event | None = None) -> LeaseOut | None:
         """A run for ``node``, waiting up to ``given.wait_s`` for one (not past ``closing``, the server's shutdown)."""

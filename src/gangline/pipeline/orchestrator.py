@@ -220,6 +220,10 @@ class Orchestrator:
         with contextlib.suppress(GanglineError):
             self.store.hold(item_id, Trigger.BLOCK, SERVER, what)
 
+    def nudge(self) -> None:
+        """Plan again now: something the store's items do not show changed what can start (a node came)."""
+        self._notify()
+
     def _notify(self) -> None:
         self._wake.set()
         self._changes.bump()

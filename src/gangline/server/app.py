@@ -78,7 +78,7 @@ def create_app(
         orch.set_agent_mcp_url(state.agent_mcp_url)
         asking = Permissions(store, config.permissions, clock=clock)
         orch.grants.on_revoke.append(lambda grant: asking.cancel_run(grant.run_id))
-        state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, store, orch.remote_runs)
+        state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, orch)
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
         async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
             for door in doors:
