@@ -324,3 +324,37 @@ async def _line_with(stream: asyncio.StreamReader, text: str, timeout_s: float =
             if text in line:
                 return line
     pytest.fail(f"the demo ended without printing {text!r}")
+
+
+async def test_the_nodes_view_makes_a_join_token_shows_the_node_at_work_and_drains_it(tmp_path: Path) -> None:
+    from kits.servers import node as start_node
+
+    project = Project(tmp_path)
+    held_coder(project, tmp_path)
+    project.configure(nodes={"server_agents": False})
+    project.add("Built elsewhere")
+    worker = None
+    async with served(project) as s, page_at(f"{s.url}/#/nodes") as page:
+        try:
+            await expect(page.locator(".nodes-view .empty")).to_contain_text("No build node has joined")
+            await page.get_by_role("button", name="Make a join token").click()
+            command = await page.locator(".nodes-view .command code").text_content()
+            assert command is not None and command.startswith(f"gangline node --server {s.url} --token ")
+            worker = await start_node(tmp_path / "node", "--name", "box", servers=(s.url,), token=command.split()[-1])
+            row = page.locator('table.nodes tr[data-node="box"]')
+            await expect(row).to_have_attribute("data-state", "live")
+            await expect(row.locator("td.runs a")).to_have_text("1-coder-1")  # its run, linked to its item
+            await expect(row).to_contain_text("fake")
+            await shoot(page, "nodes-at-work-1280x800")
+            await row.get_by_role("button", name="Drain").click()
+            await expect(row).to_have_attribute("data-state", "draining")
+            go(tmp_path, 1)
+            async with asyncio.timeout(60):
+                out, _ = await worker.communicate()  # a drained node exits once its run is over
+            assert worker.returncode == 0 and b"node box is drained" in out
+            await expect(row.locator("td.runs")).to_have_text("—")
+        finally:
+            if worker is not None and worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    assert project.stage(1).value == "done"

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from asyncio.subprocess import Process
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -46,12 +46,17 @@ async def join_token(url: str) -> str:
         return str(answer.json()["token"])
 
 
-async def node(home: Path, *args: str, servers: tuple[str, ...] = (), token: str | None = None) -> Process:
-    """``gangline node`` as its own process (the fake agent CLI, one coder slot unless ``args`` say otherwise)."""
+async def node(
+    home: Path, *args: str, servers: tuple[str, ...] = (), token: str | None = None, inside: Sequence[str] = ()
+) -> Process:
+    """``gangline node`` as its own process (the fake agent CLI, one coder slot unless ``args`` say otherwise).
+
+    ``inside``: what runs it elsewhere (``ip netns exec NAME``: a network namespace of its own).
+    """
     given = [arg for url in servers for arg in ("--server", url)] + (["--token", token] if token else [])
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gangline", "node", "--home", str(home), "--cli", "fake", *given, *args, env=env(),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *inside, sys.executable, "-m", "gangline", "node", "--home", str(home), "--cli", "fake", *given, *args,
+        env=env(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 

@@ -87,7 +87,9 @@ async def test_a_node_killed_mid_run_loses_its_lease_another_finishes_and_its_ag
     server, url = await serve(project)
     first = second = None
     try:
-        first = await node(tmp_path / "a", "--name", "a", servers=(url,), token=await join_token(url))
+        # Unconfined: in its sandbox the agent's processes would share its pid namespace and die with it.
+        token = await join_token(url)
+        first = await node(tmp_path / "a", "--name", "a", "--sandbox", "off", servers=(url,), token=token)
         await until(lambda: live_on(project, "a") is not None, "node a runs the item")
         killed_run = live_on(project, "a")
         assert killed_run is not None
@@ -102,7 +104,7 @@ async def test_a_node_killed_mid_run_loses_its_lease_another_finishes_and_its_ag
         (gates / str(live_on(project, "b"))).touch()
         await until(lambda: project.stage(1) is Stage.DONE, "the item done")
         assert alive(orphan)  # what a's agent started outlived a (kill -9)
-        first = await node(tmp_path / "a", servers=(url,))  # a again: it reaps what it left
+        first = await node(tmp_path / "a", "--sandbox", "off", servers=(url,))  # a again: it reaps what it left
         await until(lambda: not alive(orphan), "what a left running killed")
         assert "Traceback" not in await stop(server)
     finally:

@@ -8,15 +8,17 @@ pushed to the item's branch, and then gated, reviewed and merged by the server a
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gangline.agents.runlog import replay
 from gangline.core.events import RunOutcome
 from gangline.core.stages import Stage
 from kits.pipeline_kit import Project, commit_file
-from kits.servers import join_token, kill, node, serve, stop, until
+from kits.servers import TOKEN, join_token, kill, node, serve, stop, until
 
 
 def _project(tmp_path: Path, items: int, **nodes: object) -> Project:
@@ -43,6 +45,9 @@ async def test_a_node_runs_every_item_and_the_server_merges_what_it_pushed(tmp_p
             said = [r.event for r in replay(Path(run.log_path))]
             assert any(getattr(event, "text", None) == "working on it" for event in said), said
         assert len(project.base_log()) == 3  # one squash commit per item on the base
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            metrics = (await client.get("/metrics")).text
+        assert 'gangline_nodes{state="live"} 1.0' in metrics and 'gangline_nodes{state="gone"} 0.0' in metrics
         assert [project.base_file(f"work/item-{n}.txt").strip() for n in range(2)] == ["1", "2"]
         assert "Traceback" not in await stop(server)
     finally:
@@ -65,3 +70,51 @@ async def test_a_node_with_a_wrong_token_is_refused_and_says_so(tmp_path: Path, 
         assert ("join token is unknown" in said) if bad else ("has no credential" in said), said
     finally:
         await kill(server)
+
+
+async def test_a_qa_agent_on_a_node_reviews_the_branch_and_its_verdict_moves_the_item(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[*commit_file("work/{item_slug}.txt", "{item_id}\n")]])
+    verdict = {"verdict": "pass", "criteria": [{"index": 1, "passed": True, "note": "the file is there"}],
+               "summary": "looks right"}  # fmt: skip
+    project.agent("reviewer", [[{"say": "reviewing"}, {"final_json": verdict}]], role="qa")
+    project.configure(qa_mode="agent", nodes={"server_agents": False})
+    project.add("Reviewed elsewhere", criteria=["a file per item"])
+    server, url = await serve(project)
+    worker = None
+    try:
+        token = await join_token(url)
+        worker = await node(tmp_path / "n", "--slots", "coder=1", "--slots", "qa=1", servers=(url,), token=token)
+        await until(lambda: project.stage(1) is Stage.DONE, "the item done")
+        roles = [(r.role.value, r.node_id is not None, r.outcome) for r in project.store.runs(1)]
+        assert roles == [("coder", True, RunOutcome.SUCCEEDED), ("qa", True, RunOutcome.SUCCEEDED)]
+        assert project.item(1).criteria[0].checked  # the verdict, read from the QA run's final message
+        assert "Traceback" not in await stop(server)
+    finally:
+        await kill(server, *([worker] if worker else []))
+
+
+async def test_a_nodes_agent_works_in_its_sandbox_and_cannot_touch_the_node_or_the_machine(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    home = tmp_path / "node"
+    tries = (f"echo escaped > {outside}; cat {home}/.gangline/node.json; "
+             f"echo {{item_id}} > work-{{item_slug}}.txt; git add -A; git commit -qm 'work of {{run_id}}'")  # fmt: skip
+    project = Project(tmp_path)
+    project.agent("coder", [[{"run": tries}]])
+    project.configure(nodes={"server_agents": False})
+    project.add("Confined")
+    server, url = await serve(project)
+    worker = None
+    try:
+        worker = await node(home, "--sandbox", "required", servers=(url,), token=await join_token(url))
+        await until(lambda: project.stage(1) is Stage.DONE, "the item done")
+        credential = json.loads((home / ".gangline" / "node.json").read_text())["credential"]
+        (run,) = project.store.runs(1)
+        logged = Path(run.log_path).read_text()
+        assert not outside.exists()  # the machine is read-only to it
+        assert credential not in logged and "No such file or directory" in logged  # the node's state is hidden
+        # its commit, taken in from the sandbox and pushed:
+        assert project.base_file(f"work-{project.item(1).slug}.txt").strip() == "1"
+        assert "Traceback" not in await stop(server)
+    finally:
+        await kill(server, *([worker] if worker else []))

@@ -430,3 +430,30 @@ async def test_a_worktree_deleted_by_hand_after_a_commit_is_recreated_from_its_b
     tree = project.paths.worktrees_dir / item.name
     assert tree.is_dir() and not (tree / "scratch").exists()  # really gone, then put back from the branch
     assert project.store.runs(item.id)[0].outcome is RunOutcome.CRASHED
+
+
+async def test_without_a_server_for_nodes_a_profile_that_needs_a_node_label_holds_its_item_saying_so(
+    project: Project,
+) -> None:
+    project.agent("coder", [WRITE], node_labels=["gpu"])
+    project.configure(nodes={"server_agents": False})
+    item = project.add("Needs a GPU")
+    await project.run_until_idle()  # no server: the orchestrator runs what it can itself, and returns
+    held = project.item(item.id)
+    assert held.state.hold is Hold.BLOCKED
+    assert held.state.hold_reason == (
+        "agent coder node_labels: its agents run only on build nodes labelled gpu; serve the project "
+        "(gangline serve) for nodes to reach it"
+    )
+    assert project.store.runs(item.id) == []  # nothing was started here in its place
+
+
+async def test_without_a_server_for_nodes_the_orchestrator_runs_agents_itself_whatever_server_agents_says(
+    project: Project,
+) -> None:
+    project.agent("coder", [WRITE])
+    project.configure(nodes={"server_agents": False}, gates=[GATE_HAS_WORK])
+    item = project.add("Here it is")
+    await project.run_until_idle()
+    assert project.stage(item.id) is Stage.DONE
+    assert [r.node_id for r in project.store.runs(item.id)] == [None]

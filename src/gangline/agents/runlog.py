@@ -112,6 +112,12 @@ def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
                 yield record
 
 
+def replay_if_any(path: Path, after_id: int = 0) -> Iterator[Record]:
+    """``replay``, or nothing yet when the runner has not created the log (a live run's viewer asks early)."""
+    if path.exists():
+        yield from replay(path, after_id)
+
+
 def replay_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[Record]:
     """The records in the last ``max_bytes`` of the log, in order: a long run's end without reading it all."""
     try:

@@ -14,7 +14,8 @@ from gangline.cli.common import bench_app, err_console
 
 def register() -> None:
     for name, command in (("ingest", bench_ingest), ("pipeline", bench_pipeline), ("fanout", bench_fanout),
-                          ("soak", bench_soak), ("spawn", bench_spawn), ("store", bench_store)):  # fmt: skip
+                          ("soak", bench_soak), ("spawn", bench_spawn), ("store", bench_store),
+                          ("nodes", bench_nodes)):  # fmt: skip
         bench_app.command(name)(command)
 
 
@@ -86,6 +87,18 @@ def bench_fanout(
 
     figures = asyncio.run(fanout(agents, rate, subscribers, seconds, os.environ))
     print(json.dumps(figures.as_dict()))
+
+
+def bench_nodes(
+    nodes: Annotated[list[int], typer.Option("--nodes", min=1, max=16, help="Node counts to measure.")] = [1, 2, 4],  # noqa: B006
+    items: Annotated[int, typer.Option(min=1, help="Items through each configuration.")] = 12,
+    agent_s: Annotated[float, typer.Option(min=0.0, help="How long each fake coder works before it commits.")] = 3.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of every configuration, interleaved.")] = 3,
+) -> None:
+    """Items/min with 1, 2, 4 build nodes against the server alone; lease-to-spawn and event upload latency."""
+    from gangline.bench.nodes import bench_nodes as measure
+
+    print(json.dumps(measure(sorted(set(nodes)), items, agent_s, rounds).as_dict()))
 
 
 def bench_soak(

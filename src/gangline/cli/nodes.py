@@ -37,16 +37,19 @@ def node(
     label: Annotated[list[str], typer.Option("--label", help="A label profiles may require (gpu, macos).")] = [],  # noqa: B006
     slots: Annotated[list[str], typer.Option("--slots", help="ROLE=COUNT runs at once (default coder=1).")] = [],  # noqa: B006
     cli: Annotated[list[str], typer.Option("--cli", help="An agent CLI kind to offer (default: those on PATH).")] = [],  # noqa: B006
+    sandbox: Annotated[str, typer.Option(help="auto, required or off: confine agents with bubblewrap.")] = "auto",
 ) -> None:
     """Serve the server at --server as a build node: lease its runs and run their agents here, until drained."""
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
+    from gangline.cli.common import choice
+    from gangline.core.profiles import SandboxMode
     from gangline.nodes.main import NodeOptions, run_node
 
     given = (tuple(server), token, name, tuple(label), tuple(slots), tuple(cli))
-    options = NodeOptions(home.expanduser().resolve(), *given)
+    options = NodeOptions(home.expanduser().resolve(), *given, sandbox=choice(SandboxMode, sandbox, "--sandbox"))
     err_console.print(f"build node: home {inert(str(options.home))}", style="dim")
     console.print(asyncio.run(run_node(options)))
 

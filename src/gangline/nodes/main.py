@@ -1,8 +1,9 @@
 """``gangline node``: join a server once with a token, then serve it as a build node until drained or stopped.
 
-The node's home (``--home``) keeps ``node.json`` (its name, its servers and its credential,
-readable by its owner only), the clone of the project, a worktree per item, and the logs of
-the runs it ran. A node started again with the same home needs no token.
+The node's home (``--home``) is laid out as a project's state: ``.gangline/node.json`` (its
+name, its servers and its credential, readable by its owner only) and ``.gangline/runs`` (the
+logs of the runs it ran), hidden from its agents; ``repo/``, its clone of the project; and
+``worktrees/``, one per item. A node started again with the same home needs no token.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from gangline.agents.runner import Runner
 from gangline.core.errors import ConfigError
 from gangline.core.nodes import check_name, check_slots
 from gangline.core.nodewire import JoinIn, NodeHello
-from gangline.core.profiles import CliKind, RunnerSettings
+from gangline.core.profiles import CliKind, RunnerSettings, SandboxMode
 from gangline.nodes.client import NodeClient
 from gangline.nodes.worker import LEASE_WAIT_S, Node
+from gangline.pipeline.rooms import Rooms
+from gangline.project.paths import ProjectPaths
 
-STATE_FILE = "node.json"
+STATE_FILE = ".gangline/node.json"  # in the node's home; .gangline/ (with the run logs) is hidden from its agents
 _VERSION_S = 10.0
 
 
@@ -42,6 +45,7 @@ class NodeOptions:
     labels: tuple[str, ...] = ()
     slots: tuple[str, ...] = ()  # "coder=2", "qa=1"
     clis: tuple[str, ...] = ()  # declared CLI kinds; none: those found on PATH
+    sandbox: SandboxMode = SandboxMode.AUTO
     lease_wait_s: float = LEASE_WAIT_S
 
 
@@ -111,8 +115,11 @@ async def run_node(options: NodeOptions) -> str:
             client.credential = joined.credential
             saved = {"name": joined.node, "servers": list(client.servers), "credential": joined.credential}
             write_private(options.home / STATE_FILE, json.dumps(saved, indent=2) + "\n")
-        runner = Runner(RunnerSettings(), options.home / "runs", env)
-        node = Node(name, options.home, client, runner, hello, options.lease_wait_s)
+        paths = ProjectPaths(options.home)  # the node's own state in <home>/.gangline, as a project's
+        runner = Runner(RunnerSettings(), paths.runs_dir, env)
+        rooms = Rooms(paths, options.sandbox, env)
+        rooms.bwrap()  # sandbox = required where bubblewrap cannot run: refused now, not at the first run
+        node = Node(name, options.home, client, runner, rooms, hello, options.lease_wait_s)
         return await _until_signal(node)
     finally:
         await client.aclose()

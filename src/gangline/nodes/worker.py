@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import msgspec
 
 from gangline.agents.bus import Bus, follow
 from gangline.agents.recovery import PROJECT_VAR
-from gangline.agents.runlog import replay
+from gangline.agents.runlog import replay_if_any
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.errors import GanglineError, RunnerError, Unavailable
 from gangline.core.events import Record, RunOutcome
@@ -32,6 +31,7 @@ from gangline.core.profiles import AgentProfile
 from gangline.nodes.checkout import Checkout
 from gangline.nodes.client import NodeClient
 from gangline.pipeline.grants import launched_with_mcp, remove_mcp_config
+from gangline.pipeline.rooms import Opened, Rooms
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Node:
     home: Path
     client: NodeClient
     runner: Runner
+    rooms: Rooms  # the sandbox each run works in, as on the server (SPEC.md §25)
     hello: NodeHello
     lease_wait_s: float = LEASE_WAIT_S
     _runs: dict[str, str] = field(default_factory=dict)  # run id -> role, while it runs here
@@ -140,18 +141,32 @@ class Node:
             url = f"{self.client.server}/mcp"
             profile = await launched_with_mcp(profile, path, url, run.mcp_token, settings, in_git=True)
         env = {**run.env, PROJECT_VAR: str(self.home)}
-        request = RunRequest(run.run_id, profile, prompt, path, resume_session_id=resume, env=env)
+        opened = await self.rooms.open(run.run_id, profile, path, f"{run.item_id}-{run.item_slug}")
+        request = RunRequest(run.run_id, profile, prompt, path, resume_session_id=resume, env=env,
+                             room=opened.room if opened else None, bwrap=opened.bwrap if opened else None)  # fmt: skip
         bus = Bus(self.runner.settings.subscriber_queue)
         forward = asyncio.create_task(self._forward(lease, bus))
         renew = asyncio.create_task(self._renew(lease))
         try:
             return await self.runner.run(request, bus)
         finally:
+            if opened is not None:
+                await self._close_room(run.run_id, opened)
             renew.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_S):
                     await forward
             forward.cancel()
+
+    async def _close_room(self, run_id: str, opened: Opened) -> None:
+        """Take in what the sandboxed agent committed (then the push sends it) and its CLI's refreshed sign-in."""
+        try:
+            harvest = await self.rooms.close(opened)
+            refused = harvest.refused if harvest is not None else None
+        except GanglineError as err:
+            refused = f"its objects could not be taken in: {err}"
+        if refused:  # the push sends what the branch had: the server finds no new commits and retries the item
+            log.warning("sandbox refused", extra={"action": "node_harvest_refused", "run_id": run_id, "why": refused})
 
     async def _forward(self, lease: _Lease, bus: Bus) -> None:
         """Send the run's log lines to the server as they come: each batch is what arrived during the last send."""
@@ -160,7 +175,7 @@ class Node:
         log_path = self.runner.log_path(lease.run.run_id)
 
         async def collect() -> None:
-            async for record in follow(bus, lambda after: _logged(log_path, after)):
+            async for record in follow(bus, lambda after: replay_if_any(log_path, after)):
                 pending.append(record)
                 arrived.set()
             arrived.set()
@@ -229,8 +244,3 @@ def _finish(epoch: int, summary: RunSummary, pushed: str | None, note: str) -> F
         result_text=summary.result_text,
         pushed=pushed,
     )
-
-
-def _logged(path: Path, after: int) -> Iterator[Record]:
-    if path.exists():
-        yield from replay(path, after)

@@ -30,6 +30,7 @@ class NodeDesk:
         self.store: Store = orchestrator.store
         self.remote: RemoteRuns = orchestrator.remote_runs
         self.nudge = orchestrator.nudge  # a node came (or said what it has): the pipeline may start more now
+        orchestrator.open_to_nodes()
         nodepush.install(paths.node_hooks_dir)
 
     def join(self, given: JoinIn) -> JoinOut:

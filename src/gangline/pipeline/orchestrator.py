@@ -76,8 +76,6 @@ class Orchestrator:
             settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
         self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env), config.price_table())
-        self._agents.local_limits = {role: limit if config.nodes.server_agents else 0
-                                     for role, limit in self._limits().items()}  # fmt: skip
         self._agents.remote.lease_s = config.nodes.lease_s
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self._changes = Changes()
@@ -177,15 +175,23 @@ class Orchestrator:
         for role, _task in self._jobs.values():
             if role is not None:
                 running[role] = running.get(role, 0) + 1
-        limits = dict(self._agents.local_limits)
-        limits[Role.MERGEMASTER] = self.config.concurrency.mergemaster  # the mergemaster works on the server
-        for role, room in capacity(self.store.nodes(), self.clock(), self.config.nodes.lease_s).items():
-            limits[role] += room  # what the live build nodes can take on top
+        limits = self._limits()
+        if self._agents.remote.open:  # a server nodes can reach: its own slots, and the live nodes' on top
+            limits = {role: limit if self.config.nodes.server_agents else 0 for role, limit in limits.items()}
+            self._agents.local_limits = dict(limits)
+            limits[Role.MERGEMASTER] = self.config.concurrency.mergemaster  # the mergemaster works on the server
+            for role, room in capacity(self.store.nodes(), self.clock(), self.config.nodes.lease_s).items():
+                limits[role] += room
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
         current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
         for job in current.jobs:
             self._launch(job, self.store.get_item(job.item_id))
         return current
+
+    def open_to_nodes(self) -> None:
+        """Build nodes can reach this orchestrator now (a server listens for them): offer them runs from here on."""
+        self._agents.remote.open = True
+        self._notify()
 
     def _limits(self) -> dict[Role, int]:
         concurrency = self.config.concurrency

@@ -59,6 +59,7 @@ class RemoteRuns:
     log_path: Callable[[str], Path]
     clock: Clock
     lease_s: float = LEASE_S
+    open: bool = False  # nodes can reach this server (its NodeDesk exists): without, nothing is offered
     _live: dict[str, _Remote] = field(default_factory=dict)
     _offers: Changes = field(default_factory=Changes)
 
@@ -88,6 +89,7 @@ class RemoteRuns:
             self.store.end_lease(offer.run_id, ended)
             runlog.close()
             bus.close()
+        await self._check_out(remote)
         usage = Usage(**end.usage) if end.usage else None
         return RunSummary(offer.run_id, end.outcome, end.reason, runlog.path, runlog.last_id, None, end.exit_code,
                           end.session_id, usage, end.cost_usd, end.resets_at, end.result_subtype,
@@ -168,12 +170,19 @@ class RemoteRuns:
         return UploadOut(taken=remote.taken, stop=remote.stop)
 
     async def finish(self, node: NodeRow, run_id: str, end: FinishIn) -> None:
-        """The node's report of the run's end. What it pushed is checked out in the server's worktree."""
-        remote = self._held(node, run_id, end.epoch)
-        if end.pushed and remote.worktree is not None:
-            # The push moved the branch the worktree has checked out; its files follow the branch now.
+        """The node's report of the run's end (once its push, if any, is in)."""
+        _settle(self._held(node, run_id, end.epoch), end)
+
+    async def _check_out(self, remote: _Remote) -> None:
+        """A node's push moved the branch the server's worktree has checked out: its files follow the branch.
+
+        Whatever ended the run (a report, a lapse after the push went in): nothing else wrote there meanwhile.
+        """
+        if remote.worktree is None or not remote.offer.payload.get("push"):
+            return
+        head = await git(remote.worktree, "rev-parse", "-q", "--verify", "HEAD", check=False)
+        if head.stdout.strip() != remote.offer.payload.get("base"):
             await git(remote.worktree, "reset", "--hard", "-q", "HEAD")
-        _settle(remote, end)
 
     def _held(self, node: NodeRow, run_id: str, epoch: int) -> _Remote:
         self.store.check_lease(node.id, run_id, epoch)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gangline.agents.bus import Bus, follow
 from gangline.agents.processes import ProcessRecord, boot_id
 from gangline.agents.recovery import PROJECT_VAR
-from gangline.agents.runlog import replay
+from gangline.agents.runlog import replay_if_any
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.budget import BudgetMeter, Price
-from gangline.core.errors import GanglineError, RunnerError
+from gangline.core.errors import ConfigError, GanglineError, RunnerError
 from gangline.core.events import (
     Event,
-    Record,
     RunOutcome,
     SessionStarted,
     Usage,
@@ -114,7 +113,17 @@ class AgentRuns:
         return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
 
     def _placed(self, profile: AgentProfile, item_id: int, resume: str | None, fresh: str | None) -> _OnNode | None:
-        """Where the run goes (``core.nodes.on_node``): None for this server, else what its offer needs."""
+        """Where the run goes (``core.nodes.on_node``): None for this server, else what its offer needs.
+
+        Without a server nodes can reach (``gangline run``) every run is this process's; a profile
+        that needs a node's labels is then refused (ConfigError: the item is held, saying why).
+        """
+        if not self.remote.open:
+            if profile.node_labels:
+                labels = ", ".join(profile.node_labels)
+                raise ConfigError(f"agent {profile.name} node_labels", f"its agents run only on build nodes labelled "
+                                  f"{labels}; serve the project (gangline serve) for nodes to reach it")  # fmt: skip
+            return None
         local = sum(1 for role in self._local.values() if role is profile.role)
         nodes = self.store.nodes()
         room = capacity(nodes, self.store.clock(), self.remote.lease_s)[profile.role]
@@ -310,7 +319,7 @@ class AgentRuns:
         # subscriber off, the log fills the gap, so the meter never misses a message's cost.
         stopped = False
         run_id = run.run_id
-        async for record in follow(bus, lambda after: _logged(self.runner.log_path(run_id), after)):
+        async for record in follow(bus, lambda after: replay_if_any(self.runner.log_path(run_id), after)):
             event = record.event
             if isinstance(event, SessionStarted):
                 self.store.set_run_session(run_id, event.session_id)
@@ -366,12 +375,6 @@ class _OnNode:
 
     fresh: str | None
     session_node: str | None  # its name; None: the session lives on this server (or there is none)
-
-
-def _logged(path: Path, after: int) -> Iterator[Record]:
-    """The run's log after ``after``; nothing yet if the runner has not created it."""
-    if path.exists():
-        yield from replay(path, after)
 
 
 def _not_started(run_id: str, log_path: Path, reason: str) -> RunSummary:

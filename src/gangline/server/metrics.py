@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gangline.core.stages import Hold, Stage
 from gangline.core.wire import HealthOut
+from gangline.pipeline.fleet import Fleet
 from gangline.server.state import ServerState, state_of
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,16 @@ class _PipelineCollector:
         yield GaugeMetricFamily(
             "gangline_orchestrator_up", "1 while the pipeline is driven", value=state.serving.running
         )
+        yield self._nodes()
+
+    def _nodes(self) -> Metric:
+        """Build nodes by state (live, draining, gone), as ``gangline nodes`` shows them."""
+        nodes = GaugeMetricFamily("gangline_nodes", "Build nodes by state", labels=["state"])
+        found = Fleet(self.state.store, self.state.config.nodes.lease_s).nodes()
+        states = Counter("draining" if n.draining else "live" if n.live else "gone" for n in found)
+        for name in ("live", "draining", "gone"):
+            nodes.add_metric([name], states.get(name, 0))
+        return nodes
 
 
 def _labelled(family: GaugeMetricFamily, counts: Counter[Any], values: Iterable[Stage | Hold]) -> GaugeMetricFamily:

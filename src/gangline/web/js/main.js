@@ -1,4 +1,4 @@
-// The page: routes (#/, #/items/<id>, #/costs), the shared event stream, the server's health,
+// The page: routes (#/, #/items/<id>, #/costs, #/nodes), the shared event stream, the server's health,
 // the rate-limit banner and the permission panel that follow the person across views.
 
 import { health, setToken, token } from "./api.js";
@@ -8,6 +8,7 @@ import { clock, fill, h, say } from "./dom.js";
 import { changed, connect, onEvent, refresh, watchItems } from "./feed.js";
 import { openItemForm } from "./forms.js";
 import { mountItem } from "./item.js";
+import { mountNodes } from "./nodes.js";
 import { mountPermissions } from "./permissions.js";
 
 const main = document.getElementById("main");
@@ -19,6 +20,7 @@ function route() {
   const item = hash.match(/^\/items\/(\d+)$/);
   if (item) return { name: "item", mount: () => mountItem(main, Number(item[1])) };
   if (hash === "/costs") return { name: "costs", mount: () => mountCosts(main) };
+  if (hash === "/nodes") return { name: "nodes", mount: () => mountNodes(main) };
   return { name: "board", mount: () => mountBoard(main) };
 }
 
