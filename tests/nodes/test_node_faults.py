@@ -93,8 +93,9 @@ async def test_a_node_killed_mid_run_loses_its_lease_another_finishes_and_its_ag
         await until(lambda: live_on(project, "a") is not None, "node a runs the item")
         killed_run = live_on(project, "a")
         assert killed_run is not None
-        await until(lambda: (gates / f"pid-{killed_run}").exists(), "its agent started a process of its own")
-        orphan = int((gates / f"pid-{killed_run}").read_text())
+        pid_file = gates / f"pid-{killed_run}"
+        await until(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), "its agent started a process")
+        orphan = int(pid_file.read_text())
         first.send_signal(signal.SIGKILL)
         await first.wait()
         second = await node(tmp_path / "b", "--name", "b", servers=(url,), token=await join_token(url))

@@ -41,7 +41,8 @@ async def test_a_partitioned_node_loses_its_lease_another_finishes_and_after_hea
             assert project.store.get_run(first.id).outcome is RunOutcome.STOPPED
             (gates / first.id).touch()  # behind the cut, the far agent commits its work
             here = await node(tmp_path / "here", "--name", "here", servers=(url,), token=await join_token(url))
-            await until(lambda: len(project.store.runs()) == 2 and project.store.runs()[1].live, "this side took over")
+            await until(lambda: len(project.store.runs()) == 2 and project.store.runs()[1].node_id is not None,
+                        "this side took over")  # fmt: skip
             far.heal()
             names = {n.id: n.name for n in project.store.nodes()}
             second = project.store.runs()[1]

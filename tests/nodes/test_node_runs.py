@@ -17,6 +17,7 @@ import pytest
 from gangline.agents.runlog import replay
 from gangline.core.events import RunOutcome
 from gangline.core.stages import Stage
+from kits.helpers import git
 from kits.pipeline_kit import Project, commit_file
 from kits.servers import TOKEN, join_token, kill, node, serve, stop, until
 
@@ -115,6 +116,37 @@ async def test_a_nodes_agent_works_in_its_sandbox_and_cannot_touch_the_node_or_t
         assert credential not in logged and "No such file or directory" in logged  # the node's state is hidden
         # its commit, taken in from the sandbox and pushed:
         assert project.base_file(f"work-{project.item(1).slug}.txt").strip() == "1"
+        assert "Traceback" not in await stop(server)
+    finally:
+        await kill(server, *([worker] if worker else []))
+
+
+async def test_a_mergemaster_on_a_node_resolves_a_conflict_in_the_merge_it_fetched(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[{"wait_for_file": str(tmp_path / "go"), "timeout_s": 120},
+                             *commit_file("shared.txt", "from item {item_id}\n")]])  # fmt: skip
+    # On the node the conflict arrives as files with markers: it writes the resolution and leaves it uncommitted.
+    resolve = "grep -q '<<<<<<<' shared.txt && printf 'from both items\\n' > shared.txt"
+    resolved = {"resolved": True, "summary": "kept both"}
+    project.agent("merger", [[{"run": resolve}, {"final_json": resolved}]], role="mergemaster")
+    project.configure(nodes={"server_agents": False})
+    project.add("First")
+    project.add("Second")
+    server, url = await serve(project)
+    worker = None
+    try:
+        token = await join_token(url)
+        worker = await node(tmp_path / "n", "--slots", "coder=2", "--slots", "mergemaster=1", servers=(url,),
+                            token=token)  # fmt: skip
+        await until(lambda: len([r for r in project.store.runs() if r.live]) == 2, "both coders under way")
+        (tmp_path / "go").touch()  # both branch from the same base: the second merge conflicts
+        await until(lambda: all(i.stage is Stage.DONE for i in project.store.list_items()), "both items done")
+        masters = [r for r in project.store.runs() if r.role.value == "mergemaster"]
+        assert len(masters) == 1 and masters[0].node_id is not None and masters[0].outcome is RunOutcome.SUCCEEDED
+        assert project.base_file("shared.txt").strip() == "from both items"
+        assert len(project.base_log()) == 3  # one squash commit per item
+        branches = git(project.root, "branch", "--list", "gangline/merge-*")
+        assert branches.strip() == ""  # the merge's branch for the node is gone once taken back
         assert "Traceback" not in await stop(server)
     finally:
         await kill(server, *([worker] if worker else []))

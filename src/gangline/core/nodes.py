@@ -21,7 +21,7 @@ from gangline.core.profiles import Role
 LEASE_S = 90.0  # a lease not renewed for this long has lapsed: its node is frozen, cut off or dead
 RENEW_S = 15.0  # how often a node renews each of its leases (and says it is alive)
 TOKEN_TTL_S = 3600.0  # a join token not used within this is refused
-NODE_ROLES = (Role.CODER, Role.QA)  # the mergemaster works in the server's merge workspace: it stays there
+NODE_ROLES = (Role.CODER, Role.QA, Role.MERGEMASTER)  # the pipeline's agents (the chat agent stays on the server)
 MAX_SLOTS = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -102,10 +102,16 @@ def on_node(role: Role, labels: Sequence[str], local_busy: int, local_limit: int
     To a node when its profile needs a node's labels, or the server runs no agents (``local_limit``
     0: it waits for a node), or the server's slots are full and the live nodes have some
     (``node_room``). A run asked for beyond every limit (a test, a direct call) runs on the server.
+    A mergemaster never waits for a node: the merge it serves is the server's, under way, so
+    without a node's mergemaster slot it runs on the server.
     """
     if role not in NODE_ROLES:
         return False
-    return bool(labels) or local_limit == 0 or (local_busy >= local_limit and node_room > 0)
+    if labels:
+        return True
+    if role is Role.MERGEMASTER:
+        return node_room > 0 and local_busy >= local_limit
+    return local_limit == 0 or (local_busy >= local_limit and node_room > 0)
 
 
 def capacity(nodes: Iterable[NodeRow], now: float, lease_s: float = LEASE_S) -> dict[Role, int]:
@@ -134,8 +140,7 @@ def check_slots(slots: Mapping[str, int]) -> dict[str, int]:
     roles = [role.value for role in NODE_ROLES]
     for role, count in slots.items():
         if role not in roles:
-            stays = "the mergemaster works on the server"
-            raise ConfigError(f"slots.{role}", f"expected one of {', '.join(roles)} ({stays})")
+            raise ConfigError(f"slots.{role}", f"expected one of {', '.join(roles)}")
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_SLOTS:
             raise ConfigError(f"slots.{role}", f"expected an integer from 0 to {MAX_SLOTS}")
     return dict(slots)

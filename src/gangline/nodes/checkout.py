@@ -17,8 +17,9 @@ from pathlib import Path
 
 from gangline.core.errors import GitError
 from gangline.core.nodewire import EPOCH_HEADER, RUN_HEADER, NodeRun
+from gangline.core.profiles import Role
 from gangline.nodes.client import NodeClient
-from gangline.repo.git import git
+from gangline.repo.git import GANGLINE_COMMITTER, git
 
 _FETCH_S = 300.0
 
@@ -47,7 +48,8 @@ class Checkout:
         """The item's worktree at its branch as the server has it now (the shared clone fetched first)."""
         if run.branch is None or run.item_id is None or run.item_slug is None:
             raise GitError(("worktree",), self.home, None, f"run {run.run_id} names no branch to work on")
-        path = self.home / "worktrees" / f"{run.item_id}-{run.item_slug}"
+        merging = run.role == Role.MERGEMASTER.value  # the merge, on a branch of its own: a worktree of its own
+        path = self.home / "worktrees" / f"{'merge-' if merging else ''}{run.item_id}-{run.item_slug}"
         remote = f"refs/remotes/origin/{run.branch}"
         async with self._lock:
             await self._fetch()
@@ -72,7 +74,16 @@ class Checkout:
         await git(self.repo, "fetch", "-q", "--prune", "origin", spec, env=self._env(), timeout_s=_FETCH_S)
 
     async def push(self, run: NodeRun, path: Path, epoch: int) -> str | None:
-        """Push the worktree's commits to the item's branch; the new tip, or None when there was nothing new."""
+        """Push the worktree's commits to the run's branch; the new tip, or None when there was nothing new.
+
+        A mergemaster's resolution left uncommitted is committed first (on the server, the merge takes
+        the workspace as it is; here only commits travel).
+        """
+        if run.role == Role.MERGEMASTER.value:
+            await git(path, "add", "--all")
+            if (await git(path, "diff", "--cached", "--quiet", check=False)).returncode:
+                message = "gangline: the mergemaster's resolution"
+                await git(path, *GANGLINE_COMMITTER, "commit", "--quiet", "--no-verify", "-m", message)
         head = (await git(path, "rev-parse", "HEAD")).stdout.strip()
         if run.branch is None or head == run.base:
             return None

@@ -96,14 +96,17 @@ class Node:
         """One leased run from its worktree to its reported end; nothing of it escapes as an error."""
         run = lease.run
         try:
-            end = await self._work(checkout, lease)
+            try:
+                end = await self._work(checkout, lease)
+            except Exception as err:  # a fault of this node's: said at once, not left for the lease to lapse
+                log.exception("node run failed", extra={"action": "node_run_failed", "run_id": run.run_id})
+                why = f"build node {self.name} failed: {type(err).__name__}: {err}"
+                end = FinishIn(epoch=lease.epoch, outcome=RunOutcome.CRASHED, reason=why)
             if lease.lost is None:
                 await self.client.finish(run.run_id, end)
                 log.info("run finished", extra={"action": "node_run_end", "run_id": run.run_id})
         except GanglineError as err:
             lease.lost = lease.lost or str(err)
-        except Exception:
-            log.exception("node run failed", extra={"action": "node_run_failed", "run_id": run.run_id})
         finally:
             if lease.lost is not None:
                 log.warning("lease lost", extra={"action": "node_lease_lost", "run_id": run.run_id, "why": lease.lost})
@@ -141,7 +144,8 @@ class Node:
             url = f"{self.client.server}/mcp"
             profile = await launched_with_mcp(profile, path, url, run.mcp_token, settings, in_git=True)
         env = {**run.env, PROJECT_VAR: str(self.home)}
-        opened = await self.rooms.open(run.run_id, profile, path, f"{run.item_id}-{run.item_slug}")
+        # The sandbox's git may move the run's branch (gangline/<...>) only.
+        opened = await self.rooms.open(run.run_id, profile, path, (run.branch or "").removeprefix("gangline/") or None)
         request = RunRequest(run.run_id, profile, prompt, path, resume_session_id=resume, env=env,
                              room=opened.room if opened else None, bwrap=opened.bwrap if opened else None)  # fmt: skip
         bus = Bus(self.runner.settings.subscriber_queue)

@@ -179,7 +179,7 @@ class Orchestrator:
         if self._agents.remote.open:  # a server nodes can reach: its own slots, and the live nodes' on top
             limits = {role: limit if self.config.nodes.server_agents else 0 for role, limit in limits.items()}
             self._agents.local_limits = dict(limits)
-            limits[Role.MERGEMASTER] = self.config.concurrency.mergemaster  # the mergemaster works on the server
+            limits[Role.MERGEMASTER] = self.config.concurrency.mergemaster  # the merge step itself is the server's
             for role, room in capacity(self.store.nodes(), self.clock(), self.config.nodes.lease_s).items():
                 limits[role] += room
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())

@@ -27,8 +27,10 @@ from gangline.core.errors import GanglineError, RunnerError
 from gangline.core.events import Record, RunOutcome, Usage
 from gangline.core.nodes import LEASE_S, Lease, LeaseLost, NodeRow, Offer
 from gangline.core.nodewire import FinishIn, LeaseOut, NodeRun, RenewOut, UploadOut
+from gangline.core.profiles import Role
 from gangline.core.types import Clock
 from gangline.pipeline.changes import Changes
+from gangline.repo import nodepush
 from gangline.repo.git import git
 from gangline.store import Store
 
@@ -178,7 +180,11 @@ class RemoteRuns:
 
         Whatever ended the run (a report, a lapse after the push went in): nothing else wrote there meanwhile.
         """
-        if remote.worktree is None or not remote.offer.payload.get("push"):
+        payload = remote.offer.payload
+        if remote.worktree is None or not payload.get("push"):
+            return
+        if payload.get("role") == Role.MERGEMASTER.value:
+            await nodepush.take_back_workspace(remote.worktree, str(payload["branch"]))
             return
         head = await git(remote.worktree, "rev-parse", "-q", "--verify", "HEAD", check=False)
         if head.stdout.strip() != remote.offer.payload.get("base"):

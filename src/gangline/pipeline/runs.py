@@ -34,6 +34,7 @@ from gangline.core.types import SERVER
 from gangline.pipeline.grants import Grants, launched_with_mcp, remove_mcp_config
 from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.rooms import Opened, Rooms
+from gangline.repo import nodepush
 from gangline.repo.git import git
 from gangline.repo.quarantine import Harvest
 from gangline.repo.worktrees import branch_name, item_dir_name
@@ -227,8 +228,12 @@ class AgentRuns:
         item, profile, node = launch.item, launch.profile, launch.node
         assert item is not None and node is not None
         token = self.grants.issue(launch.run_id, item.id, profile.role, launch.cwd) if self.mcp_url else None
-        branch = branch_name(item.id, item.slug)
-        tip = (await git(launch.cwd, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)).stdout
+        if profile.role is Role.MERGEMASTER:  # the merge workspace as it stands, on a branch of its own
+            branch = nodepush.merge_branch(item.id, item.slug)
+            tip = await nodepush.lend_workspace(launch.cwd, branch)
+        else:
+            branch = branch_name(item.id, item.slug)
+            tip = (await git(launch.cwd, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)).stdout
         env = {k: v for k, v in self.env_for(item, profile.role, launch.run_id).items() if k != PROJECT_VAR}
         run = NodeRun(
             run_id=launch.run_id,
@@ -242,7 +247,7 @@ class AgentRuns:
             resume_node=node.session_node,
             branch=branch,
             base=tip.strip() or None,
-            push=profile.role is Role.CODER,
+            push=profile.role in (Role.CODER, Role.MERGEMASTER),
             mcp_token=token,
             env=env,
         )

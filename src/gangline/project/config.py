@@ -45,7 +45,7 @@ class NodesPolicy(_Strict):
     """How the server shares runs with build nodes (``[nodes]``; SPEC.md "Build nodes")."""
 
     # The server runs agents itself, up to [concurrency], and gives nodes what is beyond; false:
-    # every coder and QA run waits for a node (the mergemaster always works on the server).
+    # every coder and QA run waits for a node (a mergemaster runs on a node with a mergemaster slot, else here).
     server_agents: bool = True
     # A lease not renewed for this long has lapsed (its node froze, was cut off or died); nodes renew six times in it.
     lease_s: float = Field(default=LEASE_S, ge=3.0, le=3600.0)

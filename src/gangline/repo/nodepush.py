@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gangline.repo.git import GANGLINE_COMMITTER, git
+from gangline.repo.worktrees import item_dir_name
+
 ZERO = "0" * 40
 _HOOK = """#!/bin/sh
 # gangline: a build node's push moves only its run's branch, from the commit the server recorded.
@@ -48,3 +51,27 @@ def push_env(hooks_dir: Path, branch: str, base: str | None) -> dict[str, str]:
     for i, (key, value) in enumerate(config.items()):
         env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
     return env | {"GANGLINE_PUSH_REF": f"refs/heads/{branch}", "GANGLINE_PUSH_BASE": base or ZERO}
+
+
+def merge_branch(item_id: int, slug: str) -> str:
+    """The branch a node's mergemaster fetches the merge from and pushes its resolution to."""
+    return f"gangline/merge-{item_dir_name(item_id, slug)}"  # one level, as the sandbox's git keeps branches
+
+
+async def lend_workspace(workspace: Path, branch: str) -> str:
+    """The merge workspace as the mergemaster finds it (a conflicted squash, markers and all, or a squash
+    the gates refused), committed as ``branch`` for a node to fetch; its tip, the push's recorded base."""
+    await git(workspace, "add", "--all")
+    if (await git(workspace, "diff", "--cached", "--quiet", check=False)).returncode:
+        message = "gangline: the merge as the mergemaster finds it"
+        await git(workspace, *GANGLINE_COMMITTER, "commit", "--quiet", "--no-verify", "-m", message)
+    tip = (await git(workspace, "rev-parse", "HEAD")).stdout.strip()
+    await git(workspace, "update-ref", f"refs/heads/{branch}", tip)
+    return tip
+
+
+async def take_back_workspace(workspace: Path, branch: str) -> None:
+    """What the node's mergemaster pushed, checked out in the merge workspace (then judged as a local
+    mergemaster's work is); the branch removed."""
+    await git(workspace, "checkout", "--force", "--quiet", "--detach", f"refs/heads/{branch}")
+    await git(workspace, "update-ref", "-d", f"refs/heads/{branch}")
