@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from gangline.store import Store, open_store
+from kits.clock import Clock
 from kits.postgres import Cluster
 
 
@@ -16,3 +20,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.db'}"
     cluster: Cluster = request.getfixturevalue("postgres")
     return cluster.database()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(database_url: str, clock: Clock) -> Iterator[Store]:
+    """A fresh store of each kind on ``clock``."""
+    with closing(open_store(database_url, clock)) as store:
+        yield store

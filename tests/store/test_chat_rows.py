@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import closing
 
 import pytest
@@ -12,25 +11,7 @@ from gangline.core.events import RunOutcome
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun, RunEnd
 from gangline.store import Store, open_store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(database_url: str, clock: Clock) -> Iterator[Store]:
-    with closing(open_store(database_url, clock)) as store:
-        yield store
+from kits.clock import Clock
 
 
 def test_a_message_is_taken_up_once_per_transport_and_forgotten_after_the_keeping_time(

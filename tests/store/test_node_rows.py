@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import closing
 
 import pytest
 
@@ -14,28 +12,10 @@ from gangline.core.items import ItemDraft
 from gangline.core.nodes import LeaseLost, NodeRefused, NodeRow, Offer, digest
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun, RunEnd
-from gangline.store import Store, open_store
+from gangline.store import Store
+from kits.clock import Clock
 
 ABOUT = {"labels": ["gpu"], "slots": {"coder": 2, "qa": 1}, "clis": {"fake": "1.0"}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(database_url: str, clock: Clock) -> Iterator[Store]:
-    with closing(open_store(database_url, clock)) as store:
-        yield store
 
 
 def joined(store: Store, name: str, **about: object) -> NodeRow:

@@ -21,20 +21,13 @@ from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stag
 from gangline.store import Store, open_sqlite, open_store
 from gangline.store.migrations import HEAD_REVISION
 from gangline.store.schema import metadata
+from kits.clock import Clock
 from kits.postgres import Cluster
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    with closing(open_store(database_url, Clock())) as store:
+    with closing(open_store(database_url, Clock(1_700_000_000.0))) as store:
         yield store
 
 
@@ -161,10 +154,10 @@ def test_migrations_build_exactly_the_schema_the_queries_use(store: Store) -> No
 
 
 def test_reopening_keeps_everything_and_uses_wal(tmp_path: Path) -> None:
-    first = open_sqlite(tmp_path / "state.db", Clock())
+    first = open_sqlite(tmp_path / "state.db", Clock(1_700_000_000.0))
     first.create_item(draft(), "ann")
     first.close()
-    again = open_sqlite(tmp_path / "state.db", Clock())
+    again = open_sqlite(tmp_path / "state.db", Clock(1_700_000_000.0))
     assert [i.title for i in again.list_items()] == ["Add login"]
     with sqlite3.connect(tmp_path / "state.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -187,7 +180,7 @@ def test_listing_more_items_than_sqlite_takes_variables_keeps_every_criterion_an
     # in one statement (and, below it, prepare a new statement for every count of items). The
     # bound depends on how SQLite was built (999 before 3.32, 32,766 upstream since, 250,000 in
     # Debian's build): it is set to 999 on the store's connections so 1,200 items cross it.
-    store = open_sqlite(tmp_path / "state.db", Clock())  # SQLite's own bound, on SQLite
+    store = open_sqlite(tmp_path / "state.db", Clock(1_700_000_000.0))  # SQLite's own bound, on SQLite
 
     @event.listens_for(store.engine, "connect")
     def _low_bound(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -254,7 +247,7 @@ def test_a_database_from_before_the_chat_agent_keeps_its_runs_when_it_is_migrate
                     "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, day) "
                     "VALUES ('1-coder-1', 1, 'coder', 'coder', 1, '/w', '/l', 1, 10, 2, 0, 0, 0.5, 'x')")  # fmt: skip
         raw.execute("INSERT INTO events (at, kind, actor, data) VALUES (1, 'note', 'ann', '{\"tool\": \"Bash\"}')")
-    store = open_sqlite(db, Clock())  # migrated to the newest revision here
+    store = open_sqlite(db, Clock(1_700_000_000.0))  # migrated to the newest revision here
     assert [e.data for e in store.events_after(0)] == [{"tool": "Bash"}]  # its text is read as JSON
     (run,) = store.runs()
     assert (run.id, run.item_id, run.cost_usd, run.live) == ("1-coder-1", 1, 0.5, True)
@@ -263,7 +256,10 @@ def test_a_database_from_before_the_chat_agent_keeps_its_runs_when_it_is_migrate
 
 
 def test_one_process_drives_a_database_at_a_time(database_url: str) -> None:
-    with closing(open_store(database_url, Clock())) as first, closing(open_store(database_url, Clock())) as second:
+    with (
+        closing(open_store(database_url, Clock(1_700_000_000.0))) as first,
+        closing(open_store(database_url, Clock(1_700_000_000.0))) as second,
+    ):
         refused = pytest.raises(ServerLockedError, match="another gangline server already drives the database")
         with first.driving(), refused, second.driving():
             pass
@@ -297,5 +293,5 @@ def test_a_postgresql_database_from_before_json_keeps_each_events_data(postgres:
         conn.execute(text("INSERT INTO events (at, kind, actor, data) VALUES (1, 'note', 'ann', '{\"n\": 7}')"))
         conn.execute(text("INSERT INTO events (at, kind, actor) VALUES (2, 'plain', 'ann')"))
     engine.dispose()
-    with closing(open_store(url, Clock())) as store:  # migrated here: text to jsonb
+    with closing(open_store(url, Clock(1_700_000_000.0))) as store:  # migrated here: text to jsonb
         assert [e.data for e in store.events_after(0)] == [{"n": 7}, {}]

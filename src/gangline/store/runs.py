@@ -108,29 +108,28 @@ class Runs(StoreBase):
 
     def session_profile(self, item_id: int, session_id: str | None) -> str | None:
         """The profile of the item's latest run in that session (None: no run of the item had it)."""
+        latest = self._session_run(item_id, session_id)
+        return latest[0] if latest is not None else None
+
+    def session_node(self, item_id: int, session_id: str) -> int | None:
+        """The build node the item's latest run in that session ran on (None: this server, or no such run)."""
+        latest = self._session_run(item_id, session_id)
+        return latest[1] if latest is not None else None
+
+    def _session_run(self, item_id: int, session_id: str | None) -> tuple[str, int | None] | None:
+        """Who made the item's session: the profile and the node of its latest run in it."""
         if session_id is None:
             return None
         runs = t.runs.c
         query = (
-            select(runs.profile)
+            select(runs.profile, runs.node_id)
             .where(runs.item_id == item_id, runs.session_id == session_id)
             .order_by(runs.started_at.desc())
             .limit(1)
         )
         with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one_or_none()
-
-    def session_node(self, item_id: int, session_id: str) -> int | None:
-        """The build node the item's latest run in that session ran on (None: this server, or no such run)."""
-        runs = t.runs.c
-        query = (
-            select(runs.node_id)
-            .where(runs.item_id == item_id, runs.session_id == session_id)
-            .order_by(runs.started_at.desc())
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one_or_none()
+            row = conn.execute(query).first()
+        return (row.profile, row.node_id) if row is not None else None
 
     def session_usage(self, item_id: int, session_id: str) -> Usage:
         """The tokens the item's finished runs in that session were counted for."""
