@@ -183,12 +183,16 @@ class RemoteRuns:
         payload = remote.offer.payload
         if remote.worktree is None or not payload.get("push"):
             return
-        if payload.get("role") == Role.MERGEMASTER.value:
-            await nodepush.take_back_workspace(remote.worktree, str(payload["branch"]))
-            return
-        head = await git(remote.worktree, "rev-parse", "-q", "--verify", "HEAD", check=False)
-        if head.stdout.strip() != remote.offer.payload.get("base"):
-            await git(remote.worktree, "reset", "--hard", "-q", "HEAD")
+        try:
+            if payload.get("role") == Role.MERGEMASTER.value:
+                await nodepush.take_back_workspace(remote.worktree, str(payload["branch"]))
+                return
+            head = await git(remote.worktree, "rev-parse", "-q", "--verify", "HEAD", check=False)
+            if head.stdout.strip() != payload.get("base"):
+                await git(remote.worktree, "reset", "--hard", "-q", "HEAD")
+        except GanglineError as err:  # the run is over all the same; the gates, next, find what is there
+            said = {"action": "node_checkout_failed", "run_id": remote.offer.run_id, "error": str(err)}
+            log.warning("checkout after a node's run failed", extra=said)
 
     def _held(self, node: NodeRow, run_id: str, epoch: int) -> _Remote:
         self.store.check_lease(node.id, run_id, epoch)
