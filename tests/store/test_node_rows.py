@@ -105,6 +105,13 @@ def test_a_lease_is_refused_once_it_lapsed_ended_or_its_run_ended_or_to_others(s
         store.check_lease(a.id, run_id, epoch)
 
 
+def test_an_offer_whose_run_ended_meanwhile_is_not_leased(store: Store) -> None:
+    a = joined(store, "a")
+    run_id = offered(store, "Closed by a restart")
+    store.finish_run(run_id, RunEnd(RunOutcome.CRASHED, "gangline stopped while this run was live"), "server")
+    assert store.claim(a, {}) is None
+
+
 def test_an_offer_no_node_took_can_be_withdrawn_and_one_taken_cannot(store: Store) -> None:
     a = joined(store, "a")
     waiting, taken = offered(store, "Waiting"), offered(store, "Taken")

@@ -102,7 +102,12 @@ class Nodes(StoreBase):
         """Lease the oldest offer ``node`` can take, with a new epoch; None when there is none."""
         now = self.clock()
         with self._tx() as conn:
-            query = select(t.offers).where(t.offers.c.epoch.is_(None)).order_by(t.offers.c.created_at)
+            live = select(t.runs.c.id).where(t.runs.c.ended_at.is_(None))  # a restart closed the others' runs
+            query = (
+                select(t.offers)
+                .where(t.offers.c.epoch.is_(None), t.offers.c.run_id.in_(live))
+                .order_by(t.offers.c.created_at)
+            )
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             chosen = next((o for o in map(_offer, conn.execute(query)) if can_take(node, o, busy)), None)
