@@ -106,6 +106,9 @@ async def run_node(options: NodeOptions) -> str:
     if options.token is None and not isinstance(credential, str):
         raise ConfigError("--token", f"{options.home / STATE_FILE} has no credential: join with a token from "
                           "`gangline node token` on the server")  # fmt: skip
+    if options.token is None and name != state.get("name"):  # the server knows it by its credential, and that name
+        raise ConfigError("--name", f"this home's node joined as {state.get('name')!r}: join again with a token "
+                          f"to be {name!r}")  # fmt: skip
     # Agents a killed node left running (every process of its runs carries its home as the project).
     kill_groups(leftover_groups(options.home))
     client = NodeClient(servers, credential if isinstance(credential, str) else None)
