@@ -457,3 +457,26 @@ async def test_without_a_server_for_nodes_the_orchestrator_runs_agents_itself_wh
     await project.run_until_idle()
     assert project.stage(item.id) is Stage.DONE
     assert [r.node_id for r in project.store.runs(item.id)] == [None]
+
+
+async def test_a_driver_whose_lock_check_hangs_stops_driving_within_two_intervals() -> None:
+    import threading
+
+    from gangline.core.errors import ServerLockedError
+    from gangline.pipeline.orchestrator import fenced
+
+    released = threading.Event()  # the check hangs, as a query on a cut connection does, until the test ends
+
+    def hanging() -> bool:
+        released.wait(60)
+        return True
+
+    try:
+        with pytest.raises(ServerLockedError, match=r"did not answer within 0\.2 s"):
+            async with asyncio.timeout(10):
+                await fenced(hanging, every_s=0.2)
+        with pytest.raises(ServerLockedError, match="lost the database's driver lock"):
+            async with asyncio.timeout(10):
+                await fenced(lambda: False, every_s=0.2)
+    finally:
+        released.set()

@@ -137,7 +137,7 @@ class Orchestrator:
         self.on_driving()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            fence = tg.create_task(_fence(still_held), name="driver lock")
+            fence = tg.create_task(fenced(still_held), name="driver lock")
             try:
                 await self._loop(until_idle)
             finally:
@@ -365,11 +365,21 @@ class Orchestrator:
         self._agents.merge_failures[run_id] = reason
 
 
-async def _fence(still_held: Callable[[], bool]) -> None:
-    """Stop driving (its runs stop with it) the moment the database's driver lock may be someone else's."""
+async def fenced(still_held: Callable[[], bool], every_s: float = FENCE_S) -> None:
+    """Stop driving (its runs stop with it) the moment the database's driver lock may be someone else's.
+
+    The lock's connection is asked every ``every_s``; a question not answered within ``every_s``
+    (a network cut mid-query, where TCP would wait for minutes) counts as a lost lock too.
+    """
     while True:
-        await asyncio.sleep(FENCE_S)
-        if not await asyncio.to_thread(still_held):
+        await asyncio.sleep(every_s)
+        try:
+            held = await asyncio.wait_for(asyncio.to_thread(still_held), every_s)
+        except TimeoutError:
+            raise ServerLockedError(
+                f"the database's driver lock did not answer within {every_s:g} s: stopped driving"
+            ) from None
+        if not held:
             raise ServerLockedError("lost the database's driver lock (its connection is gone): stopped driving")
 
 
