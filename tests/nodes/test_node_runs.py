@@ -150,3 +150,28 @@ async def test_a_mergemaster_on_a_node_resolves_a_conflict_in_the_merge_it_fetch
         assert "Traceback" not in await stop(server)
     finally:
         await kill(server, *([worker] if worker else []))
+
+
+async def test_gates_run_on_the_node_where_the_project_says_so_and_its_leftovers_are_sent_back(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    left = [*commit_file("work/{item_slug}.txt", "{item_id}\n"), {"write": "scratch.txt", "text": "not committed\n"}]
+    project.agent("coder", [left, commit_file("work/{item_slug}.txt", "{item_id} again\n")])
+    project.configure(gates=[("where", "pwd")], nodes={"server_agents": False, "gates": "node"})
+    project.add("Gated there")
+    server, url = await serve(project)
+    worker = None
+    try:
+        worker = await node(tmp_path / "n", servers=(url,), token=await join_token(url))
+        await until(lambda: project.stage(1) is Stage.DONE, "the item done")
+        first, second = project.store.runs(1)
+        # The first attempt left a file uncommitted on the node: retried with that, as a local run is.
+        assert "You left uncommitted changes in the worktree: scratch.txt" in project.prompts(1)[1]
+        ran = [g for g in project.store.gate_results(1) if g.context == "coding"]
+        assert [g.run_id for g in ran] == [second.id]  # the first attempt's gates never counted
+        assert str(tmp_path / "n" / "worktrees") in ran[0].output  # they ran in the node's worktree
+        passed = [e for e in project.store.events_after(0, limit=1000, item_id=1) if e.kind == "gates_passed"]
+        assert passed[0].data == {"context": "coding", "where": "node"}
+        assert first.node_id == second.node_id is not None
+        assert "Traceback" not in await stop(server)
+    finally:
+        await kill(server, *([worker] if worker else []))

@@ -76,6 +76,7 @@ class NodeRun(_Strict):
     base: str | None = None
     push: bool = False
     mcp_token: str | None = None  # the run's own token for the server's /mcp (its tools, the permission prompt)
+    gates: list[dict[str, Any]] = Field(default_factory=list)  # to run there after a coder ([nodes] gates = "node")
     env: dict[str, str] = Field(default_factory=dict)  # GANGLINE_* variables every process of the run carries
 
 
@@ -117,6 +118,8 @@ class FinishIn(_Strict):
     result_subtype: str | None = None
     result_text: str | None = None
     pushed: str | None = None
+    dirty: list[str] = Field(default_factory=list, max_length=10_000)  # what the agent left uncommitted there
+    gates: list[dict[str, Any]] | None = None  # the gates' results there ([nodes] gates = "node"), GateResult's fields
 
 
 class NodeOut(BaseModel):

@@ -122,7 +122,7 @@ async def run_node(options: NodeOptions) -> str:
         runner = Runner(RunnerSettings(), paths.runs_dir, env)
         rooms = Rooms(paths, options.sandbox, env)
         rooms.bwrap()  # sandbox = required where bubblewrap cannot run: refused now, not at the first run
-        node = Node(name, options.home, client, runner, rooms, hello, options.lease_wait_s)
+        node = Node(name, options.home, client, runner, rooms, hello, env, options.lease_wait_s)
         return await _until_signal(node)
     finally:
         await client.aclose()

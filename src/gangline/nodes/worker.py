@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -27,11 +29,13 @@ from gangline.core.errors import GanglineError, RunnerError, Unavailable
 from gangline.core.events import Record, RunOutcome
 from gangline.core.nodes import LeaseLost
 from gangline.core.nodewire import FinishIn, NodeHello, NodeRun
-from gangline.core.profiles import AgentProfile
+from gangline.core.profiles import AgentProfile, Role
 from gangline.nodes.checkout import Checkout
 from gangline.nodes.client import NodeClient
 from gangline.pipeline.grants import launched_with_mcp, remove_mcp_config
 from gangline.pipeline.rooms import Opened, Rooms
+from gangline.project.config import GateSpec
+from gangline.repo.worktrees import dirty_paths
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class Node:
     runner: Runner
     rooms: Rooms  # the sandbox each run works in, as on the server (SPEC.md §25)
     hello: NodeHello
+    env: Mapping[str, str]  # the node's own environment: its gates' (its agents' is the runner's)
     lease_wait_s: float = LEASE_WAIT_S
     _runs: dict[str, str] = field(default_factory=dict)  # run id -> role, while it runs here
     _freed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -125,13 +130,24 @@ class Node:
             return FinishIn(epoch=epoch, outcome=RunOutcome.REFUSED, reason=f"could not start on {self.name}: {err}")
         finally:
             remove_mcp_config(path)
+        if lease.lost is not None:
+            return _finish(epoch, summary, None, "")
+        dirty = await dirty_paths(path) if run.role == Role.CODER.value else []
+        gates = await self._gates(run, path) if run.gates else None
         pushed, note = None, ""
-        if run.push and lease.lost is None:
+        if run.push:
             try:
                 pushed = await checkout.push(run, path, epoch)
             except GanglineError as err:
                 note = f"; its push was refused: {err}"
-        return _finish(epoch, summary, pushed, note)
+        return _finish(epoch, summary, pushed, note).model_copy(update={"dirty": dirty, "gates": gates})
+
+    async def _gates(self, run: NodeRun, path: Path) -> list[dict[str, Any]]:
+        """The project's gates here, after the coder, in the gates' sandbox: their results for the server."""
+        specs = [GateSpec.model_validate(gate) for gate in run.gates]
+        env = {**self.env, **run.env, PROJECT_VAR: str(self.home)}
+        report = await self.rooms.run_gates(specs, f"{run.run_id}-gates", path, env)
+        return [asdict(result) for result in report.results]
 
     async def _drive(self, lease: _Lease, path: Path) -> RunSummary:
         """The agent's run in ``path`` while its log streams to the server and its lease is renewed."""

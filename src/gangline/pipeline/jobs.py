@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gangline.agents.sandbox import confine
 from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Item
 from gangline.core.policy import AfterRun, Next, after_check, after_run, retry_or_block
@@ -27,7 +26,7 @@ from gangline.core.types import SERVER, Clock
 from gangline.pipeline.merge import Merger
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.project.config import ProjectConfig
-from gangline.repo.gates import GatesReport, run_gates
+from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import Worktrees, branch_name
 from gangline.store import Store
 
@@ -132,7 +131,7 @@ class Pipeline:
         session = result.summary.session_id or item.session_id
         decision = self._decide(item, Stage.CODING, result, profile)
         if decision.next is Next.CHECK:
-            decision = await self._check_work(item, result.run_id)
+            decision = await self._check_work(item, result)
             if decision.next is Next.LEAVE:  # the gates passed and the item moved on
                 return
             decision = retry_or_block(
@@ -153,12 +152,18 @@ class Pipeline:
             return
         self._apply(item, decision, result.run_id, session)
 
-    async def _check_work(self, item: Item, run_id: str) -> AfterRun:
-        """The "work survived" rule: committed work that passes the gates advances, however the agent ended."""
+    async def _check_work(self, item: Item, result: AgentResult) -> AfterRun:
+        """The "work survived" rule: committed work that passes the gates advances, however the agent ended.
+
+        A run on a build node says what it left uncommitted there, and (``[nodes] gates = "node"``)
+        how the gates went there; the commits are the server's to count.
+        """
+        run_id = result.run_id
         path = await self.worktrees.ensure(item.id, item.slug)
         ahead, dirty = await asyncio.gather(  # both read-only, asked at once
             self.worktrees.commits_ahead(item.id, item.slug), self.worktrees.dirty_paths(path)
         )
+        dirty = [*dirty, *result.left_dirty]
         if ahead == 0:
             return AfterRun(Next.RETRY, "You exited without committing any work. Do the item and commit it with git.")
         if dirty:
@@ -168,7 +173,10 @@ class Pipeline:
                 f"You left uncommitted changes in the worktree: {listed}. Commit what belongs to the item and "
                 "remove the rest; only committed work is reviewed and merged.",
             )
-        report = await self.gates(item, path, run_id, "coding")
+        if result.gates is not None:
+            report = self.record_gates(item, run_id, "coding", result.gates, where="node")
+        else:
+            report = await self.gates(item, path, run_id, "coding")
         if not report.passed:
             return AfterRun(Next.RETRY, report.failure_summary())
         self.store.transition(
@@ -185,17 +193,18 @@ class Pipeline:
     async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
         key = run_id or f"{item.id}-{context}"
         env = {**self.env, **self.agents.env_for(item, Role.CODER, key)}
-        opened = self.agents.rooms.for_gates(key, cwd)
-        try:
-            confined = (lambda argv: confine(argv, opened.room, opened.bwrap)) if opened is not None else None
-            report = await run_gates(self.config.gates, cwd, env, confine=confined)
-        finally:
-            if opened is not None:
-                await self.agents.rooms.close(opened)
+        report = await self.agents.rooms.run_gates(self.config.gates, key, cwd, env)
+        return self.record_gates(item, run_id, context, report)
+
+    def record_gates(
+        self, item: Item, run_id: str | None, context: str, report: GatesReport, where: str = SERVER
+    ) -> GatesReport:
+        """The gates' results on the item, and whether they passed in its history (``where``: who ran them)."""
         for res in report.results:
             self.store.record_gate(item.id, run_id, context, asdict(res))
         passed = "passed" if report.passed else "failed"
-        self.store.record_event(f"gates_{passed}", SERVER, item_id=item.id, run_id=run_id, data={"context": context})
+        data = {"context": context} | ({"where": where} if where != SERVER else {})
+        self.store.record_event(f"gates_{passed}", SERVER, item_id=item.id, run_id=run_id, data=data)
         return report
 
     # --- qa --------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class RemoteRuns:
     clock: Clock
     lease_s: float = LEASE_S
     open: bool = False  # nodes can reach this server (its NodeDesk exists): without, nothing is offered
+    ends: dict[str, FinishIn] = field(default_factory=dict)  # what each node reported, until the run's result takes it
     _live: dict[str, _Remote] = field(default_factory=dict)
     _offers: Changes = field(default_factory=Changes)
 
@@ -173,7 +174,9 @@ class RemoteRuns:
 
     async def finish(self, node: NodeRow, run_id: str, end: FinishIn) -> None:
         """The node's report of the run's end (once its push, if any, is in)."""
-        _settle(self._held(node, run_id, end.epoch), end)
+        remote = self._held(node, run_id, end.epoch)
+        self.ends[run_id] = end
+        _settle(remote, end)
 
     async def _check_out(self, remote: _Remote) -> None:
         """A node's push moved the branch the server's worktree has checked out: its files follow the branch.

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gangline.agents import homes
 from gangline.agents.registry import ADAPTERS
-from gangline.agents.sandbox import Room, bwrap_path, why_unavailable
+from gangline.agents.sandbox import Room, bwrap_path, confine, why_unavailable
 from gangline.core.errors import RunnerError
 from gangline.core.profiles import AgentProfile, CliKind, SandboxMode
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
 from gangline.repo import quarantine
+from gangline.repo.gates import GateLike, GatesReport, run_gates
 from gangline.repo.quarantine import GitRoom, Harvest
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,18 @@ class Rooms:
             env=self._temp_env(base),
         )
         return Opened(room, bwrap, base, None, None)
+
+    async def run_gates(
+        self, gates: Sequence[GateLike], key: str, workdir: Path, env: Mapping[str, str]
+    ) -> GatesReport:
+        """The gates in ``workdir``, each in the gates' room (``for_gates``) when runs are confined."""
+        opened = self.for_gates(key, workdir)
+        try:
+            confined = (lambda argv: confine(argv, opened.room, opened.bwrap)) if opened is not None else None
+            return await run_gates(gates, workdir, env, confine=confined)
+        finally:
+            if opened is not None:
+                await self.close(opened)
 
     async def close(self, opened: Opened) -> Harvest | None:
         """Take the run's commits in and the CLI's refreshed sign-in back; remove the run's own directory."""

@@ -34,7 +34,9 @@ from gangline.core.types import SERVER
 from gangline.pipeline.grants import Grants, launched_with_mcp, remove_mcp_config
 from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.rooms import Opened, Rooms
+from gangline.project.config import GateSpec
 from gangline.repo import nodepush
+from gangline.repo.gates import GateResult, GatesReport
 from gangline.repo.git import git
 from gangline.repo.quarantine import Harvest
 from gangline.repo.worktrees import branch_name, item_dir_name
@@ -50,6 +52,8 @@ class AgentResult:
     ending: RunEnding
     qa_verdict: QaVerdict | None = None  # reported through MCP (report_qa_result); preferred to the final message
     merge_failure: str | None = None  # a mergemaster's report_merge_failure
+    gates: GatesReport | None = None  # run on the build node that ran the agent ([nodes] gates = "node")
+    left_dirty: tuple[str, ...] = ()  # what the agent left uncommitted on its build node
 
 
 class AgentRuns:
@@ -77,6 +81,7 @@ class AgentRuns:
         # before it offers more (0: none; a role missing: any number, nodes only for their labels).
         self.remote = RemoteRuns(store, runner.log_path, store.clock)
         self.local_limits: dict[Role, int] = {}
+        self.node_gates: tuple[GateSpec, ...] = ()  # the gates a coder's node runs itself ([nodes] gates = "node")
         self._local: dict[str, Role] = {}  # the runs on this server's runner, by role
 
     def env_for(self, item: Item | None, role: Role, run_id: str) -> dict[str, str]:
@@ -111,7 +116,11 @@ class AgentRuns:
             summary, ending = await self._drive(launch)
         finally:  # what the run reported through MCP is taken, whether or not it could start
             qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
-        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+            on_node = self.remote.ends.pop(run_id, None)
+        if on_node is None:
+            return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+        gates = GatesReport(tuple(GateResult(**g) for g in on_node.gates)) if on_node.gates is not None else None
+        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure, gates, tuple(on_node.dirty))
 
     def _placed(self, profile: AgentProfile, item_id: int, resume: str | None, fresh: str | None) -> _OnNode | None:
         """Where the run goes (``core.nodes.on_node``): None for this server, else what its offer needs.
@@ -250,6 +259,7 @@ class AgentRuns:
             push=profile.role in (Role.CODER, Role.MERGEMASTER),
             mcp_token=token,
             env=env,
+            gates=[gate.model_dump() for gate in self.node_gates] if profile.role is Role.CODER else [],
         )
         offer = Offer(launch.run_id, item.id, profile.role, profile.cli.value, profile.node_labels, None,
                       run.model_dump(mode="json"), self.store.clock())  # fmt: skip

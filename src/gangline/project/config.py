@@ -6,7 +6,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +49,10 @@ class NodesPolicy(_Strict):
     server_agents: bool = True
     # A lease not renewed for this long has lapsed (its node froze, was cut off or died); nodes renew six times in it.
     lease_s: float = Field(default=LEASE_S, ge=3.0, le=3600.0)
+    # Where a coder's gates run when the coder ran on a build node: "server" (in its worktree, once the
+    # branch is pushed) or "node" (there, right after the agent, with the node's toolchain). The merge's
+    # gates are always the server's.
+    gates: Literal["server", "node"] = "server"
 
 
 class RateLimitPolicy(_Strict):

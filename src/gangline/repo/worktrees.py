@@ -249,8 +249,7 @@ class Worktrees:
 
     async def dirty_paths(self, path: Path) -> list[str]:
         """Tracked files changed and untracked files not ignored, in the worktree at ``path``."""
-        result = await self._git("status", "--porcelain=v1", "-z", "--untracked-files=all", cwd=path)
-        return parse_status_paths(result.stdout)
+        return await dirty_paths(path, self._env)
 
     async def diff_against_base(self, item_id: int, slug: str, max_bytes: int = 200_000) -> str:
         """What the item's branch changed since it left the base branch, cut to ``max_bytes``."""
@@ -345,3 +344,9 @@ def _linked_and_unlocked(path: Path, repo: Path) -> bool:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no explanation")
+
+
+async def dirty_paths(path: Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """Tracked files changed and untracked files not ignored, in the worktree at ``path`` (a build node's too)."""
+    result = await git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all", env=env)
+    return parse_status_paths(result.stdout)
