@@ -16,12 +16,7 @@ from gangline.agents.runlog import replay_if_any
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.budget import BudgetMeter, Price
 from gangline.core.errors import ConfigError, GanglineError, RunnerError
-from gangline.core.events import (
-    Event,
-    RunOutcome,
-    SessionStarted,
-    Usage,
-)
+from gangline.core.events import Event, RunOutcome, SessionStarted, Usage
 from gangline.core.items import Item
 from gangline.core.nodes import NODE_ROLES, Offer, capacity, on_node
 from gangline.core.nodewire import NodeRun
@@ -234,6 +229,19 @@ class AgentRuns:
 
     async def _offer(self, launch: _Launch, bus: Bus) -> RunSummary:
         """Offer the run to the build nodes and wait for its end there (``RemoteRuns``)."""
+        assert launch.item is not None
+        try:
+            run = await self._node_run(launch)
+        except BaseException:
+            bus.close()  # the budget watcher follows this bus: it must not wait for a run never offered
+            raise
+        offer = Offer(launch.run_id, launch.item.id, launch.profile.role, launch.profile.cli.value,
+                      launch.profile.node_labels, None, run.model_dump(mode="json"), self.store.clock())  # fmt: skip
+        self.on_start(launch.run_id)
+        return await self.remote.run(offer, bus, launch.cwd)
+
+    async def _node_run(self, launch: _Launch) -> NodeRun:
+        """What a node needs to start the run: its MCP token, the branch and its tip, the prompts, the gates."""
         item, profile, node = launch.item, launch.profile, launch.node
         assert item is not None and node is not None
         token = self.grants.issue(launch.run_id, item.id, profile.role, launch.cwd) if self.mcp_url else None
@@ -244,7 +252,7 @@ class AgentRuns:
             branch = branch_name(item.id, item.slug)
             tip = (await git(launch.cwd, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)).stdout
         env = {k: v for k, v in self.env_for(item, profile.role, launch.run_id).items() if k != PROJECT_VAR}
-        run = NodeRun(
+        return NodeRun(
             run_id=launch.run_id,
             item_id=item.id,
             item_slug=item.slug,
@@ -261,10 +269,6 @@ class AgentRuns:
             env=env,
             gates=[gate.model_dump() for gate in self.node_gates] if profile.role is Role.CODER else [],
         )
-        offer = Offer(launch.run_id, item.id, profile.role, profile.cli.value, profile.node_labels, None,
-                      run.model_dump(mode="json"), self.store.clock())  # fmt: skip
-        self.on_start(launch.run_id)
-        return await self.remote.run(offer, bus, launch.cwd)
 
     def _session_usage(self, item_id: int | None, resume: str | None) -> Usage | None:
         """What earlier runs in the resumed session were counted for (only Codex needs it; chat runs Claude)."""
