@@ -154,10 +154,7 @@ class Pipeline:
 
     async def _check_work(self, item: Item, result: AgentResult) -> AfterRun:
         """The "work survived" rule: committed work that passes the gates advances, however the agent ended.
-
-        A run on a build node says what it left uncommitted there, and (``[nodes] gates = "node"``)
-        how the gates went there; the commits are the server's to count.
-        """
+        A run on a build node reports what it left uncommitted there, and maybe its gates' results."""
         run_id = result.run_id
         path = await self.worktrees.ensure(item.id, item.slug)
         ahead, dirty = await asyncio.gather(  # both read-only, asked at once
@@ -196,15 +193,10 @@ class Pipeline:
         report = await self.agents.rooms.run_gates(self.config.gates, key, cwd, env)
         return self.record_gates(item, run_id, context, report)
 
-    def record_gates(
-        self, item: Item, run_id: str | None, context: str, report: GatesReport, where: str = SERVER
-    ) -> GatesReport:
-        """The gates' results on the item, and whether they passed in its history (``where``: who ran them)."""
-        for res in report.results:
-            self.store.record_gate(item.id, run_id, context, asdict(res))
-        passed = "passed" if report.passed else "failed"
-        data = {"context": context} | ({"where": where} if where != SERVER else {})
-        self.store.record_event(f"gates_{passed}", SERVER, item_id=item.id, run_id=run_id, data=data)
+    def record_gates(self, item: Item, run_id: str | None, context: str, report: GatesReport,
+                     where: str | None = None) -> GatesReport:  # fmt: skip
+        """The gates' results on the item, and whether they passed in its history (``where``: a node ran them)."""
+        self.store.record_gates(item.id, run_id, context, [asdict(r) for r in report.results], report.passed, where)
         return report
 
     # --- qa --------------------------------------------------------------------------------

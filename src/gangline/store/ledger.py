@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select
 
 from gangline.core.records import CHAT_LEDGER_KEY, GateRow, LedgerKey, LedgerRow, PermissionRuleRow
+from gangline.core.types import SERVER
 from gangline.store import schema as t
 from gangline.store.base import StoreBase
 from gangline.store.rows import insert_event
@@ -16,13 +17,19 @@ from gangline.store.rows import insert_event
 class Ledger(StoreBase):
     # --- gates and the ledger --------------------------------------------------------------
 
-    def record_gate(self, item_id: int, run_id: str | None, context: str, result: Mapping[str, Any]) -> None:
+    def record_gates(
+        self, item_id: int, run_id: str | None, context: str, results: Sequence[Mapping[str, Any]], passed: bool,
+        where: str | None = None,
+    ) -> None:  # fmt: skip
+        """A batch of gate results and, in the same transaction, whether they passed (``where``: a node ran them)."""
+        now = self.clock()
+        data = {"context": context} | ({"where": where} if where else {})
         with self._tx() as conn:
-            conn.execute(
-                insert(t.gate_results).values(
-                    item_id=item_id, run_id=run_id, context=context, at=self.clock(), **result
-                )
-            )
+            for result in results:
+                values = {"item_id": item_id, "run_id": run_id, "context": context, "at": now, **result}
+                conn.execute(insert(t.gate_results).values(values))
+            kind = f"gates_{'passed' if passed else 'failed'}"
+            insert_event(conn, now, kind, SERVER, item_id=item_id, run_id=run_id, data=data)
 
     def gate_results(self, item_id: int) -> list[GateRow]:
         query = select(t.gate_results).where(t.gate_results.c.item_id == item_id).order_by(t.gate_results.c.id)
