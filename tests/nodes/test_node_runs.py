@@ -175,3 +175,19 @@ async def test_gates_run_on_the_node_where_the_project_says_so_and_its_leftovers
         assert "Traceback" not in await stop(server)
     finally:
         await kill(server, *([worker] if worker else []))
+
+
+def test_gangline_run_takes_no_nodes_and_runs_every_agent_itself_whatever_server_agents_says(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from kits.servers import env
+
+    project = Project(tmp_path)
+    project.agent("coder", [commit_file("work/{item_slug}.txt", "{item_id}\n")])
+    project.configure(nodes={"server_agents": False})
+    project.add("Here")
+    done = subprocess.run([sys.executable, "-m", "gangline", "run", "--until-idle", "--quiet"], cwd=project.root,
+                          env=env(), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert project.stage(1) is Stage.DONE and [r.node_id for r in project.store.runs(1)] == [None]

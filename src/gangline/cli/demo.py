@@ -189,7 +189,7 @@ async def run_demo(console: Console, options: DemoOptions, env: Mapping[str, str
             console.print(f"The board stays up at {board[0]} · press Ctrl-C to stop.")
             await asyncio.Event().wait()
 
-    await serve_project(paths, config, env, Listen(port=options.port), ready, watch)
+    await serve_project(paths, config, env, Listen(port=options.port, nodes=False), ready, watch)
 
 
 def _summarise(console: Console, store: Store, repo: Path) -> bool:

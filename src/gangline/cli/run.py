@@ -107,7 +107,7 @@ async def _run(
                 narrating.cancel()  # it tells what is left before it goes
                 await asyncio.wait({narrating})
 
-    listen = Listen(port=0, token=token, reraise_signals=False)
+    listen = Listen(port=0, token=token, reraise_signals=False, nodes=False)
     doors = _doors(paths, config, env)
     stopped_by = await serve_project(paths, config, env, listen, lambda url, login: None, watch, doors)
     return _summarise(paths, stopped_by)

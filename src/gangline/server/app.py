@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from gangline import __version__
-from gangline.core.errors import ConfigError, GanglineError
+from gangline.core.errors import ConfigError
 from gangline.core.profiles import RunnerSettings
 from gangline.core.types import Clock
 from gangline.core.wire import HealthOut
@@ -58,10 +56,12 @@ def create_app(
     doors: Sequence[Door] = (),
     standby: bool = False,
     on_driving: Callable[[], None] = lambda: None,
+    take_nodes: bool = True,
 ) -> FastAPI:
     """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the
     pipeline, and the ``doors`` that run beside it (chat). A ``standby`` drives the pipeline (and opens
-    its doors) only once the server that drives its database has stopped; ``on_driving`` is told then."""
+    its doors) only once the server that drives its database has stopped; ``on_driving`` is told then. With
+    ``take_nodes`` build nodes may join and lease its runs."""
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty")
     settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
@@ -78,7 +78,7 @@ def create_app(
         orch.set_agent_mcp_url(state.agent_mcp_url)
         asking = Permissions(store, config.permissions, clock=clock)
         orch.grants.on_revoke.append(lambda grant: asking.cancel_run(grant.run_id))
-        state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, orch)
+        state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, orch) if take_nodes else None
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
         async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
             for door in doors:
@@ -93,10 +93,7 @@ def create_app(
     app.state.gangline = state
     app.add_middleware(Guard, token=token, logins=state.logins)
     app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
-    app.add_exception_handler(GanglineError, errors.gangline_error)
-    app.add_exception_handler(RequestValidationError, errors.validation_error)
-    app.add_exception_handler(StarletteHTTPException, errors.http_error)
-    app.add_exception_handler(Exception, errors.internal_error)
+    errors.install(app)
     for module in (items, diff, runs, streams, permissions, signin, nodes):
         app.include_router(module.router)
     # A class instance as the endpoint: Starlette hands it the raw ASGI call, every method.

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -88,3 +88,11 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the server's log, never to the client.
     log.error("unexpected error", exc_info=exc, extra={"action": "api_internal_error", "error": request.url.path})
     return error_response(500, ErrorDetail(code="internal", message="internal server error; the server log has more"))
+
+
+def install(app: FastAPI) -> None:
+    """Every error the app can meet, answered as ``{"error": {...}}`` with its code's status."""
+    app.add_exception_handler(GanglineError, gangline_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)

@@ -201,6 +201,7 @@ class Listen:
     reraise_signals: bool = True
     no_auth: bool = False  # loopback only: no credential at all (serve --no-auth)
     standby: bool = False  # serve reads at once, drive the pipeline once the server driving its database stops
+    nodes: bool = True  # build nodes may join and lease runs (serve); run and demo keep every agent here
 
 
 async def serve_project(
@@ -241,7 +242,7 @@ async def serve_project(
 
     try:
         app = create_app(paths, config, store, env, token=token, guide=read_guide(paths), doors=doors,
-                         standby=listen.standby, on_driving=took_over)  # fmt: skip
+                         standby=listen.standby, on_driving=took_over, take_nodes=listen.nodes)  # fmt: skip
         if token is not None:
             login.append(state_of(app).logins.new_code())
         server = build_server(app, listen.host, listen.port, ready, lambda: withdraw_server(paths),

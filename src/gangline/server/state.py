@@ -57,8 +57,11 @@ class ServerState:
     def node_desk(self) -> NodeDesk:
         """What build nodes call; refused by a standby (nodes go to the server that drives the pipeline)."""
         orch = self.running()
-        if orch.standing_by or self.desk is None:
+        if orch.standing_by:
             raise Unavailable(STANDING_BY)
+        if self.desk is None:
+            raise Unavailable("this gangline keeps every agent run itself (gangline run, demo): serve the project "
+                              "with gangline serve for build nodes to join")  # fmt: skip
         return self.desk
 
     def orders(self) -> Orders:
