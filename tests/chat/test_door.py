@@ -18,9 +18,9 @@ import pytest
 
 from gangline.chat.summary import DailySummary
 from gangline.chat.transport import Said
-from gangline.core.chat import next_at
 from gangline.core.items import Item
 from gangline.core.stages import Hold, Stage, Trigger
+from gangline.core.timers import next_at
 from gangline.server.state import state_of
 from kits.chat_kit import PERSON, ROOM, MemoryTransport, chatting, memory_settings
 from kits.helpers import git

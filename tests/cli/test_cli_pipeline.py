@@ -71,7 +71,7 @@ def test_init_then_add_ls_and_show_round_trip_in_text_and_json(repo: Path) -> No
         (["--kind", "epic"], "--kind: Input should be 'story', 'bug', 'spike' or 'refactor'; found 'epic'"),
         (["--agent", "nobody"], "--agent: no agent profile named 'nobody'"),
         (["--depends-on", "9"], "--depends-on: item 9 does not exist"),
-        (["--start-after", "tomorrow"], "--start-after: expected an ISO date-time"),
+        (["--start-after", "tomorrow"], "--start-after: expected HH:MM (the next such time), +30m / +2h / +1d, or a"),
     ],
 )
 def test_add_with_a_bad_option_names_it_and_adds_nothing(repo: Path, args: list[str], expected: str) -> None:

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gangline.core.chat import COMMANDS, Command, FreeText, addressed, help_text, next_at, parse
+from gangline.core.chat import COMMANDS, Command, FreeText, addressed, help_text, parse
 from gangline.core.errors import ConfigError
+from gangline.core.timers import next_at
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from gangline.chat import replies
 from gangline.chat.transport import Said
-from gangline.core.chat import Command, help_text, next_at
+from gangline.core.chat import Command, help_text
 from gangline.core.errors import ConfigError, NotFoundError
 from gangline.core.items import ItemPatch
 from gangline.core.orders import ACTIONS, ItemAction
@@ -107,9 +107,9 @@ class Commands:
             item = orders.set_timer(item_id, None, asked.actor)
             return f"{_named(item)}: timer cancelled; it starts when the pipeline takes it up"
         assert command.at is not None
-        at = next_at(*command.at, self.clock(), self._zone)
-        item = orders.set_timer(item_id, at, asked.actor)
-        return f"{_named(item)} starts at {replies.when(at, self._zone)}"
+        item = orders.set_timer(item_id, "{:02d}:{:02d}".format(*command.at), asked.actor)
+        assert item.start_after is not None
+        return f"{_named(item)} starts at {replies.when(item.start_after, self._zone)}"
 
     async def _ambient(self, command: Command, asked: Asked) -> str:
         on = command.word == "on"

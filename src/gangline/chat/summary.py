@@ -13,8 +13,8 @@ from datetime import datetime
 
 from gangline.chat import replies
 from gangline.chat.transport import Transport
-from gangline.core.chat import next_at
 from gangline.core.notices import NoticeKind
+from gangline.core.timers import next_at
 from gangline.core.types import Clock
 from gangline.pipeline.orders import Orders
 from gangline.project.chatconfig import RoomSettings

@@ -14,6 +14,7 @@ import typer
 from gangline.cli.common import ACTING, console, err_console, print_json
 from gangline.cli.items import open_door
 from gangline.cli.text import first_line, inert
+from gangline.core.errors import ConfigError
 from gangline.core.orders import ACTIONS, ItemAction
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     """Add one command per action to ``app``."""
     for action in HELP_ORDER:
         app.command(action.value, help=ACTIONS[action].help, rich_help_panel=ACTING)(_command_for(action))
+    app.command(rich_help_panel=ACTING)(timer)
 
 
 def _command_for(action: ItemAction) -> Callable[..., None]:
@@ -53,6 +55,40 @@ def act_on(item_id: int, action: ItemAction, reason: str | None, as_json: bool =
         print_json(item)
     else:
         console.print(f"{ACTIONS[action].done} #{item.id} {inert(item.slug)}: now {_state(item)}")
+
+
+def timer(
+    item: Annotated[str, typer.Argument(metavar="ID|cancel", help="The item (or `cancel`, then the item).")],
+    when: Annotated[str, typer.Argument(metavar="WHEN|ID", help="HH:MM, +30m, +2h, +1d or a date-time.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the item, as JSON.")] = False,
+) -> None:
+    """Start a backlog item at WHEN (the project's time zone); `timer cancel ID` drops its timer."""
+    from datetime import datetime
+
+    from gangline.cli.common import as_option, from_options
+    from gangline.core.wire import TimerIn
+
+    cancel = item == "cancel"
+    item_id = _item_id(when if cancel else item)
+    given = None if cancel else from_options(TimerIn, {"when": when}, {"when": "WHEN"}).when
+    with open_door() as door:
+        try:
+            done = door.set_timer(item_id, given)
+        except ConfigError as err:
+            raise as_option(err, {"when": "WHEN"}) from None
+    if as_json:
+        print_json(done)
+    elif done.start_after is None:
+        console.print(f"#{done.id} {inert(done.slug)}: timer cancelled; it starts when the pipeline takes it up")
+    else:
+        at = datetime.fromtimestamp(done.start_after).astimezone().isoformat(timespec="minutes")
+        console.print(f"#{done.id} {inert(done.slug)} starts at {at}")
+
+
+def _item_id(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 2**53:
+        raise ConfigError("ID", f"expected an item id (a positive integer), got {text!r}")
+    return int(text)
 
 
 def _state(item: ItemOut) -> str:

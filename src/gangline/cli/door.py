@@ -56,6 +56,7 @@ class Door(Protocol):
     def costs(self, by: LedgerKey, item_id: int | None) -> CostsOut: ...
     def pending_permissions(self) -> list[PermissionRequestOut]: ...
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered: ...
+    def set_timer(self, item_id: int, when: str | None) -> ItemOut: ...
     def nodes(self) -> list[NodeOut]: ...
     def node_token(self) -> TokenOut: ...
     def drain_node(self, name: str, draining: bool) -> NodeOut: ...
@@ -104,6 +105,11 @@ class Remote:
 
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered:
         return self.client.fetch(PermissionAnswered, "POST", f"/api/permissions/{request_id}", body=body_of(answer))
+
+    def set_timer(self, item_id: int, when: str | None) -> ItemOut:
+        if when is None:
+            return self.client.fetch(ItemOut, "DELETE", f"/api/items/{item_id}/timer")
+        return self.client.fetch(ItemOut, "PUT", f"/api/items/{item_id}/timer", body={"when": when})
 
     def nodes(self) -> list[NodeOut]:
         return self.client.fetch(list[NodeOut], "GET", "/api/nodes")
@@ -170,6 +176,9 @@ class Local:
 
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered:
         return self.orders.answer_permission(request_id, answer, self.actor)
+
+    def set_timer(self, item_id: int, when: str | None) -> ItemOut:
+        return self.orders.set_timer(item_id, when, self.actor)
 
     @property
     def fleet(self) -> Fleet:

@@ -7,9 +7,9 @@ problem names the option it came from.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import suppress
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,7 +42,6 @@ OPTION_OF = {
 }
 _EDIT_OPTION_OF = {**OPTION_OF, "title": "--title", "clear": "--clear"}
 _CLEARS = {"agent": "pinned_agent", "qa": "qa_mode", "depends-on": "depends_on"}
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register(app: typer.Typer) -> None:
@@ -121,7 +120,7 @@ def add(
         values["body"] = template_body if values["body"] is None else values["body"]
         values["criteria"] = values["criteria"] or template_criteria
     if start_after is not None:
-        values["start_after"] = parse_when(start_after, time.time(), "--start-after")
+        values["start_after"] = _start_after(start_after)
     new = from_options(NewItem, values, OPTION_OF)
     with open_door() as door:
         try:
@@ -131,17 +130,13 @@ def add(
     _print_added(item, as_json)
 
 
-def parse_when(text: str, now: float, option: str) -> float:
-    """``+90s``/``+30m``/``+2h``/``+1d`` from ``now``, or an ISO 8601 date-time (local time unless it has an offset)."""
-    value = text.strip()
-    if value.startswith("+") and value[-1:] in _UNITS and value[1:-1].isdigit():
-        return now + int(value[1:-1]) * _UNITS[value[-1]]
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise ConfigError(
-            option, f"expected an ISO date-time such as 2026-12-01T22:00 or +30m, +2h, +1d; got {text!r}"
-        ) from None
+def _start_after(text: str) -> float:
+    """``--start-after`` as every door reads a time (``core.timers``), in the project's time zone."""
+    from gangline.core.timers import parse_when
+    from gangline.project.config import load_project
+
+    zone = load_project(initialised(), dict(os.environ)).zone()
+    return parse_when(text, time.time(), zone, "--start-after")
 
 
 def _print_added(item: ItemOut, as_json: bool) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
 
 from gangline.core.errors import ConfigError
 from gangline.core.orders import ACTIONS, ItemAction
@@ -212,18 +211,3 @@ def _mention(name: str) -> re.Pattern[str]:
         inner = re.escape(name[2:].rstrip(">").lstrip("!"))
         return re.compile(rf"<@!?{inner}>[\s,:]*")
     return re.compile(rf"@?{quoted}(?::[\w.-]+(?::\d+)?)?(?![\w.-])[\s,:]*", re.IGNORECASE)
-
-
-def next_at(hour: int, minute: int, now: float, zone: tzinfo) -> float:
-    """The next time the clocks of ``zone`` show ``hour:minute`` after ``now`` (today, or else tomorrow).
-
-    A time the clocks skip that day (a change to summer time) is read with the offset before the
-    change, as cron and systemd do: 02:30 on a day that jumps from 02:00 to 03:00 is 03:30.
-    """
-    local = datetime.fromtimestamp(now, zone)
-    for days in (0, 1):
-        day = (local + timedelta(days=days)).date()
-        at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).timestamp()
-        if at > now:
-            return at
-    raise AssertionError("unreachable: a time of day comes again within a day")

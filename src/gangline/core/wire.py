@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gangline.core.events import RunOutcome
@@ -376,3 +376,11 @@ class LoginLink(BaseModel):
     """A one-time link that signs a browser in to the board (``POST /api/login-links``, ``gangline login``)."""
 
     url: str
+
+
+class TimerIn(BaseModel):
+    """When a backlog item should start: ``HH:MM`` (the next such time), ``+30m``/``+2h``/``+1d``, or a
+    date-time; a time without an offset is the project's time zone's (``time_zone`` in project.toml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    when: str = Field(min_length=1, max_length=64)

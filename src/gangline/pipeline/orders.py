@@ -17,6 +17,7 @@ from gangline.core.items import ItemPatch
 from gangline.core.orders import ACTIONS, ItemAction, check_legal, reason_for
 from gangline.core.profiles import Role
 from gangline.core.stages import Trigger
+from gangline.core.timers import parse_when
 from gangline.core.wire import (
     ItemOut,
     NewItem,
@@ -75,8 +76,10 @@ class Orders:
         item = await self.orchestrator.act(item_id, ACTIONS[action].trigger, actor, recorded)
         return self.views.board().out(item)
 
-    def set_timer(self, item_id: int, at: float | None, actor: str) -> ItemOut:
-        """Start a backlog item no earlier than ``at`` (None: cancel its timer); refused outside the backlog."""
+    def set_timer(self, item_id: int, when: str | None, actor: str) -> ItemOut:
+        """Start a backlog item no earlier than ``when`` (``core.timers``: HH:MM, +30m, a date-time, in the
+        project's time zone); None cancels its timer. Refused outside the backlog."""
+        at = parse_when(when, self.orchestrator.clock(), self.config.zone()) if when is not None else None
         return self.views.board().out(self.orchestrator.schedule_start(item_id, at, actor))
 
     # --- runs ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Path, Query
 from gangline.core.items import ItemPatch, Kind
 from gangline.core.orders import ItemAction
 from gangline.core.stages import Hold, Stage
-from gangline.core.wire import ActionBody, ItemDetail, ItemOut, ItemQuery, NewItem
+from gangline.core.wire import ActionBody, ItemDetail, ItemOut, ItemQuery, NewItem, TimerIn
 from gangline.server.errors import ERRORS
 from gangline.server.state import ActorDep, OrdersDep, ViewsDep
 
@@ -52,6 +52,18 @@ async def edit_item(item_id: ItemIdPath, patch: ItemPatch, orders: OrdersDep, ac
 @router.delete("/{item_id}", response_model=ItemOut, summary="Delete an item (refused while it runs or is needed)")
 async def delete_item(item_id: ItemIdPath, orders: OrdersDep, actor: ActorDep) -> ItemOut:
     return orders.delete_item(item_id, actor)
+
+
+@router.put("/{item_id}/timer", response_model=ItemOut, summary="Start a backlog item at a time")
+async def set_timer(item_id: ItemIdPath, timer: TimerIn, orders: OrdersDep, actor: ActorDep) -> ItemOut:
+    """``when``: ``HH:MM`` (the next such time), ``+30m``, ``+2h``, ``+1d``, or a date-time; in the project's
+    time zone unless it has an offset. Refused outside the backlog."""
+    return orders.set_timer(item_id, timer.when, actor)
+
+
+@router.delete("/{item_id}/timer", response_model=ItemOut, summary="Cancel a backlog item's timer")
+async def cancel_timer(item_id: ItemIdPath, orders: OrdersDep, actor: ActorDep) -> ItemOut:
+    return orders.set_timer(item_id, None, actor)
 
 
 @router.post("/{item_id}/{action}", response_model=ItemOut, summary="Act on an item")

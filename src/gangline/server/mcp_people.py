@@ -14,13 +14,14 @@ from mcp.shared.exceptions import MCPError
 
 from gangline.core.items import ItemPatch
 from gangline.core.validation import validated
-from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, PermissionAnswer
+from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, PermissionAnswer, TimerIn
 from gangline.pipeline.grants import ChatGrant
 from gangline.server.mcp_access import FORBIDDEN, Hub, principal_of, tool_errors, view
 
 INSTRUCTIONS = (
     "Drive a gangline server: list, show, add, edit and delete work items, act on them (start, stop, approve, "
-    "reject, block, ...), see the pipeline's status and costs, and answer agents' permission requests."
+    "reject, block, ...), set or cancel their timers, see the pipeline's status and costs, and answer agents' "
+    "permission requests."
 )
 
 
@@ -106,7 +107,18 @@ def _writing_tools(hub: Hub) -> list[Any]:
         person = hub.person_of(ctx)
         return view(hub.state.orders().delete_item(item_id, person.actor))
 
-    return [add_item, edit_item, delete_item]
+    async def set_timer(ctx: Context, item_id: int, when: str) -> dict[str, Any]:
+        """Start a backlog item at ``when``: HH:MM (the next such time), +30m, +2h, +1d, or a date-time, in the
+        project's time zone unless it has an offset."""
+        person = hub.person_of(ctx)
+        return view(hub.state.orders().set_timer(item_id, validated(TimerIn, {"when": when}).when, person.actor))
+
+    async def cancel_timer(ctx: Context, item_id: int) -> dict[str, Any]:
+        """Cancel a backlog item's timer: it starts when the pipeline takes it up."""
+        person = hub.person_of(ctx)
+        return view(hub.state.orders().set_timer(item_id, None, person.actor))
+
+    return [add_item, edit_item, delete_item, set_timer, cancel_timer]
 
 
 def _order_tools(hub: Hub) -> list[Any]:
