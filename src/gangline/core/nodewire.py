@@ -109,7 +109,6 @@ class FinishIn(_Strict):
     epoch: int
     outcome: RunOutcome
     reason: str
-    last_event_id: int = 0
     exit_code: int | None = None
     session_id: str | None = None
     usage: dict[str, int] | None = None

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
 from gangline.core.errors import GanglineError, Unavailable
 from gangline.core.nodes import LeaseLost, NodeRefused
@@ -35,7 +34,6 @@ from gangline.core.nodewire import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T", bound=BaseModel)
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 

@@ -254,7 +254,6 @@ def _finish(epoch: int, summary: RunSummary, pushed: str | None, note: str) -> F
         epoch=epoch,
         outcome=summary.outcome,
         reason=summary.reason + note,
-        last_event_id=summary.last_event_id,
         exit_code=summary.exit_code,
         session_id=summary.session_id,
         usage=usage,

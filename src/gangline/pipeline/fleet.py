@@ -22,7 +22,7 @@ class Fleet:
 
     def nodes(self) -> list[NodeOut]:
         """Every node that joined, with whether it is live and the runs it holds, by name."""
-        return [self._out(node) for node in self.store.nodes()]
+        return [self.out(node) for node in self.store.nodes()]
 
     def new_token(self, actor: str) -> TokenOut:
         """A one-time join token for ``gangline node --token``; the store keeps only its digest."""
@@ -33,9 +33,10 @@ class Fleet:
 
     def drain(self, name: str, draining: bool, actor: str) -> NodeOut:
         """Give the node no more runs (or again, ``draining`` False); its runs go on to their end."""
-        return self._out(self.store.drain_node(check_name(name, "node"), draining, actor))
+        return self.out(self.store.drain_node(check_name(name, "node"), draining, actor))
 
-    def _out(self, node: NodeRow) -> NodeOut:
+    def out(self, node: NodeRow) -> NodeOut:
+        """One node as people see it: live or not, and the runs it holds."""
         return NodeOut(
             name=node.name,
             labels=list(node.labels),

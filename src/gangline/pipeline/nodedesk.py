@@ -15,6 +15,7 @@ from typing import Any
 from gangline.core.errors import ConfigError
 from gangline.core.nodes import LeaseLost, NodeRow, check_name, check_slots, digest
 from gangline.core.nodewire import FinishIn, JoinIn, JoinOut, LeaseIn, LeaseOut, NodeHello, RenewOut, UploadOut
+from gangline.core.profiles import CliKind
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.remote import RemoteRuns
 from gangline.project.paths import ProjectPaths
@@ -77,7 +78,8 @@ def _about(given: NodeHello) -> dict[str, Any]:
     """A node's labels, slots and CLIs, checked: the same names as everywhere, slots per role."""
     labels = sorted({check_name(label, "labels") for label in given.labels})
     clis: Mapping[str, str] = given.clis
+    kinds = [kind.value for kind in CliKind]
     for kind in clis:
-        if kind not in ("claude", "codex", "gemini", "fake"):
-            raise ConfigError(f"clis.{kind}", "expected claude, codex, gemini or fake")
+        if kind not in kinds:
+            raise ConfigError(f"clis.{kind}", f"expected one of {', '.join(kinds)}")
     return {"labels": labels, "slots": check_slots(given.slots), "clis": dict(clis)}

@@ -97,9 +97,7 @@ async def join(given: JoinIn, request: Request) -> JoinOut:
 
 @router.post(f"{NODE_PREFIX}/hello", response_model=NodeOut, tags=["node protocol"])
 async def hello(given: NodeHello, node: NodeDep, desk: DeskDep, state: StateDep) -> NodeOut:
-    desk.hello(node, given)
-    fleet = _fleet(state)
-    return next(out for out in fleet.nodes() if out.name == node.name)
+    return _fleet(state).out(desk.hello(node, given))
 
 
 @router.post(f"{NODE_PREFIX}/lease", response_model=LeaseOut, tags=["node protocol"],

@@ -168,11 +168,6 @@ class Nodes(StoreBase):
             row = conn.execute(select(t.offers).where(t.offers.c.run_id == run_id)).first()
             return _offer(row) if row is not None else None
 
-    def waiting_offers(self) -> list[Offer]:
-        with self.engine.connect() as conn:
-            query = select(t.offers).where(t.offers.c.epoch.is_(None)).order_by(t.offers.c.created_at)
-            return [_offer(row) for row in conn.execute(query)]
-
     def _held(self, conn: Connection, node_id: int, run_id: str, epoch: int, now: float) -> None:
         row = conn.execute(
             select(t.leases, t.runs.c.ended_at.label("run_ended"))
