@@ -463,7 +463,7 @@ async def test_a_driver_whose_lock_check_hangs_stops_driving_within_two_interval
     import threading
 
     from gangline.core.errors import ServerLockedError
-    from gangline.pipeline.orchestrator import fenced
+    from gangline.pipeline.restart import fenced
 
     released = threading.Event()  # the check hangs, as a query on a cut connection does, until the test ends
 

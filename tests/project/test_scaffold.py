@@ -12,15 +12,8 @@ from gangline.core.guide import GUIDE
 from gangline.core.profiles import QaMode, Role
 from gangline.project.config import load_project, load_project_text
 from gangline.project.paths import ProjectPaths
-from gangline.project.scaffold import (
-    GATE_EXAMPLE,
-    GITIGNORE,
-    MERGEMASTER_EXAMPLE,
-    QA_EXAMPLE,
-    init_project,
-    project_toml,
-    refresh_gitignore,
-)
+from gangline.project.scaffold import GITIGNORE, init_project, refresh_gitignore
+from gangline.project.template import GATE_EXAMPLE, MERGEMASTER_EXAMPLE, QA_EXAMPLE, Choices, project_toml
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -108,16 +101,16 @@ def test_a_detached_head_falls_back_to_main(repo: Path) -> None:
 
 
 def test_the_commented_examples_load_once_uncommented() -> None:
-    text = project_toml("main").replace('qa_mode = "server"', 'qa_mode = "agent"')
+    text = project_toml(Choices("main")).replace('qa_mode = "server"', 'qa_mode = "agent"')
     config = load_project_text(text + GATE_EXAMPLE + QA_EXAMPLE + MERGEMASTER_EXAMPLE, "project.toml", {})
     assert [g.name for g in config.gates] == ["tests"]
     assert [a.role for a in config.agents] == [Role.CODER, Role.QA, Role.MERGEMASTER]
     for block in (GATE_EXAMPLE, QA_EXAMPLE, MERGEMASTER_EXAMPLE):
-        assert "".join(f"# {line}\n" for line in block.splitlines()) in project_toml("main")
+        assert "".join(f"# {line}\n" for line in block.splitlines()) in project_toml(Choices("main"))
 
 
 def test_every_setting_is_written_out_with_its_default() -> None:
-    text = project_toml("main")
+    text = project_toml(Choices("main"))
     for key in (
         "base_branch",
         "max_retries",

@@ -7,16 +7,14 @@ web stack, which only ``serve``, ``run``, ``demo`` and the benchmarks need.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
 from gangline import __version__
-from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, watch
+from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, setup, watch
 from gangline.cli.common import ACTING, app, console, err_console
 from gangline.cli.text import inert
 from gangline.core.errors import GanglineError
@@ -37,27 +35,8 @@ def _options(
     """gangline: run coding agents on work items."""
 
 
-@app.command()
-def init(
-    path: Annotated[Path, typer.Argument(help="A directory inside the git repository (default: here).")] = Path("."),
-) -> None:
-    """Set gangline up in a git repository: write .gangline/ (project.toml, guide.md, .gitignore)."""
-    from gangline.project.scaffold import init_project
-
-    result = init_project(path, dict(os.environ))
-    console.print(f"Set up gangline in {inert(str(result.root))} (base branch {inert(result.base_branch)}):")
-    for created in result.created:
-        console.print(f"  created {inert(str(created.relative_to(result.root)))}")
-    console.print(
-        "Next steps:\n"
-        "  1. edit .gangline/project.toml: your coder agent, the gates (your tests) and the QA mode\n"
-        "  2. commit .gangline/project.toml and .gangline/guide.md\n"
-        '  3. add work:  gangline add "Add a login page" --criterion "a user can log in"\n'
-        "  4. run it:    gangline run"
-    )
-
-
 # init first, then the item commands: the order `gangline --help` lists them in.
+setup.register(app)
 items.register(app)
 items.register_editing(app, ACTING)
 actions.register(app)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from gangline.agents.adapter import write_private
+from gangline.agents.installed import installed_clis
 from gangline.agents.recovery import kill_groups, leftover_groups
-from gangline.agents.registry import ADAPTERS
 from gangline.agents.runner import Runner
 from gangline.core.errors import ConfigError
 from gangline.core.nodes import check_name, check_slots
@@ -31,7 +29,6 @@ from gangline.pipeline.rooms import Rooms
 from gangline.project.paths import ProjectPaths
 
 STATE_FILE = ".gangline/node.json"  # in the node's home; .gangline/ (with the run logs) is hidden from its agents
-_VERSION_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,21 +63,10 @@ def find_clis(declared: tuple[str, ...], env: dict[str, str]) -> dict[str, str]:
     for kind in declared:
         if kind not in kinds:
             raise ConfigError("--cli", f"expected one of {', '.join(kinds)}, got {kind!r}")
-    found: dict[str, str] = {}
-    for kind, adapter in ADAPTERS.items():
-        binary = shutil.which(adapter.binary, path=env.get("PATH"))
-        if kind.value in declared or (not declared and binary is not None):
-            found[kind.value] = _version(binary) if binary else "not found on PATH"
-    return found
-
-
-def _version(binary: str) -> str:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=_VERSION_S, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    lines = out.stdout.strip().splitlines()
-    return lines[0][:64] if lines and not lines[0].startswith("{") else "unknown"
+    found = {cli.kind.value: cli.version for cli in installed_clis(env, tuple(CliKind))}
+    if not declared:
+        return found
+    return {kind: found.get(kind, "not found on PATH") for kind in declared}
 
 
 def _state(home: Path) -> dict[str, object]:

@@ -29,8 +29,9 @@ from gangline.core.types import SERVER, Clock
 from gangline.pipeline.changes import Changes
 from gangline.pipeline.grants import Grants
 from gangline.pipeline.jobs import Pipeline
+from gangline.pipeline.onboarding import Onboarder
 from gangline.pipeline.remote import RemoteRuns
-from gangline.pipeline.restart import ProjectLock, recover
+from gangline.pipeline.restart import FENCE_S, ProjectLock, fenced, recover
 from gangline.pipeline.rooms import Rooms
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.pipeline.views import Live
@@ -45,7 +46,6 @@ from gangline.store import Store
 log = logging.getLogger(__name__)
 
 STANDBY_POLL_S = 1.0  # how often a standby tries the locks: it takes over within about this of the other's end
-FENCE_S = 2.0  # how often a driving server checks it still holds the database's driver lock
 _ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
 _STOPS_RUNS = (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW)
 
@@ -314,6 +314,11 @@ class Orchestrator:
         return self._agents.remote
 
     @property
+    def onboarder(self) -> Onboarder:
+        """The project's first steps: what it lacks, and gates proven and added (the board's onboarding)."""
+        return Onboarder(self.paths, self._agents.rooms, self._env)
+
+    @property
     def grants(self) -> Grants:
         """Each live run's MCP token."""
         return self._agents.grants
@@ -364,24 +369,6 @@ class Orchestrator:
     def report_merge_failure(self, run_id: str, reason: str) -> None:
         """A mergemaster's word that the merge cannot be resolved, taken when its run ends."""
         self._agents.merge_failures[run_id] = reason
-
-
-async def fenced(still_held: Callable[[], bool], every_s: float = FENCE_S) -> None:
-    """Stop driving (its runs stop with it) the moment the database's driver lock may be someone else's.
-
-    The lock's connection is asked every ``every_s``; a question not answered within ``every_s``
-    (a network cut mid-query, where TCP would wait for minutes) counts as a lost lock too.
-    """
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            held = await asyncio.wait_for(asyncio.to_thread(still_held), every_s)
-        except TimeoutError:
-            raise ServerLockedError(
-                f"the database's driver lock did not answer within {every_s:g} s: stopped driving"
-            ) from None
-        if not held:
-            raise ServerLockedError("lost the database's driver lock (its connection is gone): stopped driving")
 
 
 def _resets(trigger: Trigger) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""Restart safety: one server per project (an flock), and what a killed server left is reaped and resumed.
+"""Restart safety: one server per project (an flock, and the database's driver lock fenced), and what a killed
+server left is reaped and resumed.
 
 Leftover processes are killed, not adopted: the PTY that read an agent died with the old
 server, so its output since then is gone; resuming its session in a fresh run loses nothing
@@ -7,8 +8,10 @@ that was committed (SPEC.md "Restart").
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from gangline.agents.leftovers import cgroup_prefix, stale_cgroups
@@ -23,6 +26,7 @@ from gangline.pipeline.jobs import RESTARTED
 from gangline.project.paths import ProjectPaths
 from gangline.store import Store
 
+FENCE_S = 2.0  # how often a driving server checks it still holds the database's driver lock
 RESTARTED_CHAT = "gangline restarted while I was answering your last message, so it has no answer: ask me again."
 
 
@@ -106,3 +110,21 @@ def _resume_after_restart(store: Store, item_id: int, session_id: str | None) ->
         reason="gangline restarted",
         updates={"session_id": session, "feedback": RESTARTED if session else item.feedback},
     )
+
+
+async def fenced(still_held: Callable[[], bool], every_s: float = FENCE_S) -> None:
+    """Stop driving (its runs stop with it) the moment the database's driver lock may be someone else's.
+
+    The lock's connection is asked every ``every_s``; a question not answered within ``every_s``
+    (a network cut mid-query, where TCP would wait for minutes) counts as a lost lock too.
+    """
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            held = await asyncio.wait_for(asyncio.to_thread(still_held), every_s)
+        except TimeoutError:
+            raise ServerLockedError(
+                f"the database's driver lock did not answer within {every_s:g} s: stopped driving"
+            ) from None
+        if not held:
+            raise ServerLockedError("lost the database's driver lock (its connection is gone): stopped driving")

@@ -12,7 +12,8 @@ from pathlib import Path
 from gangline.core.errors import ConfigError
 from gangline.core.guide import GUIDE
 from gangline.project.config import load_project_text
-from gangline.project.paths import ProjectPaths, find_root, git_output
+from gangline.project.paths import ProjectPaths, find_root, git_output, shown
+from gangline.project.template import Choices, GateChoice, gate_block, project_toml
 
 
 @dataclass(frozen=True)
@@ -37,139 +38,28 @@ _OLD_GITIGNORES = (
     "# project.toml and guide.md are meant to be committed.\n"
     "state.db*\nruns/\nworktrees/\nmerge/\ngates/\n*.lock\n",
 )
-
-GATE_EXAMPLE = """\
-[[gate]]
-name = "tests"
-command = "pytest -q"
-timeout_s = 600.0
-"""
-
-QA_EXAMPLE = """\
-[[agent]]
-name = "qa"
-role = "qa"
-cli = "claude"
-model = "sonnet"
-max_turns = 30
-max_budget_usd = 2.0
-permission_mode = "default"
-allowed_tools = ["Read", "Grep", "Glob", "Bash(git diff:*)", "Bash(git log:*)"]
-disallowed_tools = ["Edit", "Write", "NotebookEdit"]
-"""
-
-MERGEMASTER_EXAMPLE = """\
-[[agent]]
-name = "mergemaster"
-role = "mergemaster"
-cli = "claude"
-model = "sonnet"
-max_turns = 30
-max_budget_usd = 2.0
-permission_mode = "acceptEdits"
-allowed_tools = ["Bash(git status:*)", "Bash(git diff:*)", "Bash(git add:*)", "Bash(git commit:*)"]
-"""
-
-_PROJECT_TOML = """\
-# gangline settings for this repository. Every setting is shown with its default value.
-# Commit this file; keep secrets out of it (see "env" at the end).
-
-# The branch finished work is merged into. Agents never touch it: only gangline's merge step
-# advances it.
-base_branch = @BASE_BRANCH@
-
-# Failed coder attempts (gates or QA) before the item is blocked for a person to look at.
-max_retries = 3
-
-# Who reviews work that passed the gates before it is merged:
-#   "server"  passing the gates is enough
-#   "agent"   a QA agent checks the diff against each acceptance criterion (needs a role = "qa" [[agent]])
-#   "human"   a person approves or rejects
-qa_mode = "server"
-
-# Seconds an agent may print nothing before its processes are killed and the run fails.
-inactivity_timeout_s = 300.0
-
-# Seconds a done item waits before it is archived (0: at once).
-archive_after_s = 86400.0
-
-# How many agents of each role may run at once.
-[concurrency]
-coder = 2
-qa = 1
-mergemaster = 1
-
-# A hard rate limit parks the item and resumes the same session after the reset; no retry is spent.
-[rate_limit]
-default_wait_s = 300.0  # wait this long when the CLI reports no reset time
-max_wait_s = 21600.0  # a reset further away than this blocks the item instead of parking it
-margin_s = 5.0  # added to the reported reset time
-
-# Permissions for agents run under `gangline serve` (which answers Claude Code's permission prompts).
-# Rules: a tool name ("Write"), a prefix of a Bash command ("Bash(git status:*)"), or a pattern
-# ("mcp__gangline__*"). Deny wins over allow; anything else asks a person, who may "always allow".
-[permissions]
-allow = []
-deny = []
-ask_timeout_s = 300.0  # then the request is denied with a message the agent can act on
-unattended = false  # true: deny at once whatever no rule allows (nobody is watching)
-
-# Gates: checks the server runs (with /bin/sh -c, in the worktree) after every coder run and again
-# on the merge; exit status 0 passes. None yet. An example:
-@GATE_EXAMPLE@
-# Agent profiles: how each agent is launched. Keys an [[agent]] table may have:
-#   name, role ("coder", "qa", "mergemaster"), cli ("claude", "codex", "gemini", "fake"),
-#   command          the CLI binary (default: "claude", "codex" or "gemini" on PATH)
-#   fallback         another profile of the same role to use at once while this one is rate-limited
-#   provider         { base_url = "...", key_env = "NAME_OF_KEY_VARIABLE" }: another model endpoint
-#   sandbox, approval_mode   codex's sandbox and approval policy; gemini's approval mode
-#                    (Claude Code's permission settings below are not theirs)
-#   model, max_turns, max_budget_usd (also enforced by the server)
-#   permission_mode  "default", "acceptEdits", "auto", "dontAsk", "plan" or "bypassPermissions"
-#   permission_prompt_tool, allowed_tools, disallowed_tools, extra_args
-#   system_prompt    text appended to the CLI's system prompt
-#   prompt_template  Jinja2 source; default: the built-in template for the role
-# Codex and Gemini report tokens, not dollars: a [price."<model>"] table (input, output,
-# cache_read, cache_write: dollars per million tokens) prices their runs and lets a budget hold.
-#   env              extra variables for the CLI; a value "${NAME}" is read from gangline's
-#                    environment, e.g. env = { ANTHROPIC_API_KEY = "${ANTHROPIC_API_KEY}" }
-[[agent]]
-name = "coder"
-role = "coder"
-cli = "claude"
-model = "sonnet"
-max_turns = 50
-max_budget_usd = 5.0
-permission_mode = "acceptEdits"
-# Edits are accepted; shell commands need allowing. Add your gates' commands, e.g. "Bash(pytest:*)".
-allowed_tools = ["Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)", "Bash(git add:*)", "Bash(git commit:*)"]
-disallowed_tools = []
-extra_args = []
-
-# A QA agent, for qa_mode = "agent":
-@QA_EXAMPLE@
-# A mergemaster, which resolves a squash merge that conflicts or fails the gates:
-@MERGEMASTER_EXAMPLE@"""
+MCP_JSON = ".mcp.json"  # a project's MCP servers, as Claude Code and other MCP clients read them
+MCP_NAME = "gangline"
 
 
-def project_toml(base_branch: str) -> str:
-    """The ``project.toml`` that ``gangline init`` writes."""
-    text = _PROJECT_TOML.replace("@BASE_BRANCH@", json.dumps(base_branch))
-    for marker, block in (("@GATE_EXAMPLE@", GATE_EXAMPLE), ("@QA_EXAMPLE@", QA_EXAMPLE)):
-        text = text.replace(marker, _commented(block))
-    return text.replace("@MERGEMASTER_EXAMPLE@", _commented(MERGEMASTER_EXAMPLE))
+@dataclass(frozen=True)
+class Prepared:
+    """A repository made ready for its ``project.toml``: ``.gangline/`` with its ignore rules and guide."""
+
+    root: Path
+    paths: ProjectPaths
+    base_branch: str
+    created: list[Path]
 
 
-def init_project(start: Path, env: Mapping[str, str]) -> InitResult:
-    """Create ``.gangline/`` in the repository holding ``start``; refuse if it is already there."""
+def prepare(start: Path) -> Prepared:
+    """Create ``.gangline/`` in the repository holding ``start``; refuse if it is already set up."""
     root = _work_tree_root(start)
     paths = ProjectPaths(root)
     if paths.config_file.exists():
         raise ConfigError(str(root), f"already initialised; edit {paths.config_file} instead")
     # A repository without commits still has a current branch; only a detached HEAD has none.
     base_branch = git_output(root, "symbolic-ref", "--short", "-q", "HEAD") or "main"
-    text = project_toml(base_branch)
-    load_project_text(text, str(paths.config_file), env)  # never write a file that would not load
     try:
         paths.state_dir.mkdir(exist_ok=True)
     except OSError as err:
@@ -178,10 +68,79 @@ def init_project(start: Path, env: Mapping[str, str]) -> InitResult:
     for path, body in ((paths.state_dir / ".gitignore", GITIGNORE), (paths.guide_file, GUIDE)):
         if _write_new(path, body):
             created.append(path)
-    # Written last, so that its presence means the rest was written too.
+    return Prepared(root, paths, base_branch, created)
+
+
+def write_config(prepared: Prepared, choices: Choices, env: Mapping[str, str]) -> InitResult:
+    """Write ``project.toml`` for ``choices``, last: its presence means the rest was written too."""
+    paths = prepared.paths
+    text = project_toml(choices)
+    load_project_text(text, str(paths.config_file), env)  # never write a file that would not load
     if not _write_new(paths.config_file, text):
-        raise ConfigError(str(root), f"already initialised; edit {paths.config_file} instead")
-    return InitResult(root, [*created, paths.config_file], base_branch)
+        raise ConfigError(str(prepared.root), f"already initialised; edit {paths.config_file} instead")
+    return InitResult(prepared.root, [*prepared.created, paths.config_file], prepared.base_branch)
+
+
+def init_project(start: Path, env: Mapping[str, str]) -> InitResult:
+    """``gangline init`` taking every default: no gates, a Claude Code coder, QA by the server."""
+    prepared = prepare(start)
+    return write_config(prepared, Choices(prepared.base_branch), env)
+
+
+def free_gate_name(paths: ProjectPaths, name: str, env: Mapping[str, str]) -> str:
+    """``project.toml`` as it is now; ConfigError when it does not load or already has a gate named ``name``."""
+    path = paths.config_file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(shown(path), f"cannot be read: {err.strerror or err}") from None
+    current = load_project_text(text, shown(path), env)
+    if any(existing.name == name for existing in current.gates):
+        raise ConfigError("name", f"{shown(path)} already has a gate named {name!r}; choose another name")
+    return text
+
+
+def append_gate(paths: ProjectPaths, gate: GateChoice, env: Mapping[str, str]) -> None:
+    """Add ``gate`` at the end of ``project.toml`` (a person's edits and comments stay as they are).
+
+    Refused, changing nothing, when a gate of that name is there already or the result would not load.
+    """
+    path = paths.config_file
+    updated = free_gate_name(paths, gate.name, env).rstrip("\n") + "\n\n" + gate_block(gate)
+    load_project_text(updated, shown(path), env)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        temp.write_text(updated, encoding="utf-8")
+        os.replace(temp, path)  # whole or not at all: a server reading it never sees half a file
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        raise ConfigError(shown(path), f"cannot be written: {err.strerror or err}") from None
+
+
+def write_mcp_json(root: Path, server: dict[str, object]) -> str:
+    """Name gangline in ``root/.mcp.json`` (what the person's own MCP client reads); what was done, in words.
+
+    An existing file keeps every other server; one that already names gangline, or that is no
+    JSON object, is left as it is.
+    """
+    path = root / MCP_JSON
+    if not path.exists():
+        _write_new(path, json.dumps({"mcpServers": {MCP_NAME: server}}, indent=2) + "\n")
+        return f"created {MCP_JSON}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"left {MCP_JSON} alone: it is not JSON ({err})"
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(servers, dict | None):
+        return f'left {MCP_JSON} alone: expected a JSON object with an "mcpServers" object'
+    if MCP_NAME in (servers or {}):
+        return f'left {MCP_JSON} alone: it already has a "{MCP_NAME}" server'
+    data["mcpServers"] = {**(servers or {}), MCP_NAME: server}
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+    return f'added the "{MCP_NAME}" server to {MCP_JSON}'
 
 
 def refresh_gitignore(paths: ProjectPaths) -> bool:
@@ -204,10 +163,6 @@ def _work_tree_root(start: Path) -> Path:
     if git_output(start, "rev-parse", "--is-inside-work-tree") == "false":
         raise ConfigError(str(start), "is inside a .git directory; run gangline init in the working tree")
     return find_root(start)
-
-
-def _commented(block: str) -> str:
-    return "".join(f"# {line}\n" for line in block.splitlines())
 
 
 def _write_new(path: Path, text: str) -> bool:

@@ -50,6 +50,15 @@ class GateResult:
     def passed(self) -> bool:
         return not self.timed_out and self.exit_code == 0
 
+    @property
+    def outcome(self) -> str:
+        """How it ended, in words: "passed", "failed with exit code 1", "timed out after 600 s and was killed"."""
+        if self.timed_out:
+            return f"timed out after {_seconds(self.duration_s)} s and was killed"
+        if self.exit_code is None:
+            return "could not be started"
+        return "passed" if self.exit_code == 0 else f"failed with exit code {self.exit_code}"
+
 
 @dataclass(frozen=True)
 class GatesReport:
@@ -64,14 +73,8 @@ class GatesReport:
         failed = next((result for result in self.results if not result.passed), None)
         if failed is None:
             return f"All {len(self.results)} gate(s) passed."
-        if failed.timed_out:
-            how = f"timed out after {_seconds(failed.duration_s)} s and was killed"
-        elif failed.exit_code is None:
-            how = "could not be started"
-        else:
-            how = f"failed with exit code {failed.exit_code}"
         passed = [result.name for result in self.results if result.passed]
-        lines = [f"Gate {failed.name!r} {how}.", f"Command: {failed.command}"]
+        lines = [f"Gate {failed.name!r} {failed.outcome}.", f"Command: {failed.command}"]
         if passed:
             lines.append(f"Gates that passed before it: {', '.join(passed)}.")
         lines += ["Last output:", _tail(failed.output, SUMMARY_BYTES, failed.truncated)]

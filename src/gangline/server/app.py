@@ -24,7 +24,7 @@ from gangline.pipeline.orders import Door
 from gangline.pipeline.permissions import Permissions
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
-from gangline.server import diff, errors, items, nodes, permissions, runs, signin, streams
+from gangline.server import diff, errors, items, nodes, onboarding, permissions, runs, signin, streams
 from gangline.server.guard import Guard
 from gangline.server.lifetime import Serving, shutdown_bound
 from gangline.server.mcp import GanglineMcp
@@ -94,7 +94,7 @@ def create_app(
     app.add_middleware(Guard, token=token, logins=state.logins)
     app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     errors.install(app)
-    for module in (items, diff, runs, streams, permissions, signin, nodes):
+    for module in (items, diff, runs, streams, permissions, signin, nodes, onboarding):
         app.include_router(module.router)
     # A class instance as the endpoint: Starlette hands it the raw ASGI call, every method.
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))

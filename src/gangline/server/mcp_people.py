@@ -7,6 +7,7 @@ the same wire record, and a refusal the same error object.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -16,6 +17,7 @@ from gangline.core.items import ItemPatch
 from gangline.core.validation import validated
 from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, PermissionAnswer, TimerIn
 from gangline.pipeline.grants import ChatGrant
+from gangline.pipeline.onboarding import GateIn
 from gangline.server.mcp_access import FORBIDDEN, Hub, principal_of, tool_errors, view
 
 INSTRUCTIONS = (
@@ -172,4 +174,19 @@ def _pipeline_tools(hub: Hub) -> list[Any]:
         query = validated(CostQuery, _given(by=by, item_id=item_id))
         return view(hub.state.views.costs(query.by, query.item_id))
 
-    return [pipeline_status, costs]
+    async def onboarding(ctx: Context) -> dict[str, Any]:
+        """What the project lacks (gates, a coder this machine can start) and what was found: the gates its stack
+        suggests and the agent CLIs on the server's PATH, with their versions."""
+        hub.person_of(ctx)
+        return view(await asyncio.to_thread(hub.state.running().onboarder.survey, hub.state.config))
+
+    async def add_gate(
+        ctx: Context, name: str, command: str, timeout_s: float = 600.0, anyway: bool = False
+    ) -> dict[str, Any]:
+        """Prove a gate by running it once in a fresh worktree, then add it to project.toml if it passed (or
+        anyway); the answer has its outcome and the end of its output."""
+        hub.person_of(ctx)
+        given = validated(GateIn, _given(name=name, command=command, timeout_s=timeout_s, anyway=anyway))
+        return view(await hub.state.running().onboarder.add_gate(given))
+
+    return [pipeline_status, costs, onboarding, add_gate]

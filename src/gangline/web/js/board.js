@@ -6,6 +6,7 @@ import { actionButtons } from "./actions.js";
 import { activityLine } from "./activity.js";
 import { duration, fill, h, HOLD_LABELS, money, STAGE_LABELS, STAGES } from "./dom.js";
 import { watchItems } from "./feed.js";
+import { mountOnboarding } from "./onboarding.js";
 
 const ARCHIVED_SHOWN = 20;
 
@@ -27,7 +28,9 @@ export function mountBoard(main) {
       return column;
     }),
   );
-  fill(main, h("h1", { class: "visually-hidden" }, "Board"), board);
+  const setUp = h("div", { class: "onboarding-slot", hidden: true });
+  fill(main, h("h1", { class: "visually-hidden" }, "Board"), setUp, board);
+  const onboarding = mountOnboarding(setUp);
 
   const cards = new Map(); // id -> { element, json }
   const stop = watchItems((items) => {
@@ -75,6 +78,7 @@ export function mountBoard(main) {
     dispose() {
       stop();
       clearInterval(ticker);
+      onboarding.dispose();
     },
     event() {},
   };
