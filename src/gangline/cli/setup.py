@@ -196,8 +196,8 @@ def gates(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
 
 
 def add_gate(
-    name: Annotated[str, typer.Argument(help="The gate's name (tests, lint, ...).")],
-    command: Annotated[str, typer.Argument(help="The command, run with /bin/sh -c in a worktree.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The gate's name (tests, lint, ...).")],
+    command: Annotated[str, typer.Argument(metavar="COMMAND", help="The command, run with /bin/sh -c in a worktree.")],
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds it may take.")] = 600.0,
     anyway: Annotated[bool, typer.Option("--anyway", help="Add it even if it fails now.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

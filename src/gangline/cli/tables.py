@@ -127,6 +127,13 @@ def print_status(console: Console, status: StatusOut) -> None:
             at = time.strftime("%Y-%m-%d %H:%M", time.localtime(timer.at))
             table.add_row(f"#{timer.item_id}", timer.kind.replace("_", " "), at)
         console.print(table)
+    config = status.config
+    if config is not None and config.error:
+        at = time.strftime("%H:%M:%S", time.localtime(config.refused_at or config.loaded_at))
+        console.print(f"[bold red]project.toml: an edit was refused at {at}[/]; the last good configuration "
+                      f"stays in force: {inert(config.error)}")  # fmt: skip
+    if config is not None and config.restart_needed:
+        console.print(f"Edited, taking effect at the next start: {', '.join(config.restart_needed)}.")
     orch = status.orchestrator
     if orch.running:
         console.print(f"The server drives the pipeline: {orch.jobs} job(s), {orch.runs} agent(s) running.")

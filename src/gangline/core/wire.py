@@ -260,6 +260,15 @@ class OrchestratorOut(BaseModel):
     runs: int  # agent processes it supervises
 
 
+class ConfigOut(BaseModel):
+    """The configuration in force: when it was read, and an edit of project.toml refused since (file, key, reason)."""
+
+    loaded_at: float
+    error: str | None = None  # the last good configuration stays in force while this is set
+    refused_at: float | None = None
+    restart_needed: list[str] = Field(default=[], description="Keys edited that take effect at the next start.")
+
+
 class StatusOut(BaseModel):
     """The pipeline at a glance."""
 
@@ -269,6 +278,7 @@ class StatusOut(BaseModel):
     live_runs: list[RunOut]
     timers: list[Timer] = Field(description="The next 20, soonest first.")
     orchestrator: OrchestratorOut
+    config: ConfigOut | None = Field(default=None, description="A running server's; none without one.")
     last_event_id: int
 
 

@@ -148,9 +148,9 @@ class Onboarder:
             choice = GateChoice(gate.name, gate.command, note, True, gate.timeout_s)
             await asyncio.to_thread(append_gate, self.paths, choice, self.env)
         said = (
-            f"added to {self.paths.config_file.name}; a running server uses it once started again"
+            f"added to {self.paths.config_file.name}"
             if added
-            else f"{result.outcome}: not added (add it anyway if the project is expected to fail it for now)"
+            else "not added (add it anyway if the project is expected to fail it for now)"
         )
         return ProofOut(
             name=gate.name, command=gate.command, passed=result.passed, outcome=result.outcome,

@@ -27,6 +27,7 @@ from gangline.core.scheduler import Job, Plan, Step, plan
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.core.types import SERVER, Clock
 from gangline.pipeline.changes import Changes
+from gangline.pipeline.configwatch import retune
 from gangline.pipeline.grants import Grants
 from gangline.pipeline.jobs import Pipeline
 from gangline.pipeline.onboarding import Onboarder
@@ -188,6 +189,13 @@ class Orchestrator:
         for job in current.jobs:
             self._launch(job, self.store.get_item(job.item_id))
         return current
+
+    def reconfigure(self, config: ProjectConfig) -> None:
+        """An edited project.toml that loaded (``pipeline.configwatch``): the next plan, run, gate and merge use it."""
+        old, self.config = self.config, config
+        self._pipeline.config = self._pipeline.merger.config = config
+        retune(self._agents, self.paths, old, config, self._env)
+        self._notify()  # more slots, another QA mode: what can start may have changed
 
     def open_to_nodes(self) -> None:
         """Build nodes can reach this orchestrator now (a server listens for them): offer them runs from here on."""

@@ -66,12 +66,16 @@ class Permissions:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store  # its event writes wake the event stream's viewers
-        self.policy = policy
         self.clock = clock
-        self._deny = [parse_rule(text) for text in policy.deny]
-        self._allow = [parse_rule(text) for text in policy.allow]
+        self.reconfigure(policy)
         self._pending: dict[str, tuple[PermissionRequest, asyncio.Future[Answer]]] = {}
         self._asked = asyncio.Condition()
+
+    def reconfigure(self, policy: PermissionPolicy) -> None:
+        """The project's ``[permissions]`` as edited; questions already put keep their own timeout."""
+        self.policy = policy
+        self._deny = [parse_rule(text) for text in policy.deny]
+        self._allow = [parse_rule(text) for text in policy.allow]
 
     def rules(self) -> tuple[list[Rule], list[Rule]]:
         """(deny, allow): the project's rules, then the ones saved by "always allow"."""

@@ -21,6 +21,7 @@ from gangline.core.throttle import Throttle
 from gangline.core.types import Clock
 from gangline.core.wire import (
     Activity,
+    ConfigOut,
     CostRow,
     CostsOut,
     EventOut,
@@ -56,6 +57,7 @@ class Live:
     runs: int = 0  # agent processes it supervises
     working: Mapping[int, Step] = field(default_factory=dict)  # item id -> its job on it
     throttled: Mapping[str, Throttle] = field(default_factory=dict)  # run id -> how its API holds it back
+    config: ConfigOut | None = None  # a server's configuration watch: what is in force, an edit refused
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class Views:
             live_runs=self.runs(live=True),
             timers=sorted(timers, key=lambda t: t.at)[:20],
             orchestrator=OrchestratorOut(running=live.running, jobs=live.jobs, runs=live.runs),
+            config=live.config,
             last_event_id=self.store.last_event_id(),
         )
 

@@ -18,6 +18,7 @@ from gangline.core.errors import ConfigError
 from gangline.core.profiles import RunnerSettings
 from gangline.core.types import Clock
 from gangline.core.wire import HealthOut
+from gangline.pipeline.configwatch import ConfigWatch
 from gangline.pipeline.nodedesk import NodeDesk
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.orders import Door
@@ -79,8 +80,9 @@ def create_app(
         asking = Permissions(store, config.permissions, clock=clock)
         orch.grants.on_revoke.append(lambda grant: asking.cancel_run(grant.run_id))
         state.orchestrator, state.permissions, state.desk = orch, asking, NodeDesk(paths, orch) if take_nodes else None
+        state.watch = ConfigWatch(paths, config, env, store, state.reconfigure, clock)
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
-        async with mcp.run(), state.serving.run(orch), AsyncExitStack() as beside:
+        async with mcp.run(), state.serving.run(orch), state.watch.watching(), AsyncExitStack() as beside:
             for door in doors:
                 opened = door(state.orders) if not standby else once_driving(orch, door(state.orders))
                 await beside.enter_async_context(opened)

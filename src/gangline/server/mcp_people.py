@@ -187,6 +187,6 @@ def _pipeline_tools(hub: Hub) -> list[Any]:
         anyway); the answer has its outcome and the end of its output."""
         hub.person_of(ctx)
         given = validated(GateIn, _given(name=name, command=command, timeout_s=timeout_s, anyway=anyway))
-        return view(await hub.state.running().onboarder.add_gate(given))
+        return view(await hub.state.add_gate(given))
 
     return [pipeline_status, costs, onboarding, add_gate]

@@ -24,5 +24,5 @@ async def survey(state: StateDep, when_needed: bool = False) -> OnboardingOut:
 @router.post("/gates", response_model=ProofOut, summary="Prove a gate by running it once, then add it")
 async def add_gate(given: GateIn, state: StateDep) -> ProofOut:
     """Run the gate once in a fresh worktree of HEAD, as the pipeline would; add it to project.toml when it passed
-    (or when ``anyway``). A name project.toml already has is refused."""
-    return await state.running().onboarder.add_gate(given)
+    (or when ``anyway``), in force at once. A name project.toml already has is refused."""
+    return await state.add_gate(given)

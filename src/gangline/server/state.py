@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated, cast
 
@@ -11,7 +12,10 @@ from starlette.applications import Starlette
 
 from gangline.core.errors import Unavailable
 from gangline.core.types import Clock
+from gangline.core.wire import ConfigOut
+from gangline.pipeline.configwatch import ConfigWatch
 from gangline.pipeline.nodedesk import NodeDesk
+from gangline.pipeline.onboarding import GateIn, ProofOut
 from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.orders import Orders
 from gangline.pipeline.permissions import Permissions
@@ -39,6 +43,7 @@ class ServerState:
     orchestrator: Orchestrator | None = None  # set by the lifespan
     permissions: Permissions | None = None
     desk: NodeDesk | None = None  # what build nodes call, once the pipeline is driven
+    watch: ConfigWatch | None = None  # project.toml, applied as it is edited (set by the lifespan)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # the metrics' (server.metrics)
     logins: Logins = field(default_factory=Logins)  # one-time login links and the board's sessions
     views: Views = field(init=False)
@@ -47,7 +52,27 @@ class ServerState:
         self.views = Views(self.store, self.live, self.clock)
 
     def live(self) -> Live:
-        return self.orchestrator.live() if self.orchestrator is not None else Live()
+        live = self.orchestrator.live() if self.orchestrator is not None else Live()
+        if self.watch is None:
+            return live
+        found = self.watch.state
+        config = ConfigOut(loaded_at=found.loaded_at, error=found.error, refused_at=found.refused_at,
+                           restart_needed=list(found.restart_needed))  # fmt: skip
+        return dataclasses.replace(live, config=config)
+
+    async def add_gate(self, given: GateIn) -> ProofOut:
+        """A gate proven and added to project.toml (``pipeline.onboarding``), then in force at once."""
+        proof = await self.running().onboarder.add_gate(given)
+        if proof.added and self.watch is not None:
+            self.watch.check()
+        return proof
+
+    def reconfigure(self, config: ProjectConfig) -> None:
+        """An edit of project.toml that loaded: the pipeline, the permission rules and every route use it."""
+        self.config = config
+        self.running().reconfigure(config)
+        if self.permissions is not None:
+            self.permissions.reconfigure(config.permissions)
 
     def running(self) -> Orchestrator:
         if self.orchestrator is None:

@@ -80,7 +80,9 @@ export function mountBoard(main) {
       clearInterval(ticker);
       onboarding.dispose();
     },
-    event() {},
+    event(row) {
+      if (row && row.kind === "config_applied") onboarding.refresh(); // a gate or a coder may have come
+    },
   };
 }
 

@@ -1,7 +1,7 @@
 // The page: routes (#/, #/items/<id>, #/costs, #/nodes), the shared event stream, the server's health,
-// the rate-limit banner and the permission panel that follow the person across views.
+// the rate-limit and configuration banners and the permission panel that follow the person across views.
 
-import { health, setToken, token } from "./api.js";
+import { api, health, setToken, token } from "./api.js";
 import { mountBoard } from "./board.js";
 import { mountCosts } from "./costs.js";
 import { clock, fill, h, say } from "./dom.js";
@@ -82,6 +82,34 @@ function drawBanner(items) {
   fill(banner, parts);
 }
 
+// --- the configuration: an edit of project.toml refused, or waiting for a restart ----------------
+
+const configBanner = document.getElementById("config-banner");
+
+async function drawConfig() {
+  let status;
+  try {
+    status = await api("/api/status");
+  } catch {
+    return; // the health badge says the server is unreachable
+  }
+  const config = status.config;
+  const parts = [];
+  if (config && config.error) {
+    parts.push(
+      h("strong", {}, "project.toml: an edit was refused"),
+      ` at ${clock(config.refused_at)}; the last good configuration stays in force. `,
+      h("code", { class: "config-error" }, config.error),
+    );
+  }
+  if (config && config.restart_needed.length) {
+    parts.push(h("p", {}, `Edited, taking effect when the server starts again: ${config.restart_needed.join(", ")}.`));
+  }
+  configBanner.hidden = !parts.length;
+  fill(configBanner, parts);
+  configBanner.dataset.ready = "true"; // for tests: drawn from what the server said
+}
+
 // --- a server with a token -------------------------------------------------------------------
 
 function askToken() {
@@ -144,6 +172,8 @@ function start() {
   mountPermissions(document.getElementById("permissions"));
   watchItems(drawBanner);
   onEvent((row) => view && view.event(row));
+  onEvent((row) => row && row.kind.startsWith("config_") && drawConfig());
+  drawConfig();
   window.addEventListener("hashchange", show);
   window.addEventListener("gangline:item", (e) => changed(e.detail));
   window.addEventListener("gangline:edit", (e) => openItemForm(e.detail));

@@ -1,0 +1,77 @@
+"""The board for a project still being set up, in headless Chromium on a live server: the onboarding panel (gates
+proven and added, the agent CLIs found) and the banner for an edit of project.toml that was refused.
+
+The project's gates are a real Makefile's targets, proven in real worktrees; the agent CLIs the
+panel lists are the real ones package-lock.json pins, found on the server's PATH.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from kits.agent_clis import CODEX
+from kits.browser_kit import page_at, shoot
+from kits.mcp_kit import served
+from kits.pipeline_kit import Project, git
+
+pytestmark = pytest.mark.browser
+
+MAKEFILE = "test:\n\t@echo 3 tests pass\n\nlint:\n\t@echo 'main.c:1: missing semicolon'; exit 1\n"
+
+
+async def test_the_onboarding_panel_proves_and_adds_a_gate_and_goes_once_the_project_has_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{CODEX.parent}{os.pathsep}{os.environ['PATH']}")  # the real CLIs, on the server's PATH
+    project = Project(tmp_path)
+    (project.root / "Makefile").write_text(MAKEFILE)
+    git(project.root, "add", "Makefile")
+    git(project.root, "commit", "-q", "-m", "make")
+    project.add_agent({"name": "coder", "role": "coder", "cli": "codex", "command": "codex-not-installed"})
+    project.configure()
+    async with served(project) as s, page_at(f"{s.url}/#/") as page:
+        panel = page.locator(".onboarding")
+        await expect(panel).to_contain_text("No gates yet")
+        await expect(panel).to_contain_text("This repository uses make")
+        await expect(panel.locator(".clis")).to_contain_text("claude")  # found, with its version
+        await expect(panel.locator(".clis")).to_contain_text("codex")
+
+        lint = panel.locator('li[data-gate="lint"]')
+        await lint.get_by_role("button", name="Try and add").click()
+        await expect(lint).to_have_attribute("data-outcome", "failed")
+        await expect(lint.locator(".output")).to_contain_text("missing semicolon")
+        await expect(lint.get_by_role("button", name="Add anyway")).to_be_visible()
+        await shoot(page, "onboarding-1280x800")
+
+        tests = panel.locator('li[data-gate="tests"]')
+        await tests.get_by_role("button", name="Try and add").click()
+        await expect(panel).not_to_contain_text("No gates yet")  # in force: the panel asked again
+        assert [gate.name for gate in s.orch.config.gates] == ["tests"]
+        await expect(panel).to_contain_text("No coder this machine can start")
+
+        text = project.paths.config_file.read_text()
+        project.paths.config_file.write_text(text.replace('command = "codex-not-installed"', 'command = "codex"'))
+        await expect(page.locator(".onboarding-slot")).to_be_hidden()  # the edit applied: nothing is missing
+
+
+async def test_a_refused_edit_of_project_toml_is_on_the_board_until_it_is_mended(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [])
+    project.configure(gates=[("tests", "true")])
+    good = project.paths.config_file.read_text()
+    async with served(project) as s, page_at(f"{s.url}/#/") as page:
+        project.paths.config_file.write_text(good.replace("timeout_s = 60", "timeout_s = 0"))
+        banner = page.locator("#config-banner")
+        await expect(banner).to_contain_text("project.toml: an edit was refused")
+        await expect(banner).to_contain_text("gate[1].timeout_s: expected a number greater than 0, got 0")
+        await expect(banner).to_contain_text("the last good configuration stays in force")
+        await shoot(page, "config-refused-1280x800")
+        assert s.orch.config.gates[0].timeout_s == 60
+
+        project.paths.config_file.write_text(good.replace("timeout_s = 60", "timeout_s = 90"))
+        await expect(banner).to_be_hidden()
+        assert s.orch.config.gates[0].timeout_s == 90
