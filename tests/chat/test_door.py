@@ -164,6 +164,18 @@ async def test_a_timer_starts_an_item_at_that_time_in_the_projects_zone(project:
     assert cancelled.startswith("#1 Add a login page: timer cancelled") and project.item(item.id).start_after is None
 
 
+async def test_say_keeps_a_message_for_the_coder_and_a_merged_item_refuses_it(project: Project) -> None:
+    item = waiting(project, "Add a login page")
+    chat = MemoryTransport(memory_settings())
+    async with chatting(project, chat):
+        told = await chat.ask(f"say {item.id} keep the form short")
+        empty = await chat.ask("say 9999 hello")
+    assert told == f"Told #{item.id}'s coder; its next run takes it."
+    [message] = project.store.messages(item.id)
+    assert (message.text, message.actor, message.run_id) == ("keep the form short", "memory:@person:example.org", None)
+    assert empty == "refused: item 9999 does not exist"
+
+
 async def until(served: Served, ready: Callable[[], bool], timeout_s: float = 60) -> None:
     """Wait, woken by the orchestrator's changes, until ``ready()`` holds."""
     async with asyncio.timeout(timeout_s):

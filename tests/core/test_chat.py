@@ -28,6 +28,7 @@ from gangline.core.timers import next_at
         ("approve 4", Command("approve", item_id=4)),
         ("reject 4 the empty case still fails", Command("reject", item_id=4, rest="the empty case still fails")),
         ("assign 5 claude-fast", Command("assign", item_id=5, word="claude-fast")),
+        ("say 5 also handle the empty case", Command("say", item_id=5, rest="also handle the empty case")),
         ("cost", Command("cost")),
         ("cost week", Command("cost", word="week")),
         ("logs 7", Command("logs", item_id=7)),
@@ -56,6 +57,7 @@ def test_what_a_person_types_is_one_command_or_free_text(said: str, parsed: Comm
         ("show 3 4", "show: expected 1 argument(s), got 2; usage: show N"),
         ("start 0", "start: expected an item id such as 3 or #3, got '0'; usage: start N [REASON]"),
         ("reject 4", "reject: expected 2 argument(s), got 1; usage: reject N REASON"),
+        ("say 4", "say: expected 2 argument(s), got 1; usage: say N TEXT"),
         ("cost year", "cost: expected today or week, got 'year'; usage: cost [today|week]"),
         ("ambient maybe", "ambient: expected on or off, got 'maybe'; usage: ambient on|off"),
         (

@@ -75,3 +75,34 @@ async def test_a_refused_edit_of_project_toml_is_on_the_board_until_it_is_mended
         project.paths.config_file.write_text(good.replace("timeout_s = 60", "timeout_s = 90"))
         await expect(banner).to_be_hidden()
         assert s.orch.config.gates[0].timeout_s == 90
+
+
+async def test_a_person_comments_on_a_diff_line_and_tells_the_coder_who_resumes_its_session(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [
+        [{"write": "greet.py", "text": "def greet(name):\n    return 'hi ' + name\n"}, {"commit": "greet"}],
+        [{"write": "greet.py", "text": "def greet(name=''):\n    return 'hi ' + (name or 'there')\n"},
+         {"commit": "empty name"}],
+    ])  # fmt: skip
+    project.configure(qa_mode="human")
+    item = project.add("Greet people")
+    async with served(project) as s, page_at(f"{s.url}/#/items/{item.id}") as page:
+        await expect(page.locator(".item-head")).to_contain_text("QA")
+        line = page.locator('.diff-lines .line[data-path="greet.py"][data-line="2"]')
+        await line.get_by_role("button", name="Comment on greet.py line 2").click()
+        await page.get_by_label("Your comment on greet.py line 2").fill("an empty name should greet 'there'")
+        await page.get_by_role("button", name="Add comment").click()
+        await expect(page.locator(".talk-pending")).to_contain_text("1 comment on the diff")
+        await page.get_by_label("Tell the coder").fill("Handle a missing name too.")
+        await shoot(page, "talk-line-comment-1280x800")
+        await page.get_by_role("button", name="Send to the coder").click()
+        message = page.locator(".talk-message")
+        await expect(message).to_contain_text("Handle a missing name too.")
+        await expect(message).to_contain_text("greet.py:2 an empty name should greet 'there'")
+        await expect(message).to_have_attribute("data-taken", "true")  # the coder's next run took it
+        await expect(page.locator(".item-head")).to_contain_text("QA")  # coded again, back for review
+        await shoot(page, "talk-taken-1280x800")
+    first, second = project.store.runs(item.id)
+    assert second.resumed_session == first.session_id
+    prompt = project.prompts(item.id)[1]
+    assert "Handle a missing name too." in prompt and "- greet.py:2: an empty name should greet 'there'" in prompt

@@ -34,6 +34,7 @@ from kits.mcp_kit import Served, mcp_client, served, text_of
 from kits.pipeline_kit import Project
 
 LATER = 32503680000.0  # the year 3000: a backlog item set up with this never starts by itself
+SAID = {"path": "src/app.py", "line": 12, "text": "handle the empty list"}  # a comment on a line of the diff
 DOORS = ("rest", "mcp", "cli")
 ACTOR = {"rest": "api", "mcp": "mcp", "cli": getpass.getuser()}
 EXIT = {"invalid": 2, "illegal_transition": 5, "conflict": 5, "not_found": 7, "unavailable": 1}
@@ -161,6 +162,24 @@ ORDERS = [
         lambda out: out["start_after"],
         ("scheduled", None),
     ),
+    Order(
+        "say",
+        _in_backlog,
+        lambda i: ("POST", f"/api/items/{i.id}/messages", {"text": "Use tabs.", "comments": [SAID]}),
+        lambda i: ("say_to_agent", {"item_id": i.id, "text": "Use tabs.", "comments": [SAID]}),
+        lambda i: ["say", str(i.id), "Use tabs.", "--comment", "src/app.py:12:handle the empty list"],
+        lambda out: (out["text"], out["comments"], out["run_id"]),
+        ("message", None),
+    ),
+    Order(
+        "say to an item in QA",
+        _in_qa,
+        lambda i: ("POST", f"/api/items/{i.id}/messages", {"text": "Rename it."}),
+        lambda i: ("say_to_agent", {"item_id": i.id, "text": "Rename it."}),
+        lambda i: ["say", str(i.id), "Rename it."],
+        lambda out: (out["text"], out["run_id"]),
+        ("transition", Trigger.QA_FAILED.value),  # back to its coder, whose next run takes the message
+    ),
     _action("start", _in_backlog, Trigger.START),
     _action("stop", lambda project: _at(project, "Coding", (Trigger.START, Facts())), Trigger.BLOCK, "lunch"),
     _action("block", _in_backlog, Trigger.BLOCK),
@@ -247,6 +266,14 @@ def _bad_inputs(waiting: Item, archived: Item) -> list[Bad]:
             "WHEN"),
         Bad("a timer on an item out of the backlog", ("PUT", f"/api/items/{archived.id}/timer", {"when": "+1h"}),
             ("set_timer", {"item_id": archived.id, "when": "+1h"}), ["timer", str(archived.id), "+1h"], "conflict"),
+        Bad("a message with nothing to say", ("POST", f"/api/items/{w}/messages", {"text": " "}),
+            ("say_to_agent", {"item_id": w, "text": " "}), ["say", str(w), " "], "invalid", "text", "TEXT"),
+        Bad("a comment on line 0", ("POST", f"/api/items/{w}/messages", {"comments": [{**SAID, "line": 0}]}),
+            ("say_to_agent", {"item_id": w, "comments": [{**SAID, "line": 0}]}),
+            ["say", str(w), "--comment", "src/app.py:0:handle the empty list"], "invalid", "comments[0].line",
+            "--comment"),
+        Bad("a message to a merged item", ("POST", f"/api/items/{archived.id}/messages", {"text": "more"}),
+            ("say_to_agent", {"item_id": archived.id, "text": "more"}), ["say", str(archived.id), "more"], "conflict"),
         _answering("an answer to a request nobody asked", {"decision": "allow"}, ["allow"], "not_found"),
         _answering("a denial that changes the input", {"decision": "deny", "updated_input": {"command": "ls"}},
                    ["deny", "--input", '{"command": "ls"}'], "invalid", "updated_input", "--input"),

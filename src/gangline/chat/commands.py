@@ -18,6 +18,7 @@ from gangline.chat.transport import Said
 from gangline.core.chat import Command, help_text
 from gangline.core.errors import ConfigError, NotFoundError
 from gangline.core.items import ItemPatch
+from gangline.core.messages import MessageIn
 from gangline.core.orders import ACTIONS, ItemAction
 from gangline.core.rules import Decision
 from gangline.core.text import plain
@@ -110,6 +111,15 @@ class Commands:
         item = orders.set_timer(item_id, "{:02d}:{:02d}".format(*command.at), asked.actor)
         assert item.start_after is not None
         return f"{_named(item)} starts at {replies.when(item.start_after, self._zone)}"
+
+    async def _say(self, command: Command, asked: Asked) -> str:
+        item_id = _id(command)
+        try:
+            message = MessageIn(text=command.rest or "")
+        except ValidationError as err:
+            raise invalid(err) from None
+        await self.orders().say(item_id, message, asked.actor)
+        return f"Told #{item_id}'s coder; its next run takes it."
 
     async def _ambient(self, command: Command, asked: Asked) -> str:
         on = command.word == "on"

@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from gangline import __version__
-from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, setup, watch
+from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, setup, talk, watch
 from gangline.cli.common import ACTING, app, console, err_console
 from gangline.cli.text import inert
 from gangline.core.errors import GanglineError
@@ -40,6 +40,7 @@ setup.register(app)
 items.register(app)
 items.register_editing(app, ACTING)
 actions.register(app)
+talk.register(app)
 watch.register(app)
 logs.register(app)
 doctor.register(app)

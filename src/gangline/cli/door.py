@@ -19,6 +19,7 @@ from rich.console import Console
 from gangline.cli.client import Client, body_of, find_server
 from gangline.core.errors import Unavailable
 from gangline.core.items import ItemPatch
+from gangline.core.messages import MessageIn, MessageOut
 from gangline.core.nodewire import NodeOut, TokenOut
 from gangline.core.orders import ItemAction
 from gangline.core.records import LedgerKey
@@ -57,6 +58,8 @@ class Door(Protocol):
     def pending_permissions(self) -> list[PermissionRequestOut]: ...
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered: ...
     def set_timer(self, item_id: int, when: str | None) -> ItemOut: ...
+    def say(self, item_id: int, message: MessageIn) -> MessageOut: ...
+    def messages(self, item_id: int) -> list[MessageOut]: ...
     def nodes(self) -> list[NodeOut]: ...
     def node_token(self) -> TokenOut: ...
     def drain_node(self, name: str, draining: bool) -> NodeOut: ...
@@ -110,6 +113,12 @@ class Remote:
         if when is None:
             return self.client.fetch(ItemOut, "DELETE", f"/api/items/{item_id}/timer")
         return self.client.fetch(ItemOut, "PUT", f"/api/items/{item_id}/timer", body={"when": when})
+
+    def say(self, item_id: int, message: MessageIn) -> MessageOut:
+        return self.client.fetch(MessageOut, "POST", f"/api/items/{item_id}/messages", body=body_of(message))
+
+    def messages(self, item_id: int) -> list[MessageOut]:
+        return self.client.fetch(list[MessageOut], "GET", f"/api/items/{item_id}/messages")
 
     def nodes(self) -> list[NodeOut]:
         return self.client.fetch(list[NodeOut], "GET", "/api/nodes")
@@ -179,6 +188,12 @@ class Local:
 
     def set_timer(self, item_id: int, when: str | None) -> ItemOut:
         return self.orders.set_timer(item_id, when, self.actor)
+
+    def say(self, item_id: int, message: MessageIn) -> MessageOut:
+        return asyncio.run(self.orders.say(item_id, message, self.actor))
+
+    def messages(self, item_id: int) -> list[MessageOut]:
+        return self.views.messages(item_id)
 
     @property
     def fleet(self) -> Fleet:

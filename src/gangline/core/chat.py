@@ -60,6 +60,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     *(CommandSpec(action.value, (_ID, _WHY), ACTIONS[action].help) for action in _ITEM_ACTIONS),
     CommandSpec("reject", (_ID, Arg("reason", "rest")), ACTIONS[ItemAction.REJECT].help),
     CommandSpec("assign", (_ID, Arg("profile", "word")), "Pin an item to an agent profile."),
+    CommandSpec("say", (_ID, Arg("text", "rest")),
+                "Tell item N's coder something: a live run takes it at once, in the same session."),
     CommandSpec("cost", (Arg("period", "choice", optional=True, choices=("today", "week")),),
                 "What the agents cost, today or this week (default: today)."),
     CommandSpec("logs", (_ID,), "The last lines of an item's live run."),

@@ -138,6 +138,17 @@ class StateConflict(GanglineError):
         return {"expected": self.expected, "current": self.current}
 
 
+class NotListening(GanglineError):
+    """A message to an item's coder that no coder can take: the item is merged, archived, or being merged."""
+
+    exit_code = 5
+    code = "conflict"
+
+    def __init__(self, item_id: int, why: str) -> None:
+        super().__init__(f"item {item_id} {why}")
+        self.item_id = item_id
+
+
 class VerdictError(GanglineError):
     """A QA or mergemaster agent did not end with the one JSON object its prompt asked for."""
 

@@ -34,6 +34,8 @@ def describe_problems(problems: Sequence[Mapping[str, Any]], skip: int = 0) -> t
     for part in tuple(first["loc"])[skip:]:
         location += f"[{part}]" if isinstance(part, int) else f".{part}"
     message = _PLAIN_MESSAGES.get(first["type"], first["msg"])
+    if first["type"] == "value_error" and first.get("ctx", {}).get("error") is not None:
+        message = str(first["ctx"]["error"])  # our validator's own words, without pydantic's "Value error, "
     if first["type"] != "missing" and first["type"] in _SHOW_INPUT_FOR:
         message += f"; found {_SHOW.repr(first.get('input'))}"
     more = len(problems) - 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gangline.core.errors import ConfigError, VerdictError
 from gangline.core.items import Item
+from gangline.core.messages import messages_prompt
 from gangline.core.policy import AfterRun, Next, after_check, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, render_prompt
@@ -23,6 +24,7 @@ from gangline.core.reports import parse_qa_verdict
 from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.core.types import SERVER, Clock
+from gangline.pipeline.decisions import PAUSED, SWITCHED, apply_decision
 from gangline.pipeline.merge import Merger
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.project.config import ProjectConfig
@@ -31,15 +33,6 @@ from gangline.repo.worktrees import Worktrees, branch_name
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
-
-
-RESTARTED = "gangline restarted while you were working. Check `git status` and `git log`, finish the item, and commit."
-PAUSED = "A person paused you and has now let you continue. Check `git status`, finish the item, and commit."
-SWITCHED = (
-    "Another agent started this item and was stopped by a rate limit; you take over in its worktree. "
-    "Check `git status` and `git log`, finish the item, and commit."
-)
-RATE_LIMITED = "You were paused by a rate limit, which has now reset. Continue the item where you left off and commit."
 
 
 @dataclass
@@ -96,13 +89,17 @@ class Pipeline:
         resume = (
             item.session_id if self.store.session_profile(item.id, item.session_id) in (None, profile.name) else None
         )
-        fresh = self._render(profile, item, Role.CODER, attempt, path, feedback, None)
-        if resume and feedback:
-            prompt = feedback  # a retry: the failure, in the same session, is the new prompt
+        waiting = self.store.messages(item.id, waiting_only=True)  # a person's words: this run takes them
+        said = messages_prompt(waiting) if waiting else None
+        fresh = _joined(self._render(profile, item, Role.CODER, attempt, path, feedback, None), said)
+        if resume and (feedback or said):
+            prompt = _joined(feedback, said)  # a retry or a message: in the same session, the new prompt
         else:
             resume, prompt = None, fresh
         # ``fresh`` too: where the session does not live (another build node), the run starts afresh.
-        return await self.agents.run(item, profile, prompt, path, resume, attempt, fresh)
+        result = await self.agents.run(item, profile, prompt, path, resume, attempt, fresh)
+        self.store.deliver_messages([message.id for message in waiting], result.run_id)
+        return result
 
     def _fallback(
         self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile, tried: set[str]
@@ -131,13 +128,13 @@ class Pipeline:
         session = result.summary.session_id or item.session_id
         decision = self._decide(item, Stage.CODING, result, profile)
         if decision.next is Next.CHECK:
-            decision = await self._check_work(item, result)
+            decision = await self._check_work(item, result, session)
             if decision.next is Next.LEAVE:  # the gates passed and the item moved on
                 return
             decision = retry_or_block(
                 item.retries + 1, self.config.max_retries, after_check(result.ending, decision.reason)
             )
-            self._apply(item, decision, result.run_id, session, retries=item.retries + 1)
+            apply_decision(self.store, item, decision, result.run_id, session, retries=item.retries + 1)
             return
         if decision.next is Next.LEAVE and item.stage is Stage.CODING and not item.state.frozen and session:
             # A person stopped (blocked) it: keep the session, so unblocking resumes the work.
@@ -150,9 +147,9 @@ class Pipeline:
                 updates={"session_id": session, "feedback": PAUSED},
             )
             return
-        self._apply(item, decision, result.run_id, session)
+        apply_decision(self.store, item, decision, result.run_id, session)
 
-    async def _check_work(self, item: Item, result: AgentResult) -> AfterRun:
+    async def _check_work(self, item: Item, result: AgentResult, session: str | None) -> AfterRun:
         """The "work survived" rule: committed work that passes the gates advances, however the agent ended.
         A run on a build node reports what it left uncommitted there, and maybe its gates' results."""
         run_id = result.run_id
@@ -182,7 +179,8 @@ class Pipeline:
             SERVER,
             expected=item.state,
             facts=Facts(commits_ahead=ahead),
-            updates={"feedback": None, "parked_until": None},
+            # The session stays the item's: a rejection or a person's message resumes it.
+            updates={"feedback": None, "parked_until": None, "session_id": session},
             run_id=run_id,
         )
         return AfterRun(Next.LEAVE, "gates passed")
@@ -233,7 +231,7 @@ class Pipeline:
         item = self.store.get_item(item.id)
         decision = self._decide(item, Stage.QA, result, profile)
         if decision.next is not Next.CHECK:
-            self._apply(item, decision, result.run_id, item.session_id)
+            apply_decision(self.store, item, decision, result.run_id, item.session_id)
             return
         problem = await self._qa_tampered(item, path, tip)
         try:
@@ -242,7 +240,7 @@ class Pipeline:
             verdict = result.qa_verdict or parse_qa_verdict(result.summary.result_text, len(item.criteria))
         except VerdictError as err:
             failed = retry_or_block(item.retries + 1, self.config.max_retries, f"QA gave no usable verdict: {err}")
-            self._apply(item, failed, result.run_id, item.session_id, retries=item.retries + 1)
+            apply_decision(self.store, item, failed, result.run_id, item.session_id, retries=item.retries + 1)
             return
         marks = {c.index: c.passed for c in verdict.criteria}
         if marks:
@@ -350,50 +348,9 @@ class Pipeline:
             margin_s=policy.margin_s,
         )
 
-    def _apply(
-        self, item: Item, decision: AfterRun, run_id: str, session: str | None, retries: int | None = None
-    ) -> None:
-        """Write a decision that keeps the item in its stage (or holds it), compare-and-set."""
-        base: dict[str, object] = {"session_id": session}
-        if retries is not None:
-            base["retries"] = retries
-        if decision.next is Next.LEAVE:
-            return
-        if decision.next is Next.BLOCK:
-            self.store.hold(
-                item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state, updates=base, run_id=run_id
-            )
-        elif decision.next is Next.PARK:
-            self.store.bookkeep(
-                item.id,
-                "parked",
-                SERVER,
-                expected=item.state,
-                reason=decision.reason,
-                run_id=run_id,
-                updates={**base, "parked_until": decision.until, "feedback": RATE_LIMITED},
-                data={"until": decision.until},
-            )
-        elif decision.next is Next.RESUME:
-            self.store.bookkeep(
-                item.id,
-                "interrupted",
-                SERVER,
-                expected=item.state,
-                reason=decision.reason,
-                updates={**base, "feedback": RESTARTED},
-                run_id=run_id,
-            )
-        else:
-            self.store.bookkeep(
-                item.id,
-                "retry",
-                SERVER,
-                expected=item.state,
-                reason=decision.reason[:REASON_CHARS],
-                updates={**base, "feedback": decision.reason},
-                run_id=run_id,
-            )
+
+def _joined(*parts: str | None) -> str:
+    return "\n\n".join(part for part in parts if part)
 
 
 def _item_id(run_id: str) -> int:

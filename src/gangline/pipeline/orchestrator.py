@@ -309,6 +309,16 @@ class Orchestrator:
         self._notify()
         return item
 
+    def back_to_coding(self, item_id: int, actor: str, reason: str) -> Item:
+        """QA → coding for a person's message: no retry spent, the coder's session resumed with the message."""
+        item = self.store.get_item(item_id)
+        item = self.store.transition(item_id, Trigger.QA_FAILED, actor, expected=item.state,
+                                     facts=Facts(reason=reason), updates={"feedback": None})  # fmt: skip
+        for run in self.store.runs(item_id, live_only=True):  # an agent QA run on work that changes now
+            self.stop_run(run.id, reason)
+        self._notify()
+        return item
+
     def stop_run(self, run_id: str, reason: str) -> None:
         """Stop a run's agent if this process supervises it (one run by ``gangline run`` elsewhere is not)."""
         with contextlib.suppress(RunnerError):  # it ended meanwhile, or runs in another process

@@ -14,9 +14,10 @@ from contextlib import AbstractAsyncContextManager
 
 from gangline.core.errors import ConfigError, RunnerError, Unavailable
 from gangline.core.items import ItemPatch
+from gangline.core.messages import MESSAGE_STOP, MessageIn, MessageOut, check_listening
 from gangline.core.orders import ACTIONS, ItemAction, check_legal, reason_for
 from gangline.core.profiles import Role
-from gangline.core.stages import Trigger
+from gangline.core.stages import Hold, Stage, Trigger
 from gangline.core.timers import parse_when
 from gangline.core.wire import (
     ItemOut,
@@ -45,6 +46,25 @@ class Orders:
         return self.orchestrator.config
 
     # --- items ---------------------------------------------------------------------------------
+
+    async def say(self, item_id: int, message: MessageIn, actor: str) -> MessageOut:
+        """A person's message to the item's coder, taken by its next run: a live coder run is stopped and its
+        session resumed with it at once; an item in QA goes back to coding for it, a blocked one is unblocked;
+        one in the backlog has it with its first prompt. Refused once the item is merged or being merged."""
+        orch = self.orchestrator
+        item = orch.store.get_item(item_id)
+        check_listening(item)
+        said = orch.store.add_message(item_id, actor, message.text, message.comments)
+        if item.state.frozen:
+            return said.out()  # left alone: the message waits until a person unfreezes it
+        if item.state.hold is Hold.BLOCKED:
+            item = await orch.act(item_id, Trigger.UNBLOCK, actor, "a person sent a message")
+        if item.stage is Stage.QA and item.state.hold is None:
+            orch.back_to_coding(item_id, actor, MESSAGE_STOP)
+        elif item.stage is Stage.CODING:
+            for run in orch.store.runs(item_id, live_only=True):
+                orch.stop_run(run.id, MESSAGE_STOP)
+        return said.out()
 
     def add_item(self, new: NewItem, actor: str) -> ItemOut:
         """Add a work item to the backlog, to start no earlier than ``new.start_after``."""

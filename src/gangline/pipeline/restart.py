@@ -22,7 +22,7 @@ from gangline.core.events import RunOutcome
 from gangline.core.records import RunEnd
 from gangline.core.stages import Stage
 from gangline.core.types import SERVER
-from gangline.pipeline.jobs import RESTARTED
+from gangline.pipeline.decisions import RESTARTED
 from gangline.project.paths import ProjectPaths
 from gangline.store import Store
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gangline.core.items import Item
+from gangline.core.messages import MessageOut
 from gangline.core.records import CHAT_LEDGER_KEY, LedgerKey, RunRow, last_gates
 from gangline.core.scheduler import Step
 from gangline.core.stages import Hold, Stage
@@ -166,6 +167,11 @@ class Views:
             config=live.config,
             last_event_id=self.store.last_event_id(),
         )
+
+    def messages(self, item_id: int) -> list[MessageOut]:
+        """The item's messages to its coder, oldest first, each with the run that took it (none: still waiting)."""
+        self.store.get_item(item_id)
+        return [message.out() for message in self.store.messages(item_id)]
 
     def costs(self, by: LedgerKey = "item", item_id: int | None = None, since: float | None = None) -> CostsOut:
         """Tokens and cost from the ledger, summed per run, item, profile or UTC day, with the total;

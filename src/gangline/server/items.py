@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 
 from gangline.core.items import ItemPatch, Kind
+from gangline.core.messages import MessageIn, MessageOut
 from gangline.core.orders import ItemAction
 from gangline.core.stages import Hold, Stage
 from gangline.core.wire import ActionBody, ItemDetail, ItemOut, ItemQuery, NewItem, TimerIn
@@ -64,6 +65,20 @@ async def set_timer(item_id: ItemIdPath, timer: TimerIn, orders: OrdersDep, acto
 @router.delete("/{item_id}/timer", response_model=ItemOut, summary="Cancel a backlog item's timer")
 async def cancel_timer(item_id: ItemIdPath, orders: OrdersDep, actor: ActorDep) -> ItemOut:
     return orders.set_timer(item_id, None, actor)
+
+
+@router.post("/{item_id}/messages", response_model=MessageOut, status_code=201, summary="Say something to the coder")
+async def say(item_id: ItemIdPath, message: MessageIn, orders: OrdersDep, actor: ActorDep) -> MessageOut:
+    """``text`` and/or ``comments`` on lines of the diff (``[{path, line, text}]``), for the item's coder: a live
+    run is stopped and its session resumed with the message; an item in QA goes back to coding for it, a blocked
+    one is unblocked, one in the backlog has it with its first prompt. Refused (409) once the item is merged or
+    being merged."""
+    return await orders.say(item_id, message, actor)
+
+
+@router.get("/{item_id}/messages", response_model=list[MessageOut], summary="List what people said to the coder")
+async def list_messages(item_id: ItemIdPath, views: ViewsDep) -> list[MessageOut]:
+    return views.messages(item_id)
 
 
 @router.post("/{item_id}/{action}", response_model=ItemOut, summary="Act on an item")

@@ -14,6 +14,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 
 from gangline.core.items import ItemPatch
+from gangline.core.messages import MessageIn
 from gangline.core.validation import validated
 from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, PermissionAnswer, TimerIn
 from gangline.pipeline.grants import ChatGrant
@@ -34,7 +35,8 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def register(server: MCPServer, hub: Hub) -> None:
     """Add the people's tools to ``server``."""
-    for fn in _reading_tools(hub) + _writing_tools(hub) + _order_tools(hub) + _pipeline_tools(hub):
+    for fn in (*_reading_tools(hub), *_writing_tools(hub), *_talking_tools(hub), *_order_tools(hub),
+               *_pipeline_tools(hub)):  # fmt: skip
         server.add_tool(tool_errors(fn))
 
 
@@ -121,6 +123,24 @@ def _writing_tools(hub: Hub) -> list[Any]:
         return view(hub.state.orders().set_timer(item_id, None, person.actor))
 
     return [add_item, edit_item, delete_item, set_timer, cancel_timer]
+
+
+def _talking_tools(hub: Hub) -> list[Any]:
+    async def say_to_agent(
+        ctx: Context, item_id: int, text: str = "", comments: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Say something to the item's coder (text, and/or comments [{path, line, text}] on lines of its diff): a
+        live run is stopped and its session resumed with it; an item in QA goes back to coding for it."""
+        person = hub.person_of(ctx)
+        message = validated(MessageIn, _given(text=text, comments=comments))
+        return view(await hub.state.orders().say(item_id, message, person.actor))
+
+    async def list_messages(ctx: Context, item_id: int) -> dict[str, Any]:
+        """What people said to the item's coder, oldest first, each with the run that took it (none: waiting)."""
+        hub.person_of(ctx)
+        return {"messages": [view(message) for message in hub.state.views.messages(item_id)]}
+
+    return [say_to_agent, list_messages]
 
 
 def _order_tools(hub: Hub) -> list[Any]:

@@ -49,6 +49,7 @@ class Items(StoreBase):
             conn.execute(update(t.items).where(t.items.c.id == item_id).values(**values, updated_at=now))
             conn.execute(delete(t.criteria).where(t.criteria.c.item_id == item_id))
             conn.execute(delete(t.dependencies).where(t.dependencies.c.item_id == item_id))
+            conn.execute(delete(t.messages).where(t.messages.c.item_id == item_id))
             self._write_children(conn, item_id, draft)
             changed = sorted(k for k, v in patch.model_dump(exclude_none=True).items() if v not in ((), None))
             insert_event(conn, now, "edited", actor, item_id=item_id, data={"fields": changed})

@@ -194,6 +194,21 @@ chat_rooms = Table(
     Column("agent_session", String(128)),  # the chat agent's session in this room; NULL: none (or reset)
 )
 
+# A person's messages to an item's coder, kept until a coder run takes them (run_id) and after.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("comments", EVENT_DATA, nullable=False),  # [{path, line, text}]
+    Column("created_at", Float, nullable=False),
+    Column("run_id", String(64)),
+    Index("messages_by_item", "item_id", "id"),
+    sqlite_autoincrement=True,
+)
+
 # What gangline says in chat, written before it is sent and marked when it was: a transport that
 # is down, or a server killed between the two, sends it later, under the same key, once.
 chat_outbox = Table(

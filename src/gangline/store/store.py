@@ -1,4 +1,5 @@
-"""The one source of truth: items, transitions, runs, gate results, the ledger, chat's rows and build nodes, in SQL.
+"""The one source of truth: items, transitions, runs, gate results, the ledger, messages, chat's rows and build
+nodes, in SQL.
 
 Every change of an item's state is compare-and-set against the state the caller expects and
 appends an event row in the same transaction. The queries are portable SQLAlchemy Core; only
@@ -11,10 +12,11 @@ from __future__ import annotations
 from gangline.store.chat import Chat
 from gangline.store.items import Items
 from gangline.store.ledger import Ledger
+from gangline.store.messages import Messages
 from gangline.store.nodes import Nodes
 from gangline.store.runs import Runs
 from gangline.store.transitions import Transitions
 
 
-class Store(Items, Transitions, Runs, Ledger, Chat, Nodes):
+class Store(Items, Transitions, Runs, Ledger, Chat, Nodes, Messages):
     """Reads and compare-and-set writes of gangline's state, each in one short transaction."""

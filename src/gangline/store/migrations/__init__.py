@@ -1,3 +1,3 @@
 """The schema's migrations (Alembic): one per revision in ``versions/``, each one transaction."""
 
-HEAD_REVISION = "0007"  # the latest revision; tests/store/test_store.py checks it against versions/
+HEAD_REVISION = "0008"  # the latest revision; tests/store/test_store.py checks it against versions/

@@ -8,6 +8,7 @@ import { activityLine } from "./activity.js";
 import { api } from "./api.js";
 import { duration, fill, h, HOLD_LABELS, money, plain, STAGE_LABELS, tokens, when } from "./dom.js";
 import { streamView } from "./stream.js";
+import { mountTalk } from "./talk.js";
 
 const REFRESH_DELAY_MS = 200; // a transition comes with a few events: one re-read for all of them
 const DIFF_OPEN_LINES = 400; // a longer diff starts folded
@@ -29,6 +30,7 @@ export function mountItem(main, id) {
   let controller = null;
   let disposed = false;
   let diffKey = null;
+  let talk = null; // the messages to the coder, and comments on diff lines
 
   async function load() {
     if (disposed) return;
@@ -75,7 +77,9 @@ export function mountItem(main, id) {
     if (!parts) {
       parts = skeleton();
       fill(root, parts.order);
+      talk = mountTalk(parts.talk.el, id);
     }
+    talk.refresh(item);
     document.title = `gangline · #${item.id} ${plain(item.title)}`;
     const headKey = [item.kind, item.id, item.title, item.stage, item.hold, item.frozen, item.activity];
     update("head", headKey, () => head(item));
@@ -166,7 +170,7 @@ export function mountItem(main, id) {
     try {
       const diff = await api(`/api/items/${id}/diff`);
       if (disposed || diffKey !== key || !parts) return;
-      update("diff", [diff], () => diffView(diff));
+      update("diff", [diff], () => diffView(diff, talk.commentOn));
     } catch (err) {
       if (disposed || diffKey !== key || !parts) return;
       diffKey = null; // try again on the next change
@@ -199,6 +203,7 @@ export function mountItem(main, id) {
       if (controller) controller.abort();
       window.removeEventListener("gangline:item", onItem);
       closeStream();
+      if (talk) talk.dispose();
     },
     event(row) {
       if (row && row.item_id === id) refreshSoon();
@@ -222,6 +227,7 @@ function skeleton() {
     el("notes", "div", { class: "item-notes" }),
     section("item-body", "Description", "item-body", el("body", "div")),
     section("item-criteria", "Acceptance criteria", "item-criteria", el("criteria", "div")),
+    section("item-talk", "Messages to the coder", "item-talk", el("talk", "div", { class: "talk" })),
     section("item-runs", "Runs", "item-runs", [el("runs", "div"), el("stream", "div", { class: "stream-slot" })]),
     section("item-gates", "Gates", "item-gates", el("gates", "div")),
     el("diff", "section", { class: "diff", "aria-labelledby": "item-diff" }),
@@ -481,7 +487,7 @@ function timeEl(epochS, text) {
 
 // --- the diff --------------------------------------------------------------------------------
 
-function diffView(diff) {
+function diffView(diff, commentOn) {
   const heading = h("h2", { id: "item-diff" }, "Changes");
   const where = diff.merged
     ? `Merged onto ${diff.base}${diff.commits.length ? ` as ${diff.commits[0].sha.slice(0, 12)}` : ""}.`
@@ -541,16 +547,20 @@ function diffView(diff) {
       "details",
       { class: "diff-text", open: lines.length <= DIFF_OPEN_LINES },
       h("summary", {}, `Diff (${lines.length} line${lines.length === 1 ? "" : "s"})`),
-      h("pre", { class: "diff-lines" }, diffLines(lines)),
+      diff.merged ? null : h("p", { class: "hint" }, "Comment on a line (its + button) to send the comment to the coder with your next message."),
+      h("pre", { class: "diff-lines" }, diffLines(lines, diff.merged ? null : commentOn)),
       diff.truncated ? h("p", { class: "more" }, "The diff is longer than this; the rest is not shown.") : null,
     ),
   ];
 }
 
-/** A span per line, classed by what the line is; file headers are told from removed lines by position. */
-function diffLines(lines) {
+/** A span per line, classed by what the line is; file headers are told from removed lines by position.
+ * With `commentOn`, each line of the new version (added or context) has a button to comment on it. */
+function diffLines(lines, commentOn) {
   const out = document.createDocumentFragment();
   let inHunk = false;
+  let path = null;
+  let number = 0; // the line's number in the new version of the file
   for (const line of lines) {
     let cls;
     if (line.startsWith("diff ")) {
@@ -559,12 +569,26 @@ function diffLines(lines) {
     } else if (line.startsWith("@@")) {
       inHunk = true;
       cls = "hunk";
-    } else if (!inHunk) cls = "meta";
-    else if (line.startsWith("+")) cls = "add";
+      const found = line.match(/^@@ -\d+(?:,\d+)? \+(\d+)/);
+      number = found ? Number(found[1]) : 0;
+    } else if (!inHunk) {
+      cls = "meta";
+      if (line.startsWith("+++ ")) path = line.slice(4).replace(/^b\//, "");
+    } else if (line.startsWith("+")) cls = "add";
     else if (line.startsWith("-")) cls = "del";
     else if (line.startsWith("\\")) cls = "meta";
     else cls = "ctx";
-    out.append(h("span", { class: `line ${cls}` }, `${line}\n`));
+    const span = h("span", { class: `line ${cls}` }, `${line}\n`);
+    if (commentOn && path && path !== "/dev/null" && (cls === "add" || cls === "ctx")) {
+      const at = number;
+      const where = path;
+      span.dataset.path = where;
+      span.dataset.line = String(at);
+      span.prepend(h("button", { type: "button", class: "comment-line", "aria-label": `Comment on ${where} line ${at}`,
+                                 onclick: () => commentOn(where, at, span) }, "+"));
+    }
+    if (cls === "add" || cls === "ctx") number += 1;
+    out.append(span);
   }
   return out;
 }
