@@ -165,14 +165,17 @@ def test_markup_and_escape_sequences_from_an_item_print_inert(repo: Path) -> Non
     assert "red [link=http://evil.invalid]click[/link]" in shown
 
 
-def test_demo_with_the_fake_agent_takes_every_item_to_done(tmp_path: Path) -> None:
+def test_demo_with_the_fake_agent_takes_every_item_to_done_and_leaves_the_spikes_report_for_a_person(
+    tmp_path: Path,
+) -> None:
     out = ok(
         gangline(
             "demo", "--agent", "fake", "--exit-when-done", "--pace", "0", cwd=tmp_path, env={"TMPDIR": str(tmp_path)}
         )
     )
-    assert "agent fake" in out and "Every item reached done." in out
-    assert out.count("merge → done") == 4 and "▶ qa run" in out
+    assert "agent fake" in out and "Every item reached done, and each spike's report is ready." in out
+    assert out.count("merge → done") == 3 and "▶ qa run" in out  # the spike is not merged
+    assert "Spike #3's report waits for you: read it on the board, then `gangline close 3`." in out
     assert "Greet by name (#4)" in out and "Total cost: $" in out
 
 

@@ -77,3 +77,13 @@ def test_done_items_are_archived_when_due_and_do_not_count_as_waiting() -> None:
     due, later = item(1, Stage.DONE, archive_at=NOW), item(2, Stage.DONE, archive_at=NOW + 60)
     result = plan([due, later], set(), {}, LIMITS, QaMode.SERVER, False, NOW)
     assert result.jobs == (Job(Step.ARCHIVE, 1),) and result.waiting == 0 and result.next_due == NOW + 60
+
+
+def test_without_auto_start_the_backlog_waits_for_a_person_but_started_work_and_timers_go_on() -> None:
+    items = [item(1), item(2, start_after=NOW - 1), item(3, start_after=NOW + 60), item(4, Stage.CODING)]
+    triaged = plan(items, set(), {}, LIMITS, QaMode.SERVER, False, NOW, auto_start=False)
+    assert [(a.step, a.item_id) for a in triaged.jobs] == [(Step.CODE, 4), (Step.START, 2)]
+    assert triaged.next_due == NOW + 60  # a timer a person set still fires
+    assert [(a.step, a.item_id) for a in plan(items, set(), {}, LIMITS, QaMode.SERVER, False, NOW).jobs] == [
+        (Step.CODE, 4), (Step.START, 1),
+    ]  # fmt: skip

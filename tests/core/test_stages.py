@@ -25,22 +25,32 @@ def held(stage: Stage) -> dict[Trigger, ItemState]:
     }
 
 
+def ended() -> dict[Trigger, ItemState]:
+    """A person ends an active item without finishing it, held or not: archived."""
+    return {T.ABANDON: s(A), T.SUPERSEDE: s(A)}
+
+
 # The whole table, written independently of the implementation: state -> {trigger: next state}.
 LEGAL: dict[ItemState, dict[Trigger, ItemState]] = {
-    s(B): {T.START: s(C), **held(B)},
-    s(C): {T.CODED: s(Q), T.DEMOTE: s(B), **held(C)},
-    s(Q): {T.QA_PASSED: s(M), T.QA_FAILED: s(C), T.DEMOTE: s(B), **held(Q)},
-    s(M): {T.MERGED: s(D), T.MERGE_FAILED: s(M, MFAIL), T.DEMOTE: s(B), **held(M)},
+    s(B): {T.START: s(C), **held(B), **ended()},
+    s(C): {T.CODED: s(Q), T.REPORTED: s(Q), T.DEMOTE: s(B), **held(C), **ended()},
+    s(Q): {T.QA_PASSED: s(M), T.QA_FAILED: s(C), T.DEMOTE: s(B), T.CLOSE: s(D), **held(Q), **ended()},
+    s(M): {T.MERGED: s(D), T.MERGE_FAILED: s(M, MFAIL), T.DEMOTE: s(B), **held(M), **ended()},
     s(D): {T.ARCHIVE: s(A), T.FREEZE: s(D, frozen=True)},
     s(A): {},
 }
 for stage in (B, C, Q, M):
     LEGAL[s(stage, BLOCKED)] = {T.UNBLOCK: s(stage), T.FREEZE: s(stage, BLOCKED, True)}
     LEGAL[s(stage, REVIEW)] = {T.RELEASE: s(stage), T.FREEZE: s(stage, REVIEW, True)}
+    LEGAL[s(stage, BLOCKED)].update(ended())
+    LEGAL[s(stage, REVIEW)].update(ended())
     if stage is not B:
         LEGAL[s(stage, BLOCKED)][T.DEMOTE] = s(B)
         LEGAL[s(stage, REVIEW)][T.DEMOTE] = s(B)
-LEGAL[s(M, MFAIL)] = {T.RETRY_MERGE: s(M), T.DEMOTE: s(B), T.FREEZE: s(M, MFAIL, True)}
+    if stage is Q:
+        LEGAL[s(stage, BLOCKED)][T.CLOSE] = s(D)
+        LEGAL[s(stage, REVIEW)][T.CLOSE] = s(D)
+LEGAL[s(M, MFAIL)] = {T.RETRY_MERGE: s(M), T.DEMOTE: s(B), T.FREEZE: s(M, MFAIL, True), **ended()}
 # Frozen: only unfreeze, back to the same state.
 for state in list(LEGAL):
     if state.stage is not A:
@@ -73,6 +83,15 @@ def test_an_item_without_commits_cannot_leave_coding_or_enter_merge() -> None:
         for ahead in (None, 0):
             with pytest.raises(IllegalTransition, match="no commits ahead"):
                 apply(s(stage), trigger, Facts(commits_ahead=ahead))
+
+
+def test_a_spike_leaves_coding_only_with_a_report_and_nobody_ends_an_item_without_a_reason() -> None:
+    for report in (None, "", "  "):
+        with pytest.raises(IllegalTransition, match="a spike needs a written report"):
+            apply(s(C), T.REPORTED, Facts(reason=report))
+    for trigger in (T.ABANDON, T.SUPERSEDE):
+        with pytest.raises(IllegalTransition, match="it needs a reason"):
+            apply(s(Q, REVIEW), trigger, Facts())
 
 
 def test_an_empty_merge_never_reaches_done() -> None:

@@ -106,3 +106,18 @@ async def test_a_person_comments_on_a_diff_line_and_tells_the_coder_who_resumes_
     assert second.resumed_session == first.session_id
     prompt = project.prompts(item.id)[1]
     assert "Handle a missing name too." in prompt and "- greet.py:2: an empty name should greet 'there'" in prompt
+
+
+async def test_a_spikes_report_is_read_on_its_page_and_the_spike_closed_without_a_merge(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [[{"say": "Findings: the parser is slow.\nRecommendation: cache its output."}]])
+    project.configure()
+    spike = project.add("Why is it slow", kind="spike")
+    async with served(project) as s, page_at(f"{s.url}/#/items/{spike.id}") as page:
+        report = page.locator(".item-report .report")
+        await expect(report).to_contain_text("Recommendation: cache its output.")
+        await expect(page.locator(".item-head")).to_contain_text("review")
+        await shoot(page, "spike-report-1280x800")
+        await page.get_by_role("button", name=f"Close #{spike.id} Why is it slow").click()
+        await expect(page.locator(".item-head")).to_contain_text("Done")
+    assert project.base_log() == ["initial"]

@@ -291,11 +291,11 @@ async def test_actions_hold_release_block_unblock_freeze_and_edit_a_waiting_item
         item = f"/api/items/{created['id']}"
         assert created["start_after"] == pytest.approx(32472144000.0)
         assert created["activity"] == {**NO_ACTIVITY, "state": "scheduled", "until": created["start_after"]}
-        assert created["actions"] == ["start", "stop", "block", "hold", "freeze"]
+        assert created["actions"] == ["start", "stop", "block", "hold", "freeze", "abandon", "supersede"]
         held = (await client.post(f"{item}/hold", headers={"X-Gangline-Actor": "alice"})).json()
         assert (held["hold"], held["hold_reason"]) == ("review_hold", "held for review by alice")
         assert held["activity"] == {**NO_ACTIVITY, "state": "review_hold", "note": "held for review by alice"}
-        assert held["actions"] == ["release", "freeze"]
+        assert held["actions"] == ["release", "freeze", "abandon", "supersede"]
         assert error_of(await client.post(f"{item}/block"), 409)["hold"] == "review_hold"
         assert (await client.post(f"{item}/release")).json()["hold"] is None
         blocked = (await client.post(f"{item}/block", json={"reason": "waiting on design"})).json()

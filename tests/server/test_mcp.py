@@ -436,3 +436,34 @@ async def test_people_answer_permissions_through_their_own_mcp_tools(project: Pr
             assert not (await person.call_tool("answer_permission", answer)).is_error
             assert json.loads(text_of(await waiting)) == {"behavior": "deny", "message": "not that file"}
     assert project.item(item.id).state.hold is not Hold.BLOCKED
+
+
+async def test_a_spikes_coder_submits_its_report_through_mcp_and_it_is_the_result(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    go = tmp_path / "go"
+    project.agent("coder", [[{"wait_for_file": str(go), "timeout_s": 60}, {"say": "Report sent."}]])
+    project.configure()
+    async with served(project) as s:
+        started: asyncio.Queue[str] = asyncio.Queue()
+        s.orch.on_run_started(started.put_nowait)
+        spike = s.orch.add_item(ItemDraft(title="Why slow", kind="spike"), "ann")
+        async with asyncio.timeout(60):
+            await started.get()
+        worktree = project.paths.worktrees_dir / f"{spike.id}-why-slow"
+        config = json.loads((worktree / CONFIG_NAME).read_text())["mcpServers"]["gangline"]
+        token = config["headers"]["Authorization"].removeprefix("Bearer ")
+        async with mcp_client(s.mcp_url, token) as coder:
+            assert (await coder.call_tool("submit_report", {"report": "  "})).is_error
+            said = await coder.call_tool("submit_report", {"report": "The parser is slow; cache it."})
+            assert not said.is_error, text_of(said)
+        go.touch()
+        seen = -1
+        async with asyncio.timeout(60):
+            while project.item(spike.id).state.hold is not Hold.REVIEW_HOLD:
+                seen = await s.orch.wait_changed(seen, 60)
+    # The tool's report is the result, not the final message ("Report sent.").
+    assert project.item(spike.id).report == "The parser is slow; cache it."
+    story = project.add("A story")
+    async with served(project) as again, mcp_client(again.mcp_url, again.grant(story, project.root)) as coder:
+        with pytest.raises(MCPError, match=r"submit_report is for a spike's coder; run .* is a coder on a story"):
+            await coder.call_tool("submit_report", {"report": "x"})

@@ -6,6 +6,7 @@ import itertools
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -298,9 +299,12 @@ def test_a_server_killed_in_the_middle_of_a_migration_leaves_the_database_whole(
     db = tmp_path / "state.db"
     with monkeypatch.context() as older:  # the database of an older gangline (first revision), holding an item
         older.setattr(store_module, "migrate", _migrate_to("0001"))
-        old = open_sqlite(db)
-        old.create_item(ItemDraft(title="Keep me", body="all of it"), "ann")
-        old.close()
+        open_sqlite(db).close()
+    with sqlite3.connect(db) as conn:  # the row as that gangline wrote it: no column a later revision added
+        conn.execute(
+            "INSERT INTO items (slug, kind, title, body, priority, stage, frozen, retries, merge_attempts, created_at,"
+            " updated_at) VALUES ('keep-me', 'story', 'Keep me', 'all of it', 0, 'backlog', 0, 0, 0, 1.0, 1.0)"
+        )
     killed = subprocess.run([sys.executable, "-c", _KILLED_MID_MIGRATION, str(db)], capture_output=True, timeout=60)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
     store = open_sqlite(db)  # the next start migrates from the last commit, which was the old schema

@@ -43,9 +43,9 @@ EXIT = {"invalid": 2, "illegal_transition": 5, "conflict": 5, "not_found": 7, "u
 # --- the starting states -------------------------------------------------------------------------
 
 
-def _at(project: Project, title: str, *path: tuple[Trigger, Facts]) -> Item:
+def _at(project: Project, title: str, *path: tuple[Trigger, Facts], kind: str = "story") -> Item:
     """An item moved to a state by the store itself, before the server (and its orchestrator) starts."""
-    item = project.add(title, qa_mode="human")
+    item = project.add(title, qa_mode="human", kind=kind)
     project.store.schedule_start(item.id, LATER, "setup")
     for trigger, facts in path:
         current = project.item(item.id)
@@ -99,6 +99,12 @@ def _in_backlog(project: Project) -> Item:
 
 def _held(trigger: Trigger) -> Callable[[Project], Item]:
     return lambda project: _at(project, "Held", (trigger, Facts(reason="a person looked")))
+
+
+def _spike_reported(project: Project) -> Item:
+    return _at(
+        project, "Why slow", (Trigger.START, Facts()), (Trigger.REPORTED, Facts(reason="the cache")), kind="spike"
+    )
 
 
 def _in_qa(project: Project) -> Item:
@@ -192,6 +198,17 @@ ORDERS = [
     _action("freeze", _in_backlog, Trigger.FREEZE),
     _action("unfreeze", lambda project: _at(project, "Frozen", (Trigger.FREEZE, Facts())), Trigger.UNFREEZE),
     _action("archive", lambda project: _at(project, "Done", *DONE), Trigger.ARCHIVE),
+    _action("close", _spike_reported, Trigger.CLOSE),
+    _action("abandon", _in_qa, Trigger.ABANDON, "nobody needs it"),
+    Order(
+        "supersede",
+        _in_backlog,
+        lambda i: ("POST", f"/api/items/{i.id}/supersede", {"by": 1, "reason": "done better"}),
+        lambda i: ("act_on_item", {"item_id": i.id, "action": "supersede", "by": 1, "reason": "done better"}),
+        lambda i: ["supersede", str(i.id), "--by", "1", "--reason", "done better"],
+        lambda out: (out["stage"], out["hold"]),
+        ("transition", Trigger.SUPERSEDE.value),
+    ),
     _action(
         "retry-merge",
         lambda project: _at(project, "Failed", *IN_MERGE, (Trigger.MERGE_FAILED, Facts(reason="conflicts"))),
@@ -274,6 +291,14 @@ def _bad_inputs(waiting: Item, archived: Item) -> list[Bad]:
             "--comment"),
         Bad("a message to a merged item", ("POST", f"/api/items/{archived.id}/messages", {"text": "more"}),
             ("say_to_agent", {"item_id": archived.id, "text": "more"}), ["say", str(archived.id), "more"], "conflict"),
+        Bad("a supersede naming no item", ("POST", f"/api/items/{w}/supersede", None),
+            ("act_on_item", {"item_id": w, "action": "supersede"}), ["supersede", str(w), "--by", "0"], "invalid",
+            "by", "--by"),
+        Bad("a supersede by itself", ("POST", f"/api/items/{w}/supersede", {"by": w}),
+            ("act_on_item", {"item_id": w, "action": "supersede", "by": w}), ["supersede", str(w), "--by", str(w)],
+            "invalid", "by", "--by"),
+        Bad("closing a story", ("POST", f"/api/items/{w}/close", None),
+            ("act_on_item", {"item_id": w, "action": "close"}), ["close", str(w)], "illegal_transition"),
         _answering("an answer to a request nobody asked", {"decision": "allow"}, ["allow"], "not_found"),
         _answering("a denial that changes the input", {"decision": "deny", "updated_input": {"command": "ls"}},
                    ["deny", "--input", '{"command": "ls"}'], "invalid", "updated_input", "--input"),

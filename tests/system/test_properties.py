@@ -270,7 +270,7 @@ def test_json_nested_deeper_than_the_decoder_reads_is_a_malformed_line_not_a_cra
 
 MOVES_INTO = {
     Stage.CODING: {(Stage.BACKLOG, Trigger.START), (Stage.QA, Trigger.QA_FAILED)},
-    Stage.QA: {(Stage.CODING, Trigger.CODED)},
+    Stage.QA: {(Stage.CODING, Trigger.CODED), (Stage.CODING, Trigger.REPORTED)},
     Stage.MERGE: {(Stage.QA, Trigger.QA_PASSED)},
     Stage.DONE: {(Stage.MERGE, Trigger.MERGED)},
     Stage.ARCHIVED: {(Stage.DONE, Trigger.ARCHIVE)},
@@ -346,10 +346,17 @@ class StageMachine(RuleBasedStateMachine):
         elif trigger is Trigger.DEMOTE:
             assert before.stage in (Stage.CODING, Stage.QA, Stage.MERGE)
             assert after == ItemState(Stage.BACKLOG)
+        elif trigger in (Trigger.ABANDON, Trigger.SUPERSEDE):  # a person ends it unfinished, whatever held it
+            assert before.stage in (Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE) and seen.reason
+            assert after == ItemState(Stage.ARCHIVED)
+        elif trigger is Trigger.CLOSE:  # a person closes a spike on its report: done, nothing merged
+            assert before.stage is Stage.QA and after == ItemState(Stage.DONE)
         else:
             assert before.hold is None, f"{trigger} moved an item held as {before.hold}"
             assert (before.stage, trigger) in MOVES_INTO[after.stage], f"{trigger} did not start at {before.stage}"
-            if after.stage in (Stage.QA, Stage.MERGE):
+            if trigger is Trigger.REPORTED:  # a spike moves on with its report, not with code
+                assert (seen.reason or "").strip(), "a spike moved on without a report"
+            elif after.stage in (Stage.QA, Stage.MERGE):
                 assert seen.commits_ahead is not None and seen.commits_ahead > 0, "moved on with no commits ahead"
             if after.stage is Stage.DONE:
                 assert seen.files_changed is not None and seen.files_changed > 0, (

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 HELP_ORDER = (
     ItemAction.START, ItemAction.STOP, ItemAction.APPROVE, ItemAction.REJECT, ItemAction.BLOCK,
     ItemAction.UNBLOCK, ItemAction.HOLD, ItemAction.RELEASE, ItemAction.DEMOTE, ItemAction.FREEZE,
-    ItemAction.UNFREEZE, ItemAction.ARCHIVE, ItemAction.RETRY_MERGE,
+    ItemAction.UNFREEZE, ItemAction.ARCHIVE, ItemAction.RETRY_MERGE, ItemAction.CLOSE, ItemAction.ABANDON,
+    ItemAction.SUPERSEDE,
 )  # fmt: skip
 
 ItemId = Annotated[int, typer.Argument(metavar="ID", help="The item's id.")]
@@ -38,6 +39,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _command_for(action: ItemAction) -> Callable[..., None]:
+    if action is ItemAction.SUPERSEDE:
+        return supersede
+
     def command(
         item_id: ItemId,
         reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why, for the event log.")] = None,
@@ -48,9 +52,24 @@ def _command_for(action: ItemAction) -> Callable[..., None]:
     return command
 
 
-def act_on(item_id: int, action: ItemAction, reason: str | None, as_json: bool = False) -> None:
+def supersede(
+    item_id: ItemId,
+    by: Annotated[int, typer.Option("--by", help="The item that does this one's work instead.")],
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why, for the event log.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the item as the action left it, as JSON.")] = False,
+) -> None:
+    """Supersede an item by another (--by N): archived unfinished, saying which item does it instead."""
+    from gangline.cli.common import as_option
+
+    try:
+        act_on(item_id, ItemAction.SUPERSEDE, reason, as_json, by)
+    except ConfigError as err:
+        raise as_option(err, {"by": "--by"}) from None
+
+
+def act_on(item_id: int, action: ItemAction, reason: str | None, as_json: bool = False, by: int | None = None) -> None:
     with open_door() as door, err_console.status(f"{action.value} #{item_id}…"):
-        item = door.act(item_id, action, reason)
+        item = door.act(item_id, action, reason, by)
     if as_json:
         print_json(item)
     else:

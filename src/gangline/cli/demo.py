@@ -115,8 +115,9 @@ def demo_backlog(store: Store) -> None:
         ItemDraft(
             kind=Kind.SPIKE,
             title="List what a newcomer would miss",
-            body="Read the repository and write `NOTES.md` with three things a newcomer would want added.",
-            criteria=("`NOTES.md` lists three suggestions",),
+            body="Read the repository and report three things a newcomer would want added (a spike: the report "
+            "is the result, nothing is merged).",
+            criteria=("The report lists three suggestions",),
         ),
     ]
     first = store.create_item(drafts[0], ACTOR)
@@ -200,6 +201,15 @@ def _summarise(console: Console, store: Store, repo: Path) -> bool:
     console.print(f"[bold]git log --oneline main[/]\n{inert(log.rstrip(), multiline=True)}")
     total = sum(item.cost_usd for item in items)
     console.print(f"Total cost: {money(total) if total else '$0'}")
-    done = all(item.stage in (Stage.DONE, Stage.ARCHIVED) for item in items)
-    console.print("[green]Every item reached done.[/]" if done else "[yellow]Some items did not reach done.[/]")
+    # A spike ends with its report held for a person to read: that is where the demo leaves it.
+    reports = [item for item in items if item.kind is Kind.SPIKE and item.stage is Stage.QA and item.report]
+    done = all(item.stage in (Stage.DONE, Stage.ARCHIVED) or item in reports for item in items)
+    for spike in reports:
+        console.print(f"Spike #{spike.id}'s report waits for you: read it on the board, then `gangline close "
+                      f"{spike.id}`.")  # fmt: skip
+    if not done:
+        console.print("[yellow]Some items did not reach done.[/]")
+    else:
+        ready = ", and each spike's report is ready" if reports else ""
+        console.print(f"[green]Every item reached done{ready}.[/]")
     return done

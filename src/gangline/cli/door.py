@@ -52,7 +52,7 @@ class Door(Protocol):
     def add_item(self, new: NewItem) -> ItemOut: ...
     def edit_item(self, item_id: int, patch: ItemPatch) -> ItemOut: ...
     def delete_item(self, item_id: int) -> ItemOut: ...
-    def act(self, item_id: int, action: ItemAction, reason: str | None) -> ItemOut: ...
+    def act(self, item_id: int, action: ItemAction, reason: str | None, by: int | None = None) -> ItemOut: ...
     def status(self) -> StatusOut: ...
     def costs(self, by: LedgerKey, item_id: int | None) -> CostsOut: ...
     def pending_permissions(self) -> list[PermissionRequestOut]: ...
@@ -92,8 +92,8 @@ class Remote:
     def delete_item(self, item_id: int) -> ItemOut:
         return self.client.fetch(ItemOut, "DELETE", f"/api/items/{item_id}")
 
-    def act(self, item_id: int, action: ItemAction, reason: str | None) -> ItemOut:
-        body = {"reason": reason} if reason else None
+    def act(self, item_id: int, action: ItemAction, reason: str | None, by: int | None = None) -> ItemOut:
+        body = {k: v for k, v in (("reason", reason), ("by", by)) if v} or None
         return self.client.fetch(ItemOut, "POST", f"/api/items/{item_id}/{action.value}", body=body)
 
     def status(self) -> StatusOut:
@@ -171,8 +171,8 @@ class Local:
     def delete_item(self, item_id: int) -> ItemOut:
         return self.orders.delete_item(item_id, self.actor)
 
-    def act(self, item_id: int, action: ItemAction, reason: str | None) -> ItemOut:
-        return asyncio.run(self.orders.act(item_id, action, reason, self.actor))
+    def act(self, item_id: int, action: ItemAction, reason: str | None, by: int | None = None) -> ItemOut:
+        return asyncio.run(self.orders.act(item_id, action, reason, self.actor, by))
 
     def status(self) -> StatusOut:
         return self.views.status()

@@ -206,6 +206,7 @@ class Item:
     created_at: float
     updated_at: float
     feedback: str | None = None  # why the last attempt failed: the next attempt's prompt
+    report: str | None = None  # a spike's written report (its result; a spike is closed, never merged)
 
     @property
     def name(self) -> str:

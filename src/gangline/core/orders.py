@@ -12,6 +12,7 @@ import enum
 import functools
 from dataclasses import dataclass
 
+from gangline.core.items import Kind
 from gangline.core.stages import Facts, Hold, IllegalTransition, ItemState, Stage, Trigger, apply, legal_triggers
 
 
@@ -29,6 +30,9 @@ class ItemAction(enum.StrEnum):
     UNFREEZE = "unfreeze"
     ARCHIVE = "archive"
     RETRY_MERGE = "retry-merge"
+    CLOSE = "close"
+    ABANDON = "abandon"
+    SUPERSEDE = "supersede"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,19 @@ ACTIONS: dict[ItemAction, ActionSpec] = {
                                    "archived"),
     ItemAction.RETRY_MERGE: ActionSpec(Trigger.RETRY_MERGE, "Clear a merge failure: merge again.",
                                        "retrying the merge of"),
+    ItemAction.CLOSE: ActionSpec(Trigger.CLOSE, "Close a spike whose report you read: qa → done, nothing merged.",
+                                 "closed", "closed by {actor}"),
+    ItemAction.ABANDON: ActionSpec(Trigger.ABANDON, "Abandon an item: archived unfinished (its run stopped, its "
+                                   "worktree removed when clean; the branch is kept).", "abandoned",
+                                   "abandoned by {actor}"),
+    ItemAction.SUPERSEDE: ActionSpec(Trigger.SUPERSEDE, "Supersede an item by another (--by N): archived as "
+                                     "abandon does, saying which item does it instead.", "superseded"),
+}
+# What the kind of an item changes: a spike is closed on its report, never merged.
+_NOT_FOR: dict[ItemAction, tuple[frozenset[Kind], str]] = {
+    ItemAction.CLOSE: (frozenset({Kind.STORY, Kind.BUG, Kind.REFACTOR}),
+                       "only a spike is closed without a merge; approve it, or abandon it"),
+    ItemAction.APPROVE: (frozenset({Kind.SPIKE}), "a spike is not merged: close it once its report is read"),
 }
 # fmt: on
 
@@ -81,22 +98,28 @@ def reason_for(action: ItemAction, reason: str | None, actor: str) -> str | None
     return given
 
 
-def check_legal(item_id: int, state: ItemState, action: ItemAction, reason: str | None) -> None:
-    """Refuse by the table before anything is asked of git: approving a backlog item is illegal, not a git error.
+def check_legal(item_id: int, state: ItemState, action: ItemAction, reason: str | None, kind: Kind) -> None:
+    """Refuse by the table (and by the item's kind) before anything is asked of git: approving a backlog item is
+    illegal, not a git error.
 
     The guards' facts (commits ahead, files changed) are assumed met here; the pipeline checks
     them against the repository when it applies the trigger.
     """
     trigger = ACTIONS[action].trigger
+    kinds, why = _NOT_FOR.get(action, (frozenset(), ""))
+    if kind in kinds:
+        raise IllegalTransition(state, trigger, why, item_id)
     try:
         apply(state, trigger, Facts(reason=reason, commits_ahead=1, files_changed=1))
     except IllegalTransition as err:
         raise IllegalTransition(state, trigger, err.why, item_id) from None
 
 
-def actions_for(state: ItemState) -> list[ItemAction]:
-    """The actions the stage table allows from ``state`` (guards assumed met: the pipeline checks them)."""
-    return list(_actions(state.stage, state.hold, state.frozen))
+def actions_for(state: ItemState, kind: Kind) -> list[ItemAction]:
+    """The actions the stage table allows from ``state`` for an item of ``kind`` (guards assumed met: the pipeline
+    checks them)."""
+    return [action for action in _actions(state.stage, state.hold, state.frozen)
+            if kind not in _NOT_FOR.get(action, (frozenset(), ""))[0]]  # fmt: skip
 
 
 @functools.cache  # a few dozen states at most; the board asks for every item on every change

@@ -38,12 +38,37 @@ You are the coder for {{ item.kind }} {{ item.name }}{% if attempt > 1 %} (attem
 {{ c.index }}. {{ c.text }}
 {% endfor %}
 {% endif -%}
+{% if item.kind == "spike" -%}
+## A spike
+
+Its result is a written report, not code: investigate what the item asks, then give your
+findings (what you learned, the options with their costs, what you recommend) as your final
+message, or send them with gangline's `submit_report` tool if it is available. Nothing of a spike
+is merged; a person reads the report.
+
+{% elif item.kind == "bug" -%}
+## A bug
+
+First write a test that reproduces the bug and fails, and commit it; then fix the bug so the
+test passes, and commit the fix. The test stays, so the bug cannot come back unnoticed.
+
+{% elif item.kind == "refactor" -%}
+## A refactor
+
+Change the structure, not the behaviour: every existing test must pass unchanged, and nothing a
+user of the code can observe may change.
+
+{% endif -%}
 ## Rules
 
 - Work in {{ workspace }}, on branch {{ branch }}.
+{% if item.kind == "spike" -%}
+- Your report is the result; files you change or commit are not merged.
+{% else -%}
 - Commit your work with git on this branch; uncommitted work is not merged.
+{% endif -%}
 - Never touch the base branch {{ base_branch }}, and never push.
-{% if gates -%}
+{% if gates and item.kind != "spike" -%}
 - After you exit, the server runs these gates in the worktree; they must pass:
 {% for g in gates %}  - `{{ g }}`
 {% endfor %}
@@ -73,13 +98,36 @@ You are QA for {{ item.kind }} {{ item.name }}. Review the change on branch {{ b
 {{ feedback | trim }}
 
 {% endif -%}
+{% if item.kind == "refactor" -%}
+## A refactor
+
+Besides the criteria, check that behaviour did not change: no test was weakened or removed, no
+public interface or output changed, and the tests pass. Fail it for any change of behaviour.
+
+{% elif item.kind == "bug" -%}
+## A bug
+
+Besides the criteria, check that a test reproduces the bug (it would fail without the fix).
+
+{% endif -%}
+{% if item.kind == "spike" -%}
+## The report
+
+A spike changes no code: its result is this report. Judge it against the criteria: does it
+answer what the item asks, with evidence?
+
+----- BEGIN REPORT -----
+{{ item.report.rstrip() if item.report else "(no report was given)" }}
+----- END REPORT -----
+{% else -%}
 ## The diff
 
 ----- BEGIN DIFF -----
 {{ diff.rstrip() if diff is not none else "(none was provided; run git diff " ~ base_branch ~ "..." ~ branch ~ ")" }}
 ----- END DIFF -----
-
-Check each numbered criterion against the diff; you may read files and run the tests.
+{% endif %}
+Check each numbered criterion against the {{ "report" if item.kind == "spike" else "diff" }}; you may read files and run
+the tests.
 If gangline's MCP tools are available, report with `report_qa_result`; either way,
 your final message must be ONLY a JSON object, with no words before or after it:
 
@@ -114,7 +162,7 @@ Your final message must be ONLY a JSON object, with no words before or after it:
 DEFAULT_TEMPLATES: dict[Role, str] = {Role.CODER: _CODER, Role.QA: _QA, Role.MERGEMASTER: _MERGEMASTER}
 
 _VARIABLES = "item, role, attempt, base_branch, branch, workspace, feedback, diff, gates, guide"
-_ITEM_FIELDS = "id, name, kind, title, body, criteria (index, text, checked), depends_on, priority"
+_ITEM_FIELDS = "id, name, kind, title, body, criteria (index, text, checked), depends_on, priority, report"
 
 
 @dataclass(frozen=True)
@@ -191,6 +239,7 @@ def _variables(ctx: PromptContext) -> dict[str, Any]:
             "criteria": criteria,
             "depends_on": list(item.depends_on),
             "priority": item.priority,
+            "report": item.report,
         },
         "role": ctx.role.value,
         "attempt": ctx.attempt,
@@ -230,7 +279,7 @@ def _samples(role: Role) -> list[PromptContext]:
     )
     base = PromptContext(item, role, 1, "main", "gangline/7-sample-item", "/tmp/worktree", None, None, ("make test",))
     diff = "diff --git a/x b/x\n+new line\n"
-    if role is Role.QA:
-        return [replace(base, diff=diff)]
+    if role is Role.QA:  # a spike's review reads its report instead of a diff
+        return [replace(base, diff=diff), replace(base, item=replace(item, kind=Kind.SPIKE, report="Findings."))]
     retry = replace(base, attempt=2, feedback="gate `make test` failed:\n1 failed")
     return [retry] if role is Role.MERGEMASTER else [base, retry]

@@ -76,11 +76,13 @@ def plan(
     default_qa: QaMode,
     merging: bool,
     now: float,
+    auto_start: bool = True,
 ) -> Plan:
     """The jobs to start now, highest priority first within each role's free slots.
 
     ``busy`` holds items with a job in progress; ``running`` counts those jobs by role.
-    Items waiting on a person (human QA, holds, frozen) are neither jobs nor ``waiting``.
+    Items waiting on a person (human QA, holds, frozen; without ``auto_start``, backlog items no
+    person started or set a timer for) are neither jobs nor ``waiting``.
     """
     free = {role: limits[role] - running.get(role, 0) for role in PIPELINE_ROLES}
     jobs: list[Job] = []
@@ -89,7 +91,7 @@ def plan(
     for item in sorted(items, key=_order):
         if item.id in busy or item.state.frozen or item.state.hold is not None:
             continue
-        step, role, when = _step_for(item, default_qa)
+        step, role, when = _step_for(item, default_qa, auto_start)
         if step is None:
             continue
         if when is not None and when > now:
@@ -115,10 +117,10 @@ def _order(item: Candidate) -> tuple[int, int, int]:
     return (0 if item.stage is not Stage.BACKLOG else 1, -item.priority, item.id)
 
 
-def _step_for(item: Candidate, default_qa: QaMode) -> tuple[Step | None, Role | None, float | None]:
+def _step_for(item: Candidate, default_qa: QaMode, auto_start: bool) -> tuple[Step | None, Role | None, float | None]:
     stage = item.stage
     if stage is Stage.BACKLOG:
-        if item.waiting_on:
+        if item.waiting_on or (not auto_start and item.start_after is None):  # triage: a person starts it
             return None, None, None
         return Step.START, Role.CODER, item.start_after
     if stage is Stage.CODING:

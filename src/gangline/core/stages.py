@@ -46,6 +46,10 @@ class Trigger(enum.StrEnum):
     RETRY_MERGE = "retry_merge"  # clear hold merge_failure
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    REPORTED = "reported"  # coding -> qa: a spike's written report (a spike needs no code)
+    CLOSE = "close"  # qa -> done without a merge: a spike whose report a person read; clears any hold
+    ABANDON = "abandon"  # backlog, coding, qa or merge -> archived: nobody will finish it; clears any hold
+    SUPERSEDE = "supersede"  # the same, because another item does it instead
 
 
 _Illegal = Callable[[str], "IllegalTransition"]
@@ -61,7 +65,13 @@ _MOVES: dict[Trigger, tuple[tuple[Stage, ...], Stage | None]] = {
     Trigger.MERGED: ((Stage.MERGE,), Stage.DONE),
     Trigger.ARCHIVE: ((Stage.DONE,), Stage.ARCHIVED),
     Trigger.DEMOTE: ((Stage.CODING, Stage.QA, Stage.MERGE), Stage.BACKLOG),
+    Trigger.REPORTED: ((Stage.CODING,), Stage.QA),
+    Trigger.CLOSE: ((Stage.QA,), Stage.DONE),
+    Trigger.ABANDON: (ACTIVE, Stage.ARCHIVED),
+    Trigger.SUPERSEDE: (ACTIVE, Stage.ARCHIVED),
 }
+# A person's decisions that move the item whatever holds it: the holds are cleared.
+_OVERRULE = frozenset({Trigger.DEMOTE, Trigger.CLOSE, Trigger.ABANDON, Trigger.SUPERSEDE})
 
 # Triggers that set a hold: the stages where they apply, and the hold they set.
 _SETS_HOLD: dict[Trigger, tuple[tuple[Stage, ...], Hold]] = {
@@ -153,8 +163,11 @@ def apply(state: ItemState, trigger: Trigger, facts: Facts = Facts()) -> ItemSta
         return replace(state, hold=hold, hold_reason=facts.reason)
     stages, target = _MOVES[trigger]
     _require_stage(state, stages, illegal)
-    if trigger is Trigger.DEMOTE:
-        return ItemState(Stage.BACKLOG)  # a person's decision: start over, holds cleared
+    if trigger in _OVERRULE:
+        if trigger in (Trigger.ABANDON, Trigger.SUPERSEDE) and not facts.reason:
+            raise illegal("it needs a reason")
+        assert target is not None
+        return ItemState(target)  # a person's decision: holds cleared
     if state.hold is not None:
         raise illegal(f"it is held as {state.hold.value}; clear the hold first")
     _check_guard(trigger, facts, illegal)
@@ -174,6 +187,8 @@ def _check_guard(trigger: Trigger, facts: Facts, illegal: _Illegal) -> None:
         raise illegal("the feature branch has no commits ahead of the base branch")
     if trigger is Trigger.MERGED and (facts.files_changed or 0) <= 0:
         raise illegal("the merge changed no files")
+    if trigger is Trigger.REPORTED and not (facts.reason or "").strip():
+        raise illegal("a spike needs a written report")
 
 
 def legal_triggers(state: ItemState) -> list[Trigger]:

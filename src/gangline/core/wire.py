@@ -100,6 +100,7 @@ class ItemOut(BaseModel):
     merge_attempts: int
     session_id: str | None
     feedback: str | None
+    report: str | None = Field(default=None, description="A spike's written report: its result (never merged).")
     start_after: float | None  # times are seconds since the epoch
     parked_until: float | None
     archive_at: float | None
@@ -124,7 +125,7 @@ class ItemOut(BaseModel):
             hold_reason=state.hold_reason,
             frozen=state.frozen,
             cost_usd=cost_usd,
-            actions=actions_for(state),
+            actions=actions_for(state, item.kind),
             activity=activity or Activity(state="idle"),
         )
 
@@ -227,6 +228,7 @@ class LogPage(BaseModel):
 
 class ActionBody(BaseModel):
     reason: str | None = Field(default=None, max_length=20_000, description="Why; a rejection's is the coder's prompt.")
+    by: int | None = Field(default=None, ge=1, le=2**53, description="supersede: the item that does it instead.")
 
 
 class ActionOrder(ActionBody):

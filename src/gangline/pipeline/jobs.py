@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gangline.core.errors import ConfigError, VerdictError
-from gangline.core.items import Item
+from gangline.core.items import Item, Kind
 from gangline.core.messages import messages_prompt
 from gangline.core.policy import AfterRun, Next, after_check, after_run, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
 from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.records import REASON_CHARS
-from gangline.core.reports import parse_qa_verdict
+from gangline.core.reports import QaVerdict, parse_qa_verdict
 from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.core.types import SERVER, Clock
@@ -33,6 +33,13 @@ from gangline.repo.worktrees import Worktrees, branch_name
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
+
+NO_REPORT = (
+    "A spike's result is a written report, and you gave none. Give your findings as your final message "
+    "(or send them with the submit_report tool)."
+)
+SPIKE_HELD = "its report waits for a person: read it, then close it, or tell its coder what is missing"
+MAX_REPORT = 100_000  # characters of a spike's report kept
 
 
 @dataclass
@@ -128,7 +135,8 @@ class Pipeline:
         session = result.summary.session_id or item.session_id
         decision = self._decide(item, Stage.CODING, result, profile)
         if decision.next is Next.CHECK:
-            decision = await self._check_work(item, result, session)
+            check = self._check_report if item.kind is Kind.SPIKE else self._check_work
+            decision = await check(item, result, session)
             if decision.next is Next.LEAVE:  # the gates passed and the item moved on
                 return
             decision = retry_or_block(
@@ -185,6 +193,19 @@ class Pipeline:
         )
         return AfterRun(Next.LEAVE, "gates passed")
 
+    async def _check_report(self, item: Item, result: AgentResult, session: str | None) -> AfterRun:
+        """A spike's result is its written report (sent with ``submit_report``, else its final message); it needs no
+        code, commits and gates are not asked for, and nothing of it is merged."""
+        report = (self.store.get_item(item.id).report or result.summary.result_text or "").strip()
+        if not report:
+            return AfterRun(Next.RETRY, NO_REPORT)
+        self.store.transition(
+            item.id, Trigger.REPORTED, SERVER, expected=item.state, facts=Facts(reason=report[:REASON_CHARS]),
+            updates={"feedback": None, "parked_until": None, "session_id": session, "report": report[:MAX_REPORT]},
+            run_id=result.run_id,
+        )  # fmt: skip
+        return AfterRun(Next.LEAVE, "reported")
+
     async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
         key = run_id or f"{item.id}-{context}"
         env = {**self.env, **self.agents.env_for(item, Role.CODER, key)}
@@ -201,6 +222,9 @@ class Pipeline:
 
     async def review(self, item: Item) -> None:
         mode = item.qa_mode or self.config.qa_mode
+        if mode is QaMode.SERVER and item.kind is Kind.SPIKE:
+            self.store.hold(item.id, Trigger.HOLD_FOR_REVIEW, SERVER, SPIKE_HELD, expected=item.state)
+            return
         if mode is QaMode.SERVER:
             ahead = await self.worktrees.commits_ahead(item.id, item.slug)
             self.store.transition(
@@ -242,23 +266,24 @@ class Pipeline:
             failed = retry_or_block(item.retries + 1, self.config.max_retries, f"QA gave no usable verdict: {err}")
             apply_decision(self.store, item, failed, result.run_id, item.session_id, retries=item.retries + 1)
             return
+        self._judged(item, verdict, f"qa:{profile.name}", result.run_id, ahead)
+
+    def _judged(self, item: Item, verdict: QaVerdict, actor: str, run_id: str, ahead: int) -> None:
+        """A QA agent's verdict applied: its criteria checked; a pass merges (a spike's waits for a person), a fail
+        sends the notes back to the coder."""
         marks = {c.index: c.passed for c in verdict.criteria}
         if marks:
-            self.store.check_criteria(item.id, marks, f"qa:{profile.name}")
-        if verdict.verdict == "pass":
-            self.store.transition(
-                item.id,
-                Trigger.QA_PASSED,
-                f"qa:{profile.name}",
-                expected=item.state,
-                facts=Facts(reason=verdict.summary or "QA passed", commits_ahead=ahead),
-                updates={"feedback": None},
-                run_id=result.run_id,
-            )
-            return
-        notes = "\n".join(f"- criterion {c.index}: {c.note}" for c in verdict.criteria if not c.passed)
-        feedback = f"QA rejected the work: {verdict.summary}\n{notes}".strip()
-        self.reject(item, f"qa:{profile.name}", feedback, result.run_id)
+            self.store.check_criteria(item.id, marks, actor)
+        if verdict.verdict == "pass" and item.kind is Kind.SPIKE:
+            held = f"QA passed ({verdict.summary or 'the report answers the criteria'}); {SPIKE_HELD}"
+            self.store.hold(item.id, Trigger.HOLD_FOR_REVIEW, actor, held, expected=item.state, run_id=run_id)
+        elif verdict.verdict == "pass":
+            facts = Facts(reason=verdict.summary or "QA passed", commits_ahead=ahead)
+            self.store.transition(item.id, Trigger.QA_PASSED, actor, expected=item.state, facts=facts,
+                                  updates={"feedback": None}, run_id=run_id)  # fmt: skip
+        else:
+            notes = "\n".join(f"- criterion {c.index}: {c.note}" for c in verdict.criteria if not c.passed)
+            self.reject(item, actor, f"QA rejected the work: {verdict.summary}\n{notes}".strip(), run_id)
 
     def reject(self, item: Item, actor: str, feedback: str, run_id: str | None = None) -> Item:
         """QA failed (agent or person): back to coding with the notes as the coder's next prompt."""
@@ -269,7 +294,7 @@ class Pipeline:
             actor,
             expected=item.state,
             facts=Facts(reason=feedback[:REASON_CHARS]),
-            updates={"feedback": feedback, "retries": retries},
+            updates={"feedback": feedback, "retries": retries, "report": None},  # a spike reports again
             run_id=run_id,
         )
         decision = retry_or_block(retries, self.config.max_retries, feedback)
@@ -293,7 +318,12 @@ class Pipeline:
 
     async def archive(self, item: Item, actor: str = SERVER) -> None:
         self.store.transition(item.id, Trigger.ARCHIVE, actor, expected=item.state, updates={"archive_at": None})
-        pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip)
+        await self.retire(item, keep_branch=False)
+
+    async def retire(self, item: Item, keep_branch: bool = True) -> None:
+        """Remove an item that is over's worktree when nothing uncommitted would be lost; the event says which.
+        ``keep_branch``: its commits stay on its branch (closed, abandoned or superseded, never merged)."""
+        pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip, keep_branch=keep_branch)
         self.store.record_event(
             "worktree_pruned" if pruned.pruned else "worktree_kept", SERVER, item_id=item.id, reason=pruned.reason
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gangline.agents.bus import Bus
 from gangline.agents.runner import Runner
-from gangline.core.errors import GanglineError, RunnerError, ServerLockedError, StateConflict
+from gangline.core.errors import GanglineError, RunnerError, StateConflict
 from gangline.core.items import Item, ItemDraft, ItemPatch
 from gangline.core.nodes import capacity
 from gangline.core.profiles import AgentProfile, Role, RunnerSettings
@@ -29,10 +29,10 @@ from gangline.core.types import SERVER, Clock
 from gangline.pipeline.changes import Changes
 from gangline.pipeline.configwatch import retune
 from gangline.pipeline.grants import Grants
-from gangline.pipeline.jobs import Pipeline
+from gangline.pipeline.jobs import MAX_REPORT, Pipeline
 from gangline.pipeline.onboarding import Onboarder
 from gangline.pipeline.remote import RemoteRuns
-from gangline.pipeline.restart import FENCE_S, ProjectLock, fenced, recover
+from gangline.pipeline.restart import ProjectLock, fenced, recover, take_locks
 from gangline.pipeline.rooms import Rooms
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.pipeline.views import Live
@@ -46,9 +46,9 @@ from gangline.store import Store
 
 log = logging.getLogger(__name__)
 
-STANDBY_POLL_S = 1.0  # how often a standby tries the locks: it takes over within about this of the other's end
 _ROLE_OF = {Step.START: Role.CODER, Step.CODE: Role.CODER, Step.REVIEW: Role.QA, Step.MERGE: Role.MERGEMASTER}
-_STOPS_RUNS = (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW)
+_RETIRES = (Trigger.CLOSE, Trigger.ABANDON, Trigger.SUPERSEDE)  # the item is over: its worktree goes when clean
+_STOPS_RUNS = (Trigger.BLOCK, Trigger.DEMOTE, Trigger.HOLD_FOR_REVIEW, *_RETIRES)
 
 
 class Orchestrator:
@@ -103,32 +103,12 @@ class Orchestrator:
         """
         try:
             with contextlib.ExitStack() as held:
-                still_held = await self._take_locks(held)
+                still_held = await take_locks(self._lock, self.store, self.standby, held)
                 self.standing_by = False
                 await self._serve(until_idle, still_held)
         finally:
             self._tg = None
             self._lock.release()
-
-    async def _take_locks(self, held: contextlib.ExitStack) -> Callable[[], bool]:
-        """The project's flock and the database's driver lock (one orchestrator per database, whatever the checkout)."""
-        waited = False
-        while True:
-            try:
-                self._lock.acquire()
-                still_held = held.enter_context(self.store.driving())
-                break
-            except ServerLockedError:
-                self._lock.release()
-                if not self.standby:
-                    raise
-            waited = True
-            await asyncio.sleep(STANDBY_POLL_S)
-        if waited:
-            # The lock came free: its holder died, or lost its connection and checks that every FENCE_S.
-            # Give a living one that long to notice and stop its runs before this one reaps them.
-            await asyncio.sleep(FENCE_S + STANDBY_POLL_S)
-        return still_held
 
     async def _serve(self, until_idle: bool, still_held: Callable[[], bool]) -> None:
         refresh_gitignore(self.paths)
@@ -185,7 +165,8 @@ class Orchestrator:
             for role, room in capacity(self.store.nodes(), self.clock(), self.config.nodes.lease_s).items():
                 limits[role] += room
         merging = any(role is Role.MERGEMASTER for role, _ in self._jobs.values())
-        current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock())
+        current = plan(candidates, set(self._jobs), running, limits, self.config.qa_mode, merging, self.clock(),
+                       self.config.auto_start)  # fmt: skip
         for job in current.jobs:
             self._launch(job, self.store.get_item(job.item_id))
         return current
@@ -262,9 +243,8 @@ class Orchestrator:
 
     def live(self) -> Live:
         """What it is doing now: whether it serves, its jobs, the agents running and those held back."""
-        running = self._tg is not None
-        return Live(running, len(self._jobs), len(self._agents.running()), dict(self._working),
-                    dict(self._agents.throttled))  # fmt: skip
+        agents = self._agents
+        return Live(self._tg is not None, len(self._jobs), len(agents.running()), dict(self._working), agents.throttled)
 
     # --- people's orders (through pipeline.orders) ------------------------------------------
 
@@ -306,14 +286,16 @@ class Orchestrator:
         if trigger in _STOPS_RUNS:
             for run in self.store.runs(item_id, live_only=True):
                 self.stop_run(run.id, f"{trigger.value} by {actor}")
+        if trigger in _RETIRES:
+            await self._pipeline.retire(item)
         self._notify()
         return item
 
     def back_to_coding(self, item_id: int, actor: str, reason: str) -> Item:
         """QA → coding for a person's message: no retry spent, the coder's session resumed with the message."""
-        item = self.store.get_item(item_id)
-        item = self.store.transition(item_id, Trigger.QA_FAILED, actor, expected=item.state,
-                                     facts=Facts(reason=reason), updates={"feedback": None})  # fmt: skip
+        state = self.store.get_item(item_id).state
+        item = self.store.transition(item_id, Trigger.QA_FAILED, actor, expected=state, facts=Facts(reason=reason),
+                                     updates={"report": None})  # a spike reports again  # fmt: skip
         for run in self.store.runs(item_id, live_only=True):  # an agent QA run on work that changes now
             self.stop_run(run.id, reason)
         self._notify()
@@ -383,6 +365,12 @@ class Orchestrator:
 
     def qa_report(self, run_id: str) -> QaVerdict | None:
         return self._agents.qa_verdicts.get(run_id)
+
+    def submit_report(self, item_id: int, report: str, actor: str, run_id: str) -> None:
+        """A spike's report from its coder's tool, kept on the item: taken when the run ends (``jobs``)."""
+        item = self.store.get_item(item_id)
+        self.store.bookkeep(item_id, "report_submitted", actor, expected=item.state, run_id=run_id,
+                            updates={"report": report[:MAX_REPORT]}, data={"chars": len(report)})  # fmt: skip
 
     def report_merge_failure(self, run_id: str, reason: str) -> None:
         """A mergemaster's word that the merge cannot be resolved, taken when its run ends."""

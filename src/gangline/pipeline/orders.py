@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from gangline.core.errors import ConfigError, RunnerError, Unavailable
+from gangline.core.errors import ConfigError, NotFoundError, RunnerError, Unavailable
 from gangline.core.items import ItemPatch
 from gangline.core.messages import MESSAGE_STOP, MessageIn, MessageOut, check_listening
 from gangline.core.orders import ACTIONS, ItemAction, check_legal, reason_for
@@ -49,8 +49,9 @@ class Orders:
 
     async def say(self, item_id: int, message: MessageIn, actor: str) -> MessageOut:
         """A person's message to the item's coder, taken by its next run: a live coder run is stopped and its
-        session resumed with it at once; an item in QA goes back to coding for it, a blocked one is unblocked;
-        one in the backlog has it with its first prompt. Refused once the item is merged or being merged."""
+        session resumed with it at once; an item in QA (held for review or not) goes back to coding for it, a
+        blocked one is unblocked; one in the backlog has it with its first prompt. Refused once the item is merged
+        or being merged."""
         orch = self.orchestrator
         item = orch.store.get_item(item_id)
         check_listening(item)
@@ -59,6 +60,8 @@ class Orders:
             return said.out()  # left alone: the message waits until a person unfreezes it
         if item.state.hold is Hold.BLOCKED:
             item = await orch.act(item_id, Trigger.UNBLOCK, actor, "a person sent a message")
+        elif item.state.hold is Hold.REVIEW_HOLD and item.stage is Stage.QA:  # reviewed, and more is wanted
+            item = await orch.act(item_id, Trigger.RELEASE, actor, "a person sent a message")
         if item.stage is Stage.QA and item.state.hold is None:
             orch.back_to_coding(item_id, actor, MESSAGE_STOP)
         elif item.stage is Stage.CODING:
@@ -89,12 +92,31 @@ class Orders:
         """Delete an item; refused while it runs or while another item depends on it."""
         return ItemOut.of(self.orchestrator.delete_item(item_id, actor))
 
-    async def act(self, item_id: int, action: ItemAction, reason: str | None, actor: str) -> ItemOut:
-        """A person's action: the stage table is asked first (before git is), then the orchestrator acts."""
+    async def act(
+        self, item_id: int, action: ItemAction, reason: str | None, actor: str, by: int | None = None
+    ) -> ItemOut:
+        """A person's action: the stage table is asked first (before git is), then the orchestrator acts.
+        ``by``: the item that supersedes this one (``supersede`` only)."""
         recorded = reason_for(action, reason, actor)
-        check_legal(item_id, self.orchestrator.store.get_item(item_id).state, action, recorded)
+        if action is ItemAction.SUPERSEDE:
+            recorded = self._superseded(item_id, by, recorded)
+        elif by is not None:
+            raise ConfigError("by", f"only supersede names the item that does it instead, not {action.value}")
+        current = self.orchestrator.store.get_item(item_id)
+        check_legal(item_id, current.state, action, recorded, current.kind)
         item = await self.orchestrator.act(item_id, ACTIONS[action].trigger, actor, recorded)
         return self.views.board().out(item)
+
+    def _superseded(self, item_id: int, by: int | None, reason: str | None) -> str:
+        if by is None:
+            raise ConfigError("by", "expected the id of the item that does this one's work instead")
+        if by == item_id:
+            raise ConfigError("by", f"an item cannot supersede itself (got {by})")
+        try:
+            self.orchestrator.store.get_item(by)
+        except NotFoundError:
+            raise ConfigError("by", f"item {by} does not exist") from None
+        return f"superseded by #{by}" + (f": {reason}" if reason else "")
 
     def set_timer(self, item_id: int, when: str | None, actor: str) -> ItemOut:
         """Start a backlog item no earlier than ``when`` (``core.timers``: HH:MM, +30m, a date-time, in the

@@ -9,6 +9,7 @@ that was committed (SPEC.md "Restart").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from gangline.project.paths import ProjectPaths
 from gangline.store import Store
 
 FENCE_S = 2.0  # how often a driving server checks it still holds the database's driver lock
+STANDBY_POLL_S = 1.0  # how often a standby tries the locks: it takes over within about this of the other's end
 RESTARTED_CHAT = "gangline restarted while I was answering your last message, so it has no answer: ask me again."
 
 
@@ -128,3 +130,25 @@ async def fenced(still_held: Callable[[], bool], every_s: float = FENCE_S) -> No
             ) from None
         if not held:
             raise ServerLockedError("lost the database's driver lock (its connection is gone): stopped driving")
+
+
+async def take_locks(lock: ProjectLock, store: Store, standby: bool, held: contextlib.ExitStack) -> Callable[[], bool]:
+    """The project's flock and the database's driver lock (one orchestrator per database, whatever the checkout);
+    a ``standby`` waits for both. Returns the check that the driver lock is still held."""
+    waited = False
+    while True:
+        try:
+            lock.acquire()
+            still_held = held.enter_context(store.driving())
+            break
+        except ServerLockedError:
+            lock.release()
+            if not standby:
+                raise
+        waited = True
+        await asyncio.sleep(STANDBY_POLL_S)
+    if waited:
+        # The lock came free: its holder died, or lost its connection and checks that every FENCE_S.
+        # Give a living one that long to notice and stop its runs before this one reaps them.
+        await asyncio.sleep(FENCE_S + STANDBY_POLL_S)
+    return still_held

@@ -154,6 +154,8 @@ class ProjectConfig(_Strict):
     agents: tuple[AgentProfile, ...] = Field(default=(), alias="agent")
     prices: dict[str, ModelPrice] = Field(default_factory=dict, alias="price")
     chats: tuple[AnyChat, ...] = Field(default=(), alias="chat")
+    # false: new items stay in the backlog until a person starts them (or sets a timer): a triage gate.
+    auto_start: bool = True
     time_zone: str = "UTC"  # an IANA name: what "09:30" means in chat timers and "today" in costs
     # The shared store (PostgreSQL) for several machines; None: the project's SQLite file. Read by
     # ``project.database`` before the rest of the file; checked here with it.

@@ -68,6 +68,10 @@ inactivity_timeout_s = 300.0
 # Seconds a done item waits before it is archived (0: at once).
 archive_after_s = 86400.0
 
+# true: a new item starts as soon as its dependencies are done and a coder is free. false: a
+# triage gate; new items wait in the backlog until a person starts them (or sets a timer).
+auto_start = true
+
 # How many agents of each role may run at once.
 [concurrency]
 coder = 2

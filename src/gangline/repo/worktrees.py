@@ -257,14 +257,15 @@ class Worktrees:
         diff = await self._git("diff", "--no-color", "--no-ext-diff", span)
         return truncate_text(diff.stdout, max_bytes, "diff")
 
-    async def prune(self, item_id: int, slug: str, merged_tip: str | None) -> PruneResult:
-        """Remove the item's worktree and branch if no work can be lost; otherwise keep them and say why."""
+    async def prune(self, item_id: int, slug: str, merged_tip: str | None, keep_branch: bool = False) -> PruneResult:
+        """Remove the item's worktree and branch if no work can be lost; otherwise keep them and say why.
+        ``keep_branch``: only the worktree goes (the branch, with whatever commits it has, stays)."""
         path = worktree_path(self.root, item_id, slug)
         branch = branch_name(item_id, slug)
         async with self.lock:
             entry = await self._entry(path)
             tip = await self._tip(f"refs/heads/{branch}")
-            refusal = await self._prune_refusal(path, entry, branch, tip, merged_tip)
+            refusal = await self._prune_refusal(path, entry, branch, None if keep_branch else tip, merged_tip)
             if refusal:
                 return PruneResult(False, refusal)
             if entry is not None and path.is_dir():
@@ -273,12 +274,14 @@ class Worktrees:
                     return PruneResult(False, f"git refused to remove {path}: {_first_line(removed.stderr)}")
             elif entry is not None:
                 await self._git("worktree", "prune")  # deleted by hand: forget it
-            if tip is not None:
+            if tip is not None and not keep_branch:
                 # Compare-and-set: a commit landing since the checks above keeps the branch.
                 deleted = await self._git("update-ref", "-d", f"refs/heads/{branch}", tip, check=False)
                 if deleted.returncode != 0:
                     return PruneResult(False, f"kept {branch}: {_first_line(deleted.stderr)}")
         log.info("worktree pruned", extra={"action": "worktree_prune", "item_id": item_id, "path": str(path)})
+        if keep_branch:
+            return PruneResult(True, f"removed {path}; kept {branch}" if entry else "no worktree to remove")
         return PruneResult(True, f"removed {path} and {branch}" if entry or tip else "nothing left to remove")
 
     async def _prune_refusal(

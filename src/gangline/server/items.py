@@ -94,6 +94,8 @@ async def act(
     start (backlog → coding now, whatever it waits for), stop (block it and stop its run),
     block / unblock, hold / release (review hold), approve / reject (human QA;
     a rejection's reason is the coder's next prompt), demote (back to the backlog), freeze /
-    unfreeze, archive (done → archived), retry-merge (clear a merge failure).
+    unfreeze, archive (done → archived), retry-merge (clear a merge failure), close (a spike whose report was
+    read: qa → done, nothing merged), abandon (archived unfinished), supersede (archived; ``by``: the item
+    that does it instead).
     """
-    return await orders.act(item_id, action, body.reason if body else None, actor)
+    return await orders.act(item_id, action, body.reason if body else None, actor, body.by if body else None)

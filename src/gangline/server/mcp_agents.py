@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field
 
-from gangline.core.items import Item
+from gangline.core.items import Item, Kind
 from gangline.core.profiles import Role
 from gangline.core.records import GateRow, last_gates
 from gangline.core.reports import QaVerdict, parse_qa_verdict
@@ -254,7 +254,20 @@ def _report_tools(hub: Hub) -> list[Any]:
                                 reason=said)  # fmt: skip
         return {"accepted": True, "next": "gangline marks the merge as failed when your run ends; finish now."}
 
-    return [report_qa_result, report_merge_failure]
+    async def submit_report(ctx: Context, report: str, item_id: int | None = None) -> dict[str, Any]:
+        """A spike's coder only: your written report (findings, options, a recommendation); it is the spike's result,
+        taken when your run ends instead of your final message. Sending it again replaces it."""
+        grant, orch = hub.grant_of(ctx, item_id)
+        item = orch.store.get_item(grant.item_id)
+        if grant.role is not Role.CODER or item.kind is not Kind.SPIKE:
+            raise MCPError(FORBIDDEN, f"submit_report is for a spike's coder; run {grant.run_id} is a "
+                                      f"{grant.role.value} on a {item.kind.value}")  # fmt: skip
+        if not report.strip():
+            raise ToolError("report: write your findings; an empty report is none")
+        orch.submit_report(item.id, report.strip(), grant.actor, grant.run_id)
+        return {"accepted": True, "next": "gangline takes this report when your run ends; finish now."}
+
+    return [report_qa_result, report_merge_failure, submit_report]
 
 
 def _permission_tool(hub: Hub) -> Any:

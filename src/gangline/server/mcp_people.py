@@ -144,12 +144,15 @@ def _talking_tools(hub: Hub) -> list[Any]:
 
 
 def _order_tools(hub: Hub) -> list[Any]:
-    async def act_on_item(ctx: Context, item_id: int, action: str, reason: str | None = None) -> dict[str, Any]:
+    async def act_on_item(
+        ctx: Context, item_id: int, action: str, reason: str | None = None, by: int | None = None
+    ) -> dict[str, Any]:
         """A person's action: start, stop, block, unblock, hold, release, approve, reject, demote, freeze,
-        unfreeze, archive or retry-merge (as `gangline <action> ID` and POST /api/items/{id}/{action})."""
+        unfreeze, archive, retry-merge, close (a spike), abandon or supersede (by: the item that does it instead);
+        as `gangline <action> ID` and POST /api/items/{id}/{action}."""
         person = hub.person_of(ctx)
-        order = validated(ActionOrder, _given(action=action, reason=reason))
-        return view(await hub.state.orders().act(item_id, order.action, order.reason, person.actor))
+        order = validated(ActionOrder, _given(action=action, reason=reason, by=by))
+        return view(await hub.state.orders().act(item_id, order.action, order.reason, person.actor, order.by))
 
     async def start_item(ctx: Context, item_id: int) -> dict[str, Any]:
         """Start a backlog item now (backlog → coding), whatever it was waiting for."""

@@ -75,6 +75,7 @@ def item_from(row: Row[Any], criteria: list[Criterion], deps: list[int]) -> Item
         created_at=row.created_at,
         updated_at=row.updated_at,
         feedback=row.feedback,
+        report=row.report,
     )
 
 

@@ -47,6 +47,7 @@ items = Table(
     Column("merged_commit", String(64)),
     Column("merged_tip", String(64)),
     Column("feedback", Text),
+    Column("report", Text),  # a spike's written report: its result, closed without a merge
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     # SQLite: AUTOINCREMENT, so the id of a deleted item is never handed out again.

@@ -7,13 +7,16 @@ import { h, say } from "./dom.js";
 const LABELS = {
   start: "Start", stop: "Stop", block: "Block", unblock: "Unblock", approve: "Approve", reject: "Reject",
   demote: "Demote", archive: "Archive", hold: "Hold", release: "Release", freeze: "Freeze",
-  unfreeze: "Unfreeze", "retry-merge": "Retry merge",
+  unfreeze: "Unfreeze", "retry-merge": "Retry merge", close: "Close", abandon: "Abandon", supersede: "Supersede",
 };
 // On a card: the ones a person reaches for; the item view shows them all.
-const CARD = ["start", "stop", "block", "unblock", "approve", "reject", "demote", "archive", "retry-merge"];
+const CARD = ["start", "stop", "block", "unblock", "approve", "reject", "demote", "archive", "retry-merge", "close"];
 // These ask why: the reason is recorded, and a rejection's is the coder's next prompt.
-const ASK_WHY = { reject: "What should the coder change?", block: "Why block it? (optional)", stop: "Why stop it? (optional)" };
-const DANGER = new Set(["stop", "block", "reject", "demote"]);
+const ASK_WHY = {
+  reject: "What should the coder change?", block: "Why block it? (optional)", stop: "Why stop it? (optional)",
+  abandon: "Why abandon it? (optional)", supersede: "Why? (optional)",
+};
+const DANGER = new Set(["stop", "block", "reject", "demote", "abandon", "supersede"]);
 
 /** The actions to offer: `stop` replaces `block` while an agent is working on the item. */
 export function offered(item, where = "card") {
@@ -50,13 +53,20 @@ export function actionButtons(item, where = "card") {
 
 export async function act(item, name, button = null) {
   let reason;
+  let by = null;
+  if (name === "supersede") {
+    const given = await askReason(`Supersede #${item.id}`, "Which item does this one's work instead? (its number)", true);
+    if (given === null) return null;
+    by = Number(given.replace(/^#/, ""));
+  }
   if (ASK_WHY[name]) {
     reason = await askReason(`${LABELS[name]} #${item.id}`, ASK_WHY[name], name === "reject");
     if (reason === null) return null;
   }
   if (button) button.disabled = true;
   try {
-    const updated = await api(`/api/items/${item.id}/${name}`, { method: "POST", body: reason ? { reason } : {} });
+    const body = { ...(reason ? { reason } : {}), ...(by !== null ? { by } : {}) };
+    const updated = await api(`/api/items/${item.id}/${name}`, { method: "POST", body });
     say(`#${item.id}: ${LABELS[name] || name} done`);
     window.dispatchEvent(new CustomEvent("gangline:item", { detail: updated }));
     return updated;

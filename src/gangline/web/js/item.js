@@ -87,6 +87,10 @@ export function mountItem(main, id) {
     update("notes", [item.hold, item.hold_reason, item.feedback], () => notes(item));
     update("body", [item.body], () => bodyText(item.body));
     update("criteria", [item.criteria], () => criteria(item.criteria));
+    parts.report.el.parentElement.hidden = item.kind !== "spike";
+    update("report", [item.report], () =>
+      item.report ? h("div", { class: "report" }, plain(item.report)) : h("p", { class: "empty" }, "No report yet."),
+    );
     followRun();
     update("runs", [item.runs, stream && stream.runId], () => runsTable(item.runs, stream && stream.runId, pick));
     update("gates", [item.gates], () => gates(item.gates));
@@ -227,6 +231,7 @@ function skeleton() {
     el("notes", "div", { class: "item-notes" }),
     section("item-body", "Description", "item-body", el("body", "div")),
     section("item-criteria", "Acceptance criteria", "item-criteria", el("criteria", "div")),
+    section("item-report", "Report", "item-report", el("report", "div")),
     section("item-talk", "Messages to the coder", "item-talk", el("talk", "div", { class: "talk" })),
     section("item-runs", "Runs", "item-runs", [el("runs", "div"), el("stream", "div", { class: "stream-slot" })]),
     section("item-gates", "Gates", "item-gates", el("gates", "div")),

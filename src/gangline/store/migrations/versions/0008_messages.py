@@ -1,4 +1,4 @@
-"""A person's messages to an item's coder, and the run that took each.
+"""A person's messages to an item's coder, and the run that took each; a spike's report.
 
 Revision ID: 0008
 Revises: 0007
@@ -31,8 +31,12 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("messages_by_item", "messages", ["item_id", "id"])
+    with op.batch_alter_table("items") as batch:
+        batch.add_column(sa.Column("report", sa.Text))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("items") as batch:
+        batch.drop_column("report")
     op.drop_index("messages_by_item", "messages")
     op.drop_table("messages")
