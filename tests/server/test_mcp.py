@@ -155,7 +155,9 @@ async def test_people_tools_need_the_server_token_and_agents_tools_refuse_it(pro
             names = {tool.name for tool in (await person.list_tools()).tools}
             assert names == {"list_items", "show_item", "add_item", "edit_item", "delete_item", "act_on_item"} | {
                 "start_item", "stop_item", "list_permissions", "answer_permission", "pipeline_status", "costs",
-                "set_timer", "cancel_timer", "onboarding", "add_gate", "say_to_agent", "list_messages",
+                "set_timer", "cancel_timer", "onboarding", "add_gate", "say_to_agent", "list_messages", "list_runs",
+                "show_run", "run_output", "wait_for_run", "stop_run", "item_diff", "pipeline_events", "agent_profiles",
+                "list_nodes", "node_token", "drain_node",
             }  # fmt: skip
             assert (await person.call_tool("status", {})).is_error  # the server token is no run token
             added = json.loads(

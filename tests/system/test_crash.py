@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from gangline.agents.processes import ProcessRecord, Spawned, boot_id, kill_group_now, spawn_in_pty
 from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
 from gangline.core.events import RunOutcome
-from gangline.core.items import Item, ItemDraft
+from gangline.core.items import Item
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun
 from gangline.core.stages import Stage, Trigger

@@ -12,9 +12,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
 
+from pydantic import BaseModel
+
+from gangline.agents.runlog import replay
+from gangline.core.events import Record
 from gangline.core.items import Item
 from gangline.core.messages import MessageOut
+from gangline.core.profiles import CliKind, Role
 from gangline.core.records import CHAT_LEDGER_KEY, LedgerKey, RunRow, last_gates
 from gangline.core.scheduler import Step
 from gangline.core.stages import Hold, Stage
@@ -36,6 +43,7 @@ from gangline.core.wire import (
     Timer,
     TimerKind,
 )
+from gangline.project.config import ProjectConfig
 from gangline.repo.worktrees import branch_name
 from gangline.store import Store
 
@@ -105,6 +113,39 @@ def _waiting(item: Item, now: float) -> Activity:
     return Activity(state="idle")
 
 
+@dataclass(frozen=True)
+class RunPage:
+    """A page of a run's event log: the run as it is now, its records after a cursor, and where to read on."""
+
+    run: RunOut
+    records: list[Record]
+    more: bool
+    next_after: int
+
+
+class ProfileOut(BaseModel):
+    """An agent profile in force, as a person reads it."""
+
+    name: str
+    role: Role
+    cli: CliKind
+    model: str | None
+    command: str | None
+    max_turns: int | None
+    max_budget_usd: float | None
+    fallback: str | None
+    node_labels: list[str]
+
+
+def profiles_out(config: ProjectConfig) -> list[ProfileOut]:
+    """The agent profiles of ``config``, in the order project.toml gives them."""
+    return [
+        ProfileOut(name=p.name, role=p.role, cli=p.cli, model=p.model, command=p.command, max_turns=p.max_turns,
+                   max_budget_usd=p.max_budget_usd, fallback=p.fallback, node_labels=list(p.node_labels))
+        for p in config.agents
+    ]  # fmt: skip
+
+
 class Views:
     """Reads of the store, in the records every door shows."""
 
@@ -144,6 +185,14 @@ class Views:
 
     def run(self, run_id: str) -> RunOut:
         return RunOut.of(self.store.get_run(run_id))
+
+    def log_page(self, run_id: str, after: int = 0, limit: int = 500) -> RunPage:
+        """The run's records after ``after``, ``limit`` at most (none yet: its log is made a moment after its row)."""
+        row = self.store.get_run(run_id)
+        path = Path(row.log_path)
+        records = list(islice(replay(path, after), limit + 1)) if path.exists() else []
+        page = records[:limit]
+        return RunPage(RunOut.of(row), page, len(records) > limit, page[-1].id if page else after)
 
     def status(self) -> StatusOut:
         """The pipeline at a glance: items per stage and hold, live runs, the next timers, who drives it."""

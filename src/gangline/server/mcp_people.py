@@ -20,6 +20,7 @@ from gangline.core.wire import ActionOrder, CostQuery, ItemQuery, NewItem, Permi
 from gangline.pipeline.grants import ChatGrant
 from gangline.pipeline.onboarding import GateIn
 from gangline.server.mcp_access import FORBIDDEN, Hub, principal_of, tool_errors, view
+from gangline.server.mcp_watch import watch_tools
 
 INSTRUCTIONS = (
     "Drive a gangline server: list, show, add, edit and delete work items, act on them (start, stop, approve, "
@@ -36,7 +37,7 @@ def _given(**values: Any) -> dict[str, Any]:
 def register(server: MCPServer, hub: Hub) -> None:
     """Add the people's tools to ``server``."""
     for fn in (*_reading_tools(hub), *_writing_tools(hub), *_talking_tools(hub), *_order_tools(hub),
-               *_pipeline_tools(hub)):  # fmt: skip
+               *_pipeline_tools(hub), *watch_tools(hub)):  # fmt: skip
         server.add_tool(tool_errors(fn))
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from itertools import islice
-from pathlib import Path as FilePath
 from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from gangline.agents.runlog import replay
 from gangline.core.records import LedgerKey
 from gangline.core.wire import ActionBody, CostsOut, LogPage, RunOut, StatusOut
+from gangline.pipeline.views import ProfileOut, profiles_out
 from gangline.server.errors import ERRORS
 from gangline.server.state import ActorDep, OrdersDep, StateDep, ViewsDep
 
@@ -38,20 +36,16 @@ async def show_run(run_id: RunIdPath, views: ViewsDep) -> RunOut:
 @router.get("/runs/{run_id}/log", response_model=LogPage, tags=["runs"], summary="Page through a run's events")
 async def run_log(
     run_id: RunIdPath,
-    state: StateDep,
+    views: ViewsDep,
     after: Annotated[int, Query(ge=0, le=2**53, description="Only records with a greater id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Response:
-    run = state.store.get_run(run_id)
-    path = FilePath(run.log_path)
-    # The run is in the database a moment before its log exists.
-    records = list(islice(replay(path, after), limit + 1)) if path.exists() else []
-    page = records[:limit]
+    page = views.log_page(run_id, after, limit)
     head = _encoder.encode(
-        {"run_id": run.id, "live": run.live, "more": len(records) > limit, "next_after": page[-1].id if page else after}
+        {"run_id": page.run.id, "live": page.run.live, "more": page.more, "next_after": page.next_after}
     )
     # The records go out as stored (msgspec), not re-validated one field at a time.
-    body = head[:-1] + b',"records":[' + b",".join(_encoder.encode(r) for r in page) + b"]}"
+    body = head[:-1] + b',"records":[' + b",".join(_encoder.encode(r) for r in page.records) + b"]}"
     return Response(body, media_type="application/json")
 
 
@@ -67,6 +61,11 @@ async def stop_run(
 @router.get("/status", response_model=StatusOut, tags=["pipeline"], summary="The pipeline at a glance")
 async def status(views: ViewsDep) -> StatusOut:
     return views.status()
+
+
+@router.get("/profiles", response_model=list[ProfileOut], tags=["pipeline"], summary="The agent profiles in force")
+async def profiles(state: StateDep) -> list[ProfileOut]:
+    return profiles_out(state.config)
 
 
 @router.get("/costs", response_model=CostsOut, tags=["pipeline"], summary="Tokens and cost, summed")
