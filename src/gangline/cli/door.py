@@ -19,6 +19,7 @@ from rich.console import Console
 from gangline.cli.client import Client, body_of, find_server
 from gangline.core.errors import Unavailable
 from gangline.core.items import ItemPatch
+from gangline.core.logs import LogEntry, LogQuery
 from gangline.core.messages import MessageIn, MessageOut
 from gangline.core.nodewire import NodeOut, TokenOut
 from gangline.core.orders import ItemAction
@@ -34,11 +35,12 @@ from gangline.core.wire import (
     PermissionRequestOut,
     StatusOut,
 )
-from gangline.pipeline.permissions import NOT_SERVED
 from gangline.pipeline.views import Views
 from gangline.project.database import database_url
 from gangline.project.paths import ProjectPaths
 from gangline.store import Store, open_store, shown_url
+
+NO_LOG = "no server running: a server's log lives only in its memory; start gangline serve (or run)"
 
 if TYPE_CHECKING:
     from gangline.pipeline.fleet import Fleet
@@ -59,6 +61,7 @@ class Door(Protocol):
     def answer_permission(self, request_id: str, answer: PermissionAnswer) -> PermissionAnswered: ...
     def set_timer(self, item_id: int, when: str | None) -> ItemOut: ...
     def say(self, item_id: int, message: MessageIn) -> MessageOut: ...
+    def server_log(self, query: LogQuery) -> list[LogEntry]: ...
     def messages(self, item_id: int) -> list[MessageOut]: ...
     def nodes(self) -> list[NodeOut]: ...
     def node_token(self) -> TokenOut: ...
@@ -116,6 +119,9 @@ class Remote:
 
     def say(self, item_id: int, message: MessageIn) -> MessageOut:
         return self.client.fetch(MessageOut, "POST", f"/api/items/{item_id}/messages", body=body_of(message))
+
+    def server_log(self, query: LogQuery) -> list[LogEntry]:
+        return self.client.fetch(list[LogEntry], "GET", "/api/server-log", params=query.model_dump(mode="json"))
 
     def messages(self, item_id: int) -> list[MessageOut]:
         return self.client.fetch(list[MessageOut], "GET", f"/api/items/{item_id}/messages")
@@ -192,6 +198,9 @@ class Local:
     def say(self, item_id: int, message: MessageIn) -> MessageOut:
         return asyncio.run(self.orders.say(item_id, message, self.actor))
 
+    def server_log(self, query: LogQuery) -> list[LogEntry]:
+        raise Unavailable(NO_LOG)
+
     def messages(self, item_id: int) -> list[MessageOut]:
         return self.views.messages(item_id)
 
@@ -213,10 +222,11 @@ class Local:
 
 
 @contextmanager
-def door(paths: ProjectPaths, actor: str, say: Console, *, server_only: bool = False) -> Iterator[Door]:
+def door(paths: ProjectPaths, actor: str, say: Console, *, server_only: str | None = None) -> Iterator[Door]:
     """The running server's door, else the store's; says which on ``say``, once, dimmed.
 
-    ``server_only``: what the command wants lives only in a server's memory (permission requests).
+    ``server_only``: what the command wants lives only in a server's memory (permission requests, its log): the
+    refusal to give when no server runs.
     """
     client = find_server(paths, os.environ, actor)
     if client is not None:
@@ -226,8 +236,8 @@ def door(paths: ProjectPaths, actor: str, say: Console, *, server_only: bool = F
         finally:
             client.close()
         return
-    if server_only:
-        raise Unavailable(NOT_SERVED)
+    if server_only is not None:
+        raise Unavailable(server_only)
     url = database_url(paths, os.environ)
     where = paths.db_file.relative_to(paths.root) if paths.db_file.is_relative_to(paths.root) else paths.db_file
     shown = where if url == f"sqlite:///{paths.db_file}" else shown_url(url)

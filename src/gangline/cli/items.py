@@ -58,7 +58,7 @@ def register_editing(app: typer.Typer, panel: str) -> None:
     app.command("rm", rich_help_panel=panel)(remove)
 
 
-def open_door(server_only: bool = False) -> Any:
+def open_door(server_only: str | None = None) -> Any:
     """``with open_door() as door``: the project's door (see ``cli.door``), for this person."""
     from gangline.cli.door import door
 

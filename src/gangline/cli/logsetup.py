@@ -14,7 +14,9 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def configure(level: int) -> None:
+    """Log lines at ``level`` and above to stderr (a server keeps more in its ring: ``server.logring``)."""
     handler = logging.StreamHandler()
+    handler.setLevel(level)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger("gangline")
     root.handlers[:] = [handler]

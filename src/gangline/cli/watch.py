@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from gangline.cli.common import WATCHING, console, from_options, print_json
+from gangline.cli.door import NO_LOG
 from gangline.cli.items import open_door
 from gangline.cli.text import clock_time, inert
 from gangline.core.errors import ConfigError
+from gangline.pipeline.permissions import NOT_SERVED
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 # A person types "always-allow"; the order says always_allow.
@@ -21,6 +23,7 @@ _DECISIONS = {"allow": "allow", "deny": "deny", "always-allow": "always_allow"}
 def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=WATCHING)(status)
     app.command(rich_help_panel=WATCHING)(cost)
+    app.command("server-log", rich_help_panel=WATCHING)(server_log)
     permissions_app = typer.Typer(help="Agents' tool calls waiting for a person: list them (the default), answer one.")
     permissions_app.callback(invoke_without_command=True)(permissions)
     permissions_app.command("list")(list_permissions)
@@ -38,6 +41,30 @@ def status(as_json: AsJson = False) -> None:
         print_json(current)
     else:
         print_status(console, current)
+
+
+def server_log(
+    level: Annotated[str, typer.Option(help="info, warning or error: this and above.")] = "info",
+    after: Annotated[int, typer.Option(help="Only entries after this one (the last id you saw).")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 200,
+    as_json: AsJson = False,
+) -> None:
+    """The running server's recent log (its last 2,000 lines, from its memory), oldest first."""
+    from gangline.core.logs import LogQuery
+
+    query = from_options(LogQuery, {"level": level, "after": after, "limit": limit},
+                         {"level": "--level", "after": "--after", "limit": "--limit"})  # fmt: skip
+    with open_door(server_only=NO_LOG) as door:
+        entries = door.server_log(query)
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        console.print("Nothing logged at that level.")
+    for entry in entries:
+        about = " ".join(f"{k}={inert(str(v))}" for k, v in entry.fields.items())
+        line = f"{entry.id} {clock_time(entry.at)} {entry.level.upper()} {inert(entry.message)} {about}"
+        console.print(line.rstrip(), highlight=False)
 
 
 def cost(
@@ -66,7 +93,7 @@ def permissions(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 def list_permissions(as_json: AsJson = False) -> None:
     """List pending permission requests."""
-    with open_door(server_only=True) as door:
+    with open_door(server_only=NOT_SERVED) as door:
         pending = door.pending_permissions()
     if as_json:
         print_json(pending)
@@ -103,7 +130,7 @@ def answer_permission(
             raise ConfigError("--input", f"is not valid JSON: {err}") from None
     options = {"decision": "DECISION", "message": "--message", "updated_input": "--input"}
     answer = from_options(PermissionAnswer, values, options)
-    with open_door(server_only=True) as door:
+    with open_door(server_only=NOT_SERVED) as door:
         done = door.answer_permission(request_id, answer)
     rule = f"; saved the rule {inert(done.rule)}" if done.rule else ""
     console.print(f"{done.decision.value}: {inert(done.request.tool_name)} for run {inert(done.request.run_id)}{rule}")

@@ -25,9 +25,10 @@ from gangline.pipeline.orders import Door
 from gangline.pipeline.permissions import Permissions
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
-from gangline.server import diff, errors, items, nodes, onboarding, permissions, runs, signin, streams
+from gangline.server import diff, errors, items, nodes, onboarding, permissions, runs, serverlog, signin, streams
 from gangline.server.guard import Guard
 from gangline.server.lifetime import Serving, shutdown_bound
+from gangline.server.logring import keeping
 from gangline.server.mcp import GanglineMcp
 from gangline.server.metrics import health, metrics, registry_for
 from gangline.server.state import ServerState
@@ -59,10 +60,9 @@ def create_app(
     on_driving: Callable[[], None] = lambda: None,
     take_nodes: bool = True,
 ) -> FastAPI:
-    """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the
-    pipeline, and the ``doors`` that run beside it (chat). A ``standby`` drives the pipeline (and opens
-    its doors) only once the server that drives its database has stopped; ``on_driving`` is told then. With
-    ``take_nodes`` build nodes may join and lease its runs."""
+    """The whole server: REST under /api, the event streams, MCP, health and metrics; the lifespan runs the pipeline,
+    the ``doors`` beside it (chat), the configuration watch and the log ring. A ``standby`` drives (and opens its
+    doors) once the server driving its database stopped; ``on_driving`` is told then. ``take_nodes``: nodes join."""
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty")
     settings = settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s)
@@ -83,6 +83,7 @@ def create_app(
         state.watch = ConfigWatch(paths, config, env, store, state.reconfigure, clock)
         # On the way out: the doors beside the pipeline close, agents stop, then MCP sessions close.
         async with mcp.run(), state.serving.run(orch), state.watch.watching(), AsyncExitStack() as beside:
+            beside.enter_context(keeping(state.log_ring))
             for door in doors:
                 opened = door(state.orders) if not standby else once_driving(orch, door(state.orders))
                 await beside.enter_async_context(opened)
@@ -96,7 +97,7 @@ def create_app(
     app.add_middleware(Guard, token=token, logins=state.logins)
     app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     errors.install(app)
-    for module in (items, diff, runs, streams, permissions, signin, nodes, onboarding):
+    for module in (items, diff, runs, streams, permissions, signin, nodes, onboarding, serverlog):
         app.include_router(module.router)
     # A class instance as the endpoint: Starlette hands it the raw ASGI call, every method.
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))

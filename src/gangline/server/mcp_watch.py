@@ -18,6 +18,7 @@ import msgspec
 from mcp.server.mcpserver import Context
 
 from gangline.agents.bus import Subscription
+from gangline.core.logs import LogQuery
 from gangline.core.validation import validated
 from gangline.core.wire import ActionBody, EventOut
 from gangline.pipeline.fleet import Fleet
@@ -57,6 +58,7 @@ PARITY: dict[tuple[str, str], str] = {
     ("GET", "/api/onboarding"): "onboarding",
     ("POST", "/api/onboarding/gates"): "add_gate",
     ("GET", "/api/profiles"): "agent_profiles",
+    ("GET", "/api/server-log"): "server_log",
 }
 NOT_TOOLS: dict[tuple[str, str], str] = {
     ("POST", "/api/login-links"): "a one-time link that signs a browser in; an assistant holds the token already",
@@ -154,12 +156,19 @@ def _feed_tools(hub: Hub) -> list[Any]:
             await _changed(hub, seen, deadline)
         return {"events": [view(EventOut.of(row)) for row in rows], "next_after": rows[-1].id if rows else after}
 
+    async def server_log(ctx: Context, level: str = "info", after: int = 0, limit: int = 200) -> dict[str, Any]:
+        """The server's recent log (its last 2,000 lines), at ``level`` (info, warning, error) or above, after entry
+        ``after``: what it did and what went wrong, with each line's fields."""
+        hub.person_of(ctx)
+        query = validated(LogQuery, {"level": level, "after": after, "limit": limit})
+        return {"entries": [view(entry) for entry in hub.state.log_ring.entries(query)]}
+
     async def agent_profiles(ctx: Context) -> dict[str, Any]:
         """The agent profiles in force: name, role, CLI, model, budget, fallback and node labels."""
         hub.person_of(ctx)
         return {"profiles": [view(profile) for profile in profiles_out(hub.state.config)]}
 
-    return [pipeline_events, agent_profiles]
+    return [pipeline_events, server_log, agent_profiles]
 
 
 def _fleet_tools(hub: Hub) -> list[Any]:

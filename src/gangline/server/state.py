@@ -24,6 +24,7 @@ from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
 from gangline.server.lifetime import Serving
 from gangline.server.login import Logins
+from gangline.server.logring import LogRing
 from gangline.store import Store
 
 HEARTBEAT_S = 15.0  # an event stream sends a comment after this much silence
@@ -44,6 +45,7 @@ class ServerState:
     permissions: Permissions | None = None
     desk: NodeDesk | None = None  # what build nodes call, once the pipeline is driven
     watch: ConfigWatch | None = None  # project.toml, applied as it is edited (set by the lifespan)
+    log_ring: LogRing = field(default_factory=LogRing)  # the server's recent log, for people to read
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # the metrics' (server.metrics)
     logins: Logins = field(default_factory=Logins)  # one-time login links and the board's sessions
     views: Views = field(init=False)
