@@ -35,35 +35,16 @@ def apply_decision(
         return
     if decision.next is Next.BLOCK:
         store.hold(item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state, updates=base, run_id=run_id)
-    elif decision.next is Next.PARK:
-        store.bookkeep(
-            item.id,
-            "parked",
-            SERVER,
-            expected=item.state,
-            reason=decision.reason,
-            run_id=run_id,
-            updates={**base, "parked_until": decision.until, "feedback": RATE_LIMITED},
-            data={"until": decision.until},
-        )
+        return
+    data = None
+    feedback: str | None
+    if decision.next is Next.PARK:
+        kind, reason, feedback = "parked", decision.reason, RATE_LIMITED
+        base["parked_until"], data = decision.until, {"until": decision.until}
     elif decision.next is Next.RESUME:
-        store.bookkeep(
-            item.id,
-            "interrupted",
-            SERVER,
-            expected=item.state,
-            reason=decision.reason,
-            # Stopped for a person's message: the message is the next prompt; else the restart's.
-            updates={**base, "feedback": None if decision.reason == MESSAGE_STOP else RESTARTED},
-            run_id=run_id,
-        )
-    else:
-        store.bookkeep(
-            item.id,
-            "retry",
-            SERVER,
-            expected=item.state,
-            reason=decision.reason[:REASON_CHARS],
-            updates={**base, "feedback": decision.reason},
-            run_id=run_id,
-        )
+        # Stopped for a person's message: the message is the next prompt; else the restart's.
+        kind, reason, feedback = "interrupted", decision.reason, None if decision.reason == MESSAGE_STOP else RESTARTED
+    else:  # a retry: the failure is the next prompt
+        kind, reason, feedback = "retry", decision.reason[:REASON_CHARS], decision.reason
+    store.bookkeep(item.id, kind, SERVER, expected=item.state, reason=reason, run_id=run_id,
+                   updates={**base, "feedback": feedback}, data=data)  # fmt: skip

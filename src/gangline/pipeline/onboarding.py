@@ -14,12 +14,11 @@ import secrets
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from gangline.agents.installed import InstalledCli, installed_clis
+from gangline.agents.installed import installed_clis
 from gangline.agents.registry import ADAPTERS
 from gangline.core.profiles import CliKind, Role
 from gangline.pipeline.rooms import Rooms
@@ -75,34 +74,6 @@ class ProofOut(BaseModel):
     note: str  # what was done, in words
 
 
-@dataclass(frozen=True)
-class Onboarding:
-    """What a project still needs before its pipeline can do useful work, and what was found to fill it."""
-
-    survey: Survey
-    clis: tuple[InstalledCli, ...]
-    gates: int  # the [[gate]] tables in force
-    coders: tuple[str, ...] = field(default=())  # coder profiles whose CLI this machine can start
-
-    @property
-    def needed(self) -> bool:
-        return self.gates == 0 or not self.coders
-
-
-def onboarding(paths: ProjectPaths, config: ProjectConfig, env: Mapping[str, str], whole: bool = True) -> Onboarding:
-    """What ``config`` has, and (when ``whole``, or when something is missing) the survey of ``paths.root`` and
-    the agent CLIs on ``PATH`` with their versions: blocking, each CLI is asked its version."""
-    coders = tuple(
-        profile.name
-        for profile in config.profiles_for(Role.CODER)
-        if profile.cli is CliKind.FAKE
-        or shutil.which(profile.command or ADAPTERS[profile.cli].binary, path=env.get("PATH")) is not None
-    )
-    if not whole and config.gates and coders:
-        return Onboarding(Survey((), ()), (), len(config.gates), coders)
-    return Onboarding(survey(paths.root), tuple(installed_clis(env)), len(config.gates), coders)
-
-
 async def prove(
     paths: ProjectPaths, gates: Sequence[GateLike], rooms: Rooms, env: Mapping[str, str]
 ) -> AsyncGenerator[GateResult]:
@@ -123,17 +94,26 @@ class Onboarder:
 
     def survey(self, config: ProjectConfig, whole: bool = True) -> OnboardingOut:
         """What ``config`` lacks and what this repository and machine offer; not ``whole``: the survey only when
-        something is missing (blocking: CLIs print their versions)."""
-        found = onboarding(self.paths, config, self.env, whole)
+        something is missing (blocking: each CLI found is asked its version)."""
+        path = self.env.get("PATH")
+        coders = [
+            profile.name
+            for profile in config.profiles_for(Role.CODER)
+            if profile.cli is CliKind.FAKE
+            or shutil.which(profile.command or ADAPTERS[profile.cli].binary, path=path) is not None
+        ]
+        needed = not config.gates or not coders
+        found = survey(self.paths.root) if whole or needed else Survey((), ())
+        clis = installed_clis(self.env) if whole or needed else []
         have = {gate.name for gate in config.gates} | {gate.command for gate in config.gates}
         return OnboardingOut(
-            needed=found.needed,
-            gates=found.gates,
-            coders=list(found.coders),
-            stacks=list(found.survey.stacks),
+            needed=needed,
+            gates=len(config.gates),
+            coders=coders,
+            stacks=list(found.stacks),
             proposals=[ProposalOut(name=p.name, command=p.command, why=p.why)
-                       for p in found.survey.proposals if p.name not in have and p.command not in have],
-            clis=[CliOut(kind=cli.kind.value, path=cli.path, version=cli.version) for cli in found.clis],
+                       for p in found.proposals if p.name not in have and p.command not in have],
+            clis=[CliOut(kind=cli.kind.value, path=cli.path, version=cli.version) for cli in clis],
         )  # fmt: skip
 
     async def add_gate(self, given: GateIn) -> ProofOut:
