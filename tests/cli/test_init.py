@@ -8,13 +8,16 @@ of package-lock.json on PATH.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 import tomllib
 from pathlib import Path
@@ -137,13 +140,14 @@ class Terminal:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.fd, child = pty.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # a wide terminal, as people use
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
         os.close(child)
         self.seen = ""
 
     def expect(self, text: str, within_s: float = 120) -> None:
         deadline = time.monotonic() + within_s
-        while text not in self.seen:
+        while text not in self.said():
             left = deadline - time.monotonic()
             assert left > 0, f"never printed {text!r}; printed:\n{self.seen}"
             ready, _, _ = select.select([self.fd], [], [], left)
@@ -151,15 +155,24 @@ class Terminal:
                 try:
                     self.seen += os.read(self.fd, 4096).decode(errors="replace")
                 except OSError:  # the process ended and closed its side
-                    assert text in self.seen, f"ended without printing {text!r}:\n{self.seen}"
+                    assert text in self.said(), f"ended without printing {text!r}:\n{self.seen}"
 
     def type(self, line: str) -> None:
         os.write(self.fd, (line + "\r").encode())
 
+    def said(self) -> str:
+        """What it printed with the terminal's line wrapping undone."""
+        return " ".join(self.seen.split())
+
     def close(self) -> int:
-        code = self.proc.wait(timeout=60)
-        os.close(self.fd)
-        return code
+        """Its exit code; a process still running after a bound is killed, so a failed test leaks nothing."""
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            os.close(self.fd)
 
 
 @pytest.mark.parametrize("keep", [True, False])
@@ -175,7 +188,7 @@ def test_at_a_terminal_init_asks_which_cli_whether_to_keep_a_failing_gate_and_wh
         assert "1 style problem" in term.seen
         term.type("y" if keep else "n")
         term.expect("Which CLI should code? (claude, codex, gemini)")
-        assert re.search(r"Found claude at .* \(2\.\d+\.\d+ \(Claude Code\)\)", term.seen), term.seen
+        assert re.search(r"Found claude at \S+ \(2\.\d+\.\d+ \(Claude Code\)\)", term.said()), term.seen
         term.type("codex")
         term.expect("Who reviews work that passed the gates?")
         term.type("human")
