@@ -93,16 +93,19 @@ def _run_finished(n: Narrator, ev: EventRow) -> str:
 
 
 def _gates(n: Narrator, ev: EventRow) -> str:
-    context = inert(str(ev.data.get("context", "")))
-    if ev.kind == "gates_passed":
-        return f"[green]✓ gates passed[/] [dim]({context})[/]"
+    """Gates or hooks (``hooks_passed``: the context is the point they ran at)."""
+    context = str(ev.data.get("context", ""))
+    what = ev.kind.split("_")[0]
+    if ev.kind.endswith("_passed"):
+        return f"[green]✓ {what} passed[/] [dim]({inert(context)})[/]"
     failed = ""
     if ev.item_id is not None:
-        bad = [g for g in n.store.gate_results(ev.item_id) if g.run_id == ev.run_id and g.exit_code != 0]
+        rows = n.store.gate_results(ev.item_id)
+        bad = [g for g in rows if (g.run_id, g.context) == (ev.run_id, context) and g.exit_code != 0]
         if bad:
             code = "timed out" if bad[-1].timed_out else f"exit {bad[-1].exit_code}"
             failed = f": {inert(bad[-1].name)} ({code})"
-    return f"[red]✗ gates failed[/] [dim]({context})[/]{failed}"
+    return f"[red]✗ {what} failed[/] [dim]({inert(context)})[/]{failed}"
 
 
 def _merge_ready(n: Narrator, ev: EventRow) -> str:
@@ -164,6 +167,8 @@ _TELLERS: dict[str, Callable[[Narrator, EventRow], str]] = {
     "run_finished": _run_finished,
     "gates_passed": _gates,
     "gates_failed": _gates,
+    "hooks_passed": _gates,
+    "hooks_failed": _gates,
     "merge_ready": _merge_ready,
     "parked": _parked,
     "agent_fallback": _note("⇄", "fallback agent"),

@@ -36,13 +36,15 @@ def items_table(items: list[ItemOut], title: str | None = None) -> Table:
 
 
 def print_item(console: Console, item: ItemDetail) -> None:
-    """One item in full: its text and state, then its transitions, runs and last gate results."""
+    """One item in full: its text and state, then its transitions, runs, last gate results and hooks."""
     _print_header(console, item)
     console.print(_transitions_table(item.transitions) if item.transitions else "No transitions yet.")
     if item.runs:
         console.print(_runs_table(item.runs))
     if item.gates:
-        console.print(_gates_table(item.gates))
+        console.print(_gates_table(item.gates, f"Last gate results ({inert(item.gates[0].context)})"))
+    if item.hooks:
+        console.print(_gates_table(item.hooks, "Hooks (each one's last run)"))
     cost = money(item.cost_usd) if item.cost_usd else "$0"
     console.print(f"Cost so far: {cost} over {len(item.runs)} run(s)")
 
@@ -95,9 +97,9 @@ def _runs_table(runs: list[RunOut]) -> Table:
     return table
 
 
-def _gates_table(gates: list[GateOut]) -> Table:
-    table = Table(title=f"Last gate results ({inert(gates[0].context)})", title_justify="left")
-    for column in ("gate", "exit", "output (first lines)"):
+def _gates_table(gates: list[GateOut], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("name", "exit", "output (first lines)"):
         table.add_column(column)
     for gate in gates:
         code = "timed out" if gate.timed_out else str(gate.exit_code)

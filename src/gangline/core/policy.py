@@ -95,5 +95,6 @@ def after_check(ending: RunEnding, finding: str) -> str:
 def retry_or_block(retries_used: int, max_retries: int, reason: str) -> AfterRun:
     """After a failed attempt: ``retries_used`` counts this failure too."""
     if retries_used > max_retries:
-        return AfterRun(Next.BLOCK, f"{retries_used} attempts failed; the last: {reason}")
+        attempts = "the only attempt failed:" if retries_used == 1 else f"{retries_used} attempts failed; the last:"
+        return AfterRun(Next.BLOCK, f"{attempts} {reason}")
     return AfterRun(Next.RETRY, reason)

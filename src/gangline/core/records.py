@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gangline.core.events import RunOutcome, Usage
+from gangline.core.hooks import HOOK_POINTS
 from gangline.core.profiles import Role
 
 REASON_CHARS = 2000  # a hold's reason is shown on cards and in prompts: the head is what matters
@@ -133,14 +134,20 @@ class PermissionRuleRow:
 
 
 def last_gates(rows: list[GateRow]) -> list[GateRow]:
-    """The last batch of gate results: the trailing rows of one run and context, no gate twice."""
+    """The last batch of gate results: the trailing rows of one run and context, no gate twice (hooks left out)."""
     batch: list[GateRow] = []
-    for row in reversed(rows):
+    for row in reversed([row for row in rows if row.context not in HOOK_POINTS]):
         if batch and ((row.run_id, row.context) != (batch[0].run_id, batch[0].context) or
                       any(g.name == row.name for g in batch)):  # fmt: skip
             break
         batch.insert(0, row)
     return batch
+
+
+def last_hooks(rows: list[GateRow]) -> list[GateRow]:
+    """Each hook's latest result (its context is the point it ran at), in the order they last ran."""
+    latest = {row.name: row for row in rows if row.context in HOOK_POINTS}
+    return sorted(latest.values(), key=lambda row: row.id)
 
 
 @dataclass(frozen=True)

@@ -179,12 +179,13 @@ class GateOut(BaseModel):
 
 
 class ItemDetail(ItemOut):
-    """An item with its branch, transitions, runs and last gate results."""
+    """An item with its branch, transitions, runs, last gate results and each hook's last result."""
 
     branch: str
     transitions: list[EventOut]
     runs: list[RunOut]
     gates: list[GateOut]
+    hooks: list[GateOut] = []  # context: the point it ran at (after_create, before_run, after_run, before_remove)
 
 
 class NewItem(ItemDraft):

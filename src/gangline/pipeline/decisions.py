@@ -25,7 +25,7 @@ RATE_LIMITED = "You were paused by a rate limit, which has now reset. Continue t
 
 
 def apply_decision(
-    store: Store, item: Item, decision: AfterRun, run_id: str, session: str | None, retries: int | None = None
+    store: Store, item: Item, decision: AfterRun, run_id: str | None, session: str | None, retries: int | None = None
 ) -> None:
     """Write a decision that keeps the item in its stage (or holds it), compare-and-set."""
     base: dict[str, object] = {"session_id": session}

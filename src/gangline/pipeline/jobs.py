@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from gangline.core.errors import ConfigError, VerdictError
+from gangline.core.errors import VerdictError
+from gangline.core.hooks import HookPoint
 from gangline.core.items import Item, Kind
 from gangline.core.messages import messages_prompt
-from gangline.core.policy import AfterRun, Next, after_check, after_run, retry_or_block
+from gangline.core.policy import AfterRun, Next, after_check, retry_or_block
 from gangline.core.profiles import AgentProfile, QaMode, Role
-from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.records import REASON_CHARS
 from gangline.core.reports import QaVerdict, parse_qa_verdict
 from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Stage, Trigger
-from gangline.core.types import SERVER, Clock
+from gangline.core.types import SERVER
 from gangline.pipeline.decisions import PAUSED, SWITCHED, apply_decision
+from gangline.pipeline.hooks import failure
+from gangline.pipeline.jobbase import JobBase
 from gangline.pipeline.merge import Merger
-from gangline.pipeline.runs import AgentResult, AgentRuns
+from gangline.pipeline.runs import AgentResult
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport
-from gangline.repo.worktrees import Worktrees, branch_name
-from gangline.store import Store
+from gangline.repo.worktrees import worktree_path
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,18 @@ MAX_REPORT = 100_000  # characters of a spike's report kept
 
 
 @dataclass
-class Pipeline:
-    """What every job needs; the orchestrator builds one and calls its jobs."""
+class Pipeline(JobBase):
+    """The jobs; the orchestrator builds one and calls them."""
 
-    config: ProjectConfig
-    store: Store
-    worktrees: Worktrees
-    agents: AgentRuns
-    env: Mapping[str, str]
-    guide: str
-    clock: Clock
     merger: Merger = field(init=False)
 
     def __post_init__(self) -> None:
-        self.merger = Merger(self.config, self.store, self.worktrees, self.agents, self.gates, self.clock)
+        super().__post_init__()
+        self.merger = Merger(self.config, self.store, self.worktrees, self.agents, self.merge_checks, self.clock)
+
+    def reconfigure(self, config: ProjectConfig) -> None:
+        super().reconfigure(config)
+        self.merger.config = config
 
     async def do(self, step: Step, item: Item, started: Callable[[], None]) -> None:
         """The job ``step`` on ``item``; ``started`` is called once a START has moved it to coding."""
@@ -81,6 +80,9 @@ class Pipeline:
     async def code(self, item: Item) -> None:
         profile = self._profile(item, Role.CODER)
         path = await self.worktrees.ensure(item.id, item.slug)
+        if (unready := failure(await self.hooks.before_run(item, path))) is not None:
+            self._check_failed(item, unready)  # the agent does not start in a worktree its hooks could not ready
+            return
         result = await self._code_once(item, profile, path, item.feedback)
         tried = {profile.name}
         while (fallback := self._fallback(item, Stage.CODING, result, profile, tried)) is not None:
@@ -88,7 +90,8 @@ class Pipeline:
             tried.add(profile.name)
             item = self.store.get_item(item.id)
             result = await self._code_once(item, profile, path, SWITCHED)
-        await self._after_coder(result, profile)
+        after = failure(await self.hooks.run(item, HookPoint.AFTER_RUN, path, result.run_id))
+        await self._after_coder(result, profile, after)
 
     async def _code_once(self, item: Item, profile: AgentProfile, path: Path, feedback: str | None) -> AgentResult:
         attempt = item.retries + 1
@@ -108,37 +111,19 @@ class Pipeline:
         self.store.deliver_messages([message.id for message in waiting], result.run_id)
         return result
 
-    def _fallback(
-        self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile, tried: set[str]
-    ) -> AgentProfile | None:
-        """The profile to run now instead of parking, when a rate-limited profile names one not tried yet."""
-        if profile.fallback is None or profile.fallback in tried:
-            return None
-        current = self.store.get_item(item.id)
-        if self._decide(current, stage, result, profile).next is not Next.PARK:
-            return None
-        fallback = self.config.profile(profile.fallback)
-        if fallback is None:  # checked when the configuration loads; a profile removed since is no fallback
-            return None
-        self.store.record_event(
-            "agent_fallback",
-            SERVER,
-            item_id=item.id,
-            run_id=result.run_id,
-            reason=f"{profile.name} is {result.ending.reason}; {fallback.name} takes over",
-            data={"from": profile.name, "to": fallback.name, "resets_at": result.ending.resets_at},
-        )
-        return fallback
-
-    async def _after_coder(self, result: AgentResult, profile: AgentProfile) -> None:
+    async def _after_coder(self, result: AgentResult, profile: AgentProfile, after: str | None) -> None:
+        """``after``: how its after_run hooks failed, which fails the work as failed gates do."""
         item = self.store.get_item(_item_id(result.run_id))
         session = result.summary.session_id or item.session_id
         decision = self._decide(item, Stage.CODING, result, profile)
         if decision.next is Next.CHECK:
-            check = self._check_report if item.kind is Kind.SPIKE else self._check_work
-            decision = await check(item, result, session)
-            if decision.next is Next.LEAVE:  # the gates passed and the item moved on
-                return
+            if after is not None:
+                decision = AfterRun(Next.RETRY, after)
+            else:
+                check = self._check_report if item.kind is Kind.SPIKE else self._check_work
+                decision = await check(item, result, session)
+                if decision.next is Next.LEAVE:  # the gates passed and the item moved on
+                    return
             decision = retry_or_block(
                 item.retries + 1, self.config.max_retries, after_check(result.ending, decision.reason)
             )
@@ -206,17 +191,18 @@ class Pipeline:
         )  # fmt: skip
         return AfterRun(Next.LEAVE, "reported")
 
-    async def gates(self, item: Item, cwd: Path, run_id: str | None, context: str) -> GatesReport:
-        key = run_id or f"{item.id}-{context}"
-        env = {**self.env, **self.agents.env_for(item, Role.CODER, key)}
-        report = await self.agents.rooms.run_gates(self.config.gates, key, cwd, env)
-        return self.record_gates(item, run_id, context, report)
+    def _check_failed(self, item: Item, why: str, run_id: str | None = None) -> None:
+        """A check that is not the agent's (a hook) failed: a failed attempt in the item's stage, as failed gates
+        are; ``why`` is the next prompt, and the item is blocked once its retries are spent."""
+        decision = retry_or_block(item.retries + 1, self.config.max_retries, why)
+        apply_decision(self.store, item, decision, run_id, item.session_id, retries=item.retries + 1)
 
-    def record_gates(self, item: Item, run_id: str | None, context: str, report: GatesReport,
-                     where: str | None = None) -> GatesReport:  # fmt: skip
-        """The gates' results on the item, and whether they passed in its history (``where``: a node ran them)."""
-        self.store.record_gates(item.id, run_id, context, [asdict(r) for r in report.results], report.passed, where)
-        return report
+    async def merge_checks(self, item: Item, workspace: Path, run_id: str | None, context: str) -> GatesReport:
+        """What a squash must pass in the merge workspace, which each squash cleans: after_create, then the gates."""
+        prepared = await self.hooks.run(item, HookPoint.AFTER_CREATE, workspace)
+        if prepared is not None and not prepared.passed:
+            return prepared
+        return await self.gates(item, workspace, run_id, context)
 
     # --- qa --------------------------------------------------------------------------------
 
@@ -237,6 +223,9 @@ class Pipeline:
             return
         profile = self._profile(item, Role.QA)
         path = await self.worktrees.ensure(item.id, item.slug)
+        if (unready := failure(await self.hooks.before_run(item, path))) is not None:
+            self._check_failed(item, unready)
+            return
         # Three read-only git questions, asked at once: they lie on the coder → QA handoff.
         ahead, tip, diff = await asyncio.gather(
             self.worktrees.commits_ahead(item.id, item.slug),
@@ -252,10 +241,14 @@ class Pipeline:
             if fallback is None:
                 break
             profile = fallback
+        after = failure(await self.hooks.run(item, HookPoint.AFTER_RUN, path, result.run_id))
         item = self.store.get_item(item.id)
         decision = self._decide(item, Stage.QA, result, profile)
         if decision.next is not Next.CHECK:
             apply_decision(self.store, item, decision, result.run_id, item.session_id)
+            return
+        if after is not None:
+            self._check_failed(item, after, result.run_id)
             return
         problem = await self._qa_tampered(item, path, tip)
         try:
@@ -321,61 +314,22 @@ class Pipeline:
         await self.retire(item, keep_branch=False)
 
     async def retire(self, item: Item, keep_branch: bool = True) -> None:
-        """Remove an item that is over's worktree when nothing uncommitted would be lost; the event says which.
-        ``keep_branch``: its commits stay on its branch (closed, abandoned or superseded, never merged)."""
+        """Remove an item that is over's worktree when nothing uncommitted would be lost, its before_remove hooks
+        run first; the event says which. ``keep_branch``: its commits stay on its branch (closed, abandoned or
+        superseded, never merged). A before_remove that fails keeps the worktree."""
+        path = worktree_path(self.worktrees.root, item.id, item.slug)
+        kept = await self.worktrees.would_keep(item.id, item.slug, item.merged_tip, keep_branch=keep_branch)
+        if kept is None and path.is_dir():
+            hooked = failure(await self.hooks.run(item, HookPoint.BEFORE_REMOVE, path))
+            kept = (
+                f"{hooked.splitlines()[0]} The worktree stays (the hook's output is on the item)." if hooked else None
+            )
+        if kept is not None:
+            self.store.record_event("worktree_kept", SERVER, item_id=item.id, reason=kept)
+            return
         pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip, keep_branch=keep_branch)
         self.store.record_event(
             "worktree_pruned" if pruned.pruned else "worktree_kept", SERVER, item_id=item.id, reason=pruned.reason
-        )
-
-    # --- shared ----------------------------------------------------------------------------
-
-    def _profile(self, item: Item, role: Role) -> AgentProfile:
-        if role is Role.CODER and item.pinned_agent:
-            pinned = self.config.profile(item.pinned_agent)
-            if pinned is None or pinned.role is not Role.CODER:
-                raise ConfigError(f"item {item.id} pinned_agent", f"no coder profile named {item.pinned_agent!r}")
-            return pinned
-        profiles = self.config.profiles_for(role)
-        if not profiles:
-            raise ConfigError("agent", f"no [[agent]] profile with role {role.value!r} is configured")
-        return profiles[0]
-
-    def _render(
-        self,
-        profile: AgentProfile,
-        item: Item,
-        role: Role,
-        attempt: int,
-        path: Path,
-        feedback: str | None,
-        diff: str | None,
-    ) -> str:
-        ctx = PromptContext(
-            item=item,
-            role=role,
-            attempt=attempt,
-            base_branch=self.config.base_branch,
-            branch=branch_name(item.id, item.slug),
-            workspace=str(path),
-            feedback=feedback,
-            diff=diff,
-            gates=tuple(g.command for g in self.config.gates),
-            guide=self.guide,
-        )
-        return render_prompt(profile.prompt_template, ctx, f"agent {profile.name!r}.prompt_template")
-
-    def _decide(self, item: Item, stage: Stage, result: AgentResult, profile: AgentProfile) -> AfterRun:
-        policy = self.config.rate_limit
-        automatable = item.stage is stage and item.state.hold is None and not item.state.frozen
-        return after_run(
-            result.ending,
-            automatable=automatable,
-            max_budget_usd=profile.max_budget_usd,
-            now=self.clock(),
-            default_wait_s=policy.default_wait_s,
-            max_wait_s=policy.max_wait_s,
-            margin_s=policy.margin_s,
         )
 
 

@@ -114,7 +114,7 @@ class Merger:
                 report = await self.gates(item, workspace, None, "merge")
                 if report.passed:
                     return item, squash
-                problem = "The squash merge fails the gates.\n" + report.failure_summary()
+                problem = f"The squash merge fails the {report.noun}s.\n" + report.failure_summary()
             else:
                 files = ", ".join(squash.conflicts) or "(unknown files)"
                 problem = f"The squash merge onto the latest base conflicts in: {files}.\n{squash.detail}"

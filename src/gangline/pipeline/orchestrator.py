@@ -174,7 +174,7 @@ class Orchestrator:
     def reconfigure(self, config: ProjectConfig) -> None:
         """An edited project.toml that loaded (``pipeline.configwatch``): the next plan, run, gate and merge use it."""
         old, self.config = self.config, config
-        self._pipeline.config = self._pipeline.merger.config = config
+        self._pipeline.reconfigure(config)
         retune(self._agents, self.paths, old, config, self._env)
         self._notify()  # more slots, another QA mode: what can start may have changed
 

@@ -138,13 +138,14 @@ class Rooms:
         return Opened(room, bwrap, base, None, None)
 
     async def run_gates(
-        self, gates: Sequence[GateLike], key: str, workdir: Path, env: Mapping[str, str]
+        self, gates: Sequence[GateLike], key: str, workdir: Path, env: Mapping[str, str], noun: str = "gate"
     ) -> GatesReport:
-        """The gates in ``workdir``, each in the gates' room (``for_gates``) when runs are confined."""
+        """The gates (or hooks: ``noun``) in ``workdir``, each in the gates' room (``for_gates``) when runs are
+        confined."""
         opened = self.for_gates(key, workdir)
         try:
             confined = (lambda argv: confine(argv, opened.room, opened.bwrap)) if opened is not None else None
-            return await run_gates(gates, workdir, env, confine=confined)
+            return await run_gates(gates, workdir, env, confine=confined, noun=noun)
         finally:
             if opened is not None:
                 await self.close(opened)

@@ -22,7 +22,7 @@ from gangline.core.events import Record
 from gangline.core.items import Item
 from gangline.core.messages import MessageOut
 from gangline.core.profiles import CliKind, Role
-from gangline.core.records import CHAT_LEDGER_KEY, LedgerKey, RunRow, last_gates
+from gangline.core.records import CHAT_LEDGER_KEY, LedgerKey, RunRow, last_gates, last_hooks
 from gangline.core.scheduler import Step
 from gangline.core.stages import Hold, Stage
 from gangline.core.throttle import Throttle
@@ -170,12 +170,14 @@ class Views:
         """An item with its branch, transitions, runs and last gate results."""
         item = self.store.get_item(item_id)
         events = self.store.events_after(0, limit=100_000, item_id=item_id)
+        gate_rows = self.store.gate_results(item_id)
         return ItemDetail(
             **self.board().out(item).model_dump(),
             branch=branch_name(item.id, item.slug),
             transitions=[EventOut.of(e) for e in events if e.kind == "transition"],
             runs=[RunOut.of(r) for r in self.store.runs(item_id)],
-            gates=[GateOut.of(g) for g in last_gates(self.store.gate_results(item_id))],
+            gates=[GateOut.of(g) for g in last_gates(gate_rows)],
+            hooks=[GateOut.of(g) for g in last_hooks(gate_rows)],
         )
 
     def runs(self, item_id: int | None = None, live: bool | None = None) -> list[RunOut]:

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_v
 from gangline.core.budget import Price
 from gangline.core.databases import check_url, has_password
 from gangline.core.errors import ConfigError
+from gangline.core.hooks import Component, HookPoint, HookSettings, HookStep, steps
 from gangline.core.nodes import LEASE_S
 from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxMode
 from gangline.core.profiles import StrictModel as _Strict
@@ -138,6 +139,8 @@ class ProjectConfig(_Strict):
 
     base_branch: str = "main"
     gates: tuple[GateSpec, ...] = Field(default=(), alias="gate")
+    hooks: HookSettings = Field(default_factory=HookSettings)
+    components: tuple[Component, ...] = Field(default=(), alias="component")
     max_retries: int = Field(default=3, ge=0, le=20)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     nodes: NodesPolicy = Field(default_factory=NodesPolicy)
@@ -173,6 +176,10 @@ class ProjectConfig(_Strict):
     def chat_agent(self) -> AgentProfile | None:
         """The profile that answers free text in chat (``role = "chat"``), if there is one."""
         return next(iter(self.profiles_for(Role.CHAT)), None)
+
+    def hook_steps(self, point: HookPoint) -> list[HookStep]:
+        """The commands run at ``point`` ([hooks] and each [[component]]'s), in order."""
+        return steps(self.hooks, self.components, point)
 
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
@@ -214,6 +221,7 @@ class ProjectConfig(_Strict):
         _check_unique("gate", [g.name for g in self.gates])
         _check_unique("agent", [a.name for a in self.agents])
         _check_unique("chat", [c.key for c in self.chats])
+        _check_unique("component", [c.dir for c in self.components], "dir")
         if not self.profiles_for(Role.CODER):
             raise KeyedError("agent", 'expected at least one [[agent]] with role = "coder", got none')
         if self.qa_mode is QaMode.AGENT and not self.profiles_for(Role.QA):
@@ -255,12 +263,12 @@ class ProjectConfig(_Strict):
             raise KeyedError(key, message)
 
 
-def _check_unique(table: str, names: list[str]) -> None:
+def _check_unique(table: str, names: list[str], key: str = "name") -> None:
     for index, name in enumerate(names, 1):
         first = names.index(name) + 1
         if first != index:
-            message = f"expected a name no other [[{table}]] uses, got {json.dumps(name)} ({table}[{first}] has it)"
-            raise KeyedError(f"{table}[{index}].name", message)
+            message = f"expected a {key} no other [[{table}]] uses, got {json.dumps(name)} ({table}[{first}] has it)"
+            raise KeyedError(f"{table}[{index}].{key}", message)
 
 
 def _check_template(index: int, agent: AgentProfile) -> None:

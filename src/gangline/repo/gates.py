@@ -63,6 +63,7 @@ class GateResult:
 @dataclass(frozen=True)
 class GatesReport:
     results: tuple[GateResult, ...]
+    noun: str = "gate"  # what was run: gates, or a point's hooks (which fail the way gates do)
 
     @property
     def passed(self) -> bool:
@@ -72,11 +73,11 @@ class GatesReport:
         """Which gate failed, how, and the end of its output: the body of a retry prompt."""
         failed = next((result for result in self.results if not result.passed), None)
         if failed is None:
-            return f"All {len(self.results)} gate(s) passed."
+            return f"All {len(self.results)} {self.noun}(s) passed."
         passed = [result.name for result in self.results if result.passed]
-        lines = [f"Gate {failed.name!r} {failed.outcome}.", f"Command: {failed.command}"]
+        lines = [f"{self.noun.capitalize()} {failed.name!r} {failed.outcome}.", f"Command: {failed.command}"]
         if passed:
-            lines.append(f"Gates that passed before it: {', '.join(passed)}.")
+            lines.append(f"{self.noun.capitalize()}s that passed before it: {', '.join(passed)}.")
         lines += ["Last output:", _tail(failed.output, SUMMARY_BYTES, failed.truncated)]
         return "\n".join(lines)
 
@@ -119,6 +120,7 @@ async def run_gates(
     kill_grace_s: float = 2.0,
     output_limit: int = 64 * 1024,
     confine: Confine | None = None,
+    noun: str = "gate",
 ) -> GatesReport:
     """Run ``gates`` in order in ``cwd``, stopping at the first that fails; ``confine`` wraps each in a sandbox."""
     results: list[GateResult] = []
@@ -127,7 +129,7 @@ async def run_gates(
         results.append(result)
         if not result.passed:
             break
-    return GatesReport(tuple(results))
+    return GatesReport(tuple(results), noun)
 
 
 async def run_gate(

@@ -257,6 +257,16 @@ class Worktrees:
         diff = await self._git("diff", "--no-color", "--no-ext-diff", span)
         return truncate_text(diff.stdout, max_bytes, "diff")
 
+    async def would_keep(
+        self, item_id: int, slug: str, merged_tip: str | None, keep_branch: bool = False
+    ) -> str | None:
+        """Why ``prune`` would keep the item's worktree now, or None when it would remove it."""
+        path = worktree_path(self.root, item_id, slug)
+        branch = branch_name(item_id, slug)
+        async with self.lock:
+            tip = None if keep_branch else await self._tip(f"refs/heads/{branch}")
+            return await self._prune_refusal(path, await self._entry(path), branch, tip, merged_tip)
+
     async def prune(self, item_id: int, slug: str, merged_tip: str | None, keep_branch: bool = False) -> PruneResult:
         """Remove the item's worktree and branch if no work can be lost; otherwise keep them and say why.
         ``keep_branch``: only the worktree goes (the branch, with whatever commits it has, stays)."""
@@ -324,19 +334,29 @@ class Worktrees:
             return path
 
 
+def private_dir(worktree: Path) -> Path | None:
+    """A linked worktree's own directory in the repository's git dir (``.git/worktrees/<name>``), read from its
+    ``.git`` file; None when ``worktree`` is none. Whatever is kept there goes when git forgets the worktree."""
+    try:
+        pointer = (worktree / ".git").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not pointer.startswith("gitdir: "):
+        return None
+    found = Path(pointer.removeprefix("gitdir: "))
+    found = found if found.is_absolute() else worktree / found
+    return found if found.is_dir() else None
+
+
 def _linked_and_unlocked(path: Path, repo: Path) -> bool:
     """``path`` is a linked worktree of ``repo`` with no index.lock, read from the files git keeps.
 
     ``<path>/.git`` names the worktree's git dir, and that dir's ``gitdir`` file points back
     at ``<path>/.git``; anything else (missing, moved, a lock to inspect) takes the slow path.
     """
-    try:
-        pointer = (path / ".git").read_text()
-    except OSError:
+    git_dir = private_dir(path)
+    if git_dir is None:
         return False
-    if not pointer.startswith("gitdir: "):
-        return False
-    git_dir = Path(pointer[len("gitdir: ") :].strip())
     try:
         back = Path((git_dir / "gitdir").read_text().strip())
     except OSError:

@@ -19,16 +19,17 @@ class Ledger(StoreBase):
 
     def record_gates(
         self, item_id: int, run_id: str | None, context: str, results: Sequence[Mapping[str, Any]], passed: bool,
-        where: str | None = None,
+        where: str | None = None, noun: str = "gate",
     ) -> None:  # fmt: skip
-        """A batch of gate results and, in the same transaction, whether they passed (``where``: a node ran them)."""
+        """A batch of gate (or hook: ``noun``, then ``context`` is its point) results and, in the same transaction,
+        whether they passed (``where``: a node ran them)."""
         now = self.clock()
         data = {"context": context} | ({"where": where} if where else {})
         with self._tx() as conn:
             for result in results:
                 values = {"item_id": item_id, "run_id": run_id, "context": context, "at": now, **result}
                 conn.execute(insert(t.gate_results).values(values))
-            kind = f"gates_{'passed' if passed else 'failed'}"
+            kind = f"{noun}s_{'passed' if passed else 'failed'}"
             insert_event(conn, now, kind, SERVER, item_id=item_id, run_id=run_id, data=data)
 
     def gate_results(self, item_id: int) -> list[GateRow]:

@@ -1,5 +1,5 @@
 // One item in full: what a person asked for, where the pipeline has it, its agent runs (one of
-// them streaming below the table), its gates, what it changed and how it got here. Pipeline
+// them streaming below the table), its gates and hooks, what it changed and how it got here. Pipeline
 // events about the item re-read it; each part is redrawn only when its own data changed, so an
 // open stream, an expanded gate output or a focused button survive the updates.
 
@@ -94,6 +94,8 @@ export function mountItem(main, id) {
     followRun();
     update("runs", [item.runs, stream && stream.runId], () => runsTable(item.runs, stream && stream.runId, pick));
     update("gates", [item.gates], () => gates(item.gates));
+    parts.hooks.el.parentElement.hidden = !item.hooks.length; // only a project with hooks has them
+    update("hooks", [item.hooks], () => gates(item.hooks));
     update("timeline", [item.transitions], () => timeline(item.transitions));
     update("facts", factsKey(item), () => facts(item));
     loadDiff();
@@ -235,6 +237,7 @@ function skeleton() {
     section("item-talk", "Messages to the coder", "item-talk", el("talk", "div", { class: "talk" })),
     section("item-runs", "Runs", "item-runs", [el("runs", "div"), el("stream", "div", { class: "stream-slot" })]),
     section("item-gates", "Gates", "item-gates", el("gates", "div")),
+    section("item-hooks", "Hooks", "item-hooks", el("hooks", "div")),
     el("diff", "section", { class: "diff", "aria-labelledby": "item-diff" }),
     section("item-timeline", "History", "item-timeline", el("timeline", "div")),
     section("item-facts", "Details", "item-facts", el("facts", "div")),
