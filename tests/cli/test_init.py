@@ -96,6 +96,41 @@ def test_a_node_package_gets_npm_test_and_a_failing_lint_script_is_shown_but_not
     assert coder["cli"] == "claude" and "Bash(npm test:*)" in coder["allowed_tools"]
 
 
+def test_a_locked_node_package_gets_npm_ci_as_after_create_so_its_tests_find_their_dependencies(
+    tmp_path: Path,
+) -> None:
+    package = {"name": "sum", "version": "1.0.0", "scripts": {"test": "node test.js"},
+               "dependencies": {"helper": "file:helper"}}  # fmt: skip
+    repo = new_repo(
+        tmp_path / "sum",
+        ("package.json", json.dumps(package), "package"),
+        ("helper/package.json", json.dumps({"name": "helper", "version": "1.0.0", "main": "index.js"}), "helper"),
+        ("helper/index.js", "module.exports = (a, b) => a + b;\n", "helper code"),
+        ("test.js", "require('assert').strictEqual(require('helper')(1, 2), 3);\n", "test"),
+        (".gitignore", "node_modules/\n", "ignore"),
+    )
+    subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=repo, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    git(repo, "add", "package-lock.json")
+    git(repo, "commit", "-q", "-m", "lock")
+    out = ok(gangline("init", "--yes", "--cli", "fake", cwd=repo))
+    assert re.search(r"✓ after_create hook: npm ci --no-audit --no-fund passed", out), out
+    assert re.search(r"✓ tests: npm test passed", out), out  # proven after the hook, in the same fresh worktree
+    settings = config(repo)
+    assert settings["hooks"] == {"after_create": "npm ci --no-audit --no-fund", "timeout_s": 600.0}
+    assert [g["command"] for g in settings["gate"]] == ["npm test"]  # type: ignore[index]
+
+    ok(gangline("add", "Write notes", cwd=repo))
+    ok(gangline("run", "--until-idle", "--quiet", cwd=repo))
+    item = json.loads(ok(gangline("show", "1", "--json", cwd=repo)))
+    assert item["stage"] == "done", item
+    # The merge workspace starts clean each squash: its gates passed because after_create ran there too.
+    assert [(g["name"], g["context"], g["passed"]) for g in item["gates"]] == [("tests", "merge", True)]
+    assert [(h["name"], h["passed"]) for h in item["hooks"]] == [("after_create", True)]
+    shown = ok(gangline("show", "1", cwd=repo))
+    assert "Hooks (each one's last run)" in shown and "after_create" in shown
+
+
 def test_a_makefile_target_wins_over_the_stacks_usual_command(tmp_path: Path) -> None:
     repo = new_repo(
         tmp_path / "tool",

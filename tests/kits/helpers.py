@@ -53,6 +53,7 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def commit_file(cwd: Path, name: str, text: str, message: str = "change") -> str:
+    (cwd / name).parent.mkdir(parents=True, exist_ok=True)
     (cwd / name).write_text(text)
     git(cwd, "add", name)
     git(cwd, "commit", "-q", "-m", message)

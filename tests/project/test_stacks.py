@@ -29,7 +29,7 @@ NODE_DEPS = json.dumps({"scripts": {"test": "vitest run", "typecheck": "tsc --no
         (
             {"package.json": NODE_DEPS, "package-lock.json": "{}"},
             ("node",),
-            [("deps", "npm ci --no-audit --no-fund"), ("tests", "npm test"), ("types", "npm run typecheck")],
+            [("after_create", "npm ci --no-audit --no-fund"), ("tests", "npm test"), ("types", "npm run typecheck")],
         ),
         ({"package.json": NODE_DEPS, "pnpm-lock.yaml": ""}, ("node",), [("tests", "pnpm test"),
                                                                         ("types", "pnpm run typecheck")]),
@@ -57,3 +57,4 @@ def test_each_stack_is_read_from_its_files(
     found = survey(tmp_path)
     assert found.stacks == stacks
     assert [(p.name, p.command) for p in found.proposals] == gates
+    assert [p.point for p in found.proposals if p.point] == [n for n, _ in gates if n == "after_create"]

@@ -98,16 +98,18 @@ async def _proven(
     for proposal in proposals:
         result = await anext(results)
         mark = "[green]✓[/]" if result.passed else "[red]✗[/]"
-        console.print(f"  {mark} {inert(proposal.name)}: {inert(proposal.command)} {result.outcome} "
+        what = f"{proposal.point} hook" if proposal.point else inert(proposal.name)
+        console.print(f"  {mark} {what}: {inert(proposal.command)} {result.outcome} "
                       f"({result.duration_s:.1f} s; {inert(proposal.why)})")  # fmt: skip
         if result.passed:
-            chosen.append(GateChoice(proposal.name, proposal.command, f"{proposal.why}; passed when init ran it", True))
+            note = f"{proposal.why}; passed when init ran it"
+            chosen.append(GateChoice(proposal.name, proposal.command, note, True, point=proposal.point))
             continue
         for line in result.output.rstrip().splitlines()[-_TAIL_LINES:]:
             console.print(f"      {inert(line)}", highlight=False)
         keep = ask and typer.confirm(f"  Keep {proposal.name!r} anyway?", default=False)
         note = f"{proposal.why}; {result.outcome} when init ran it" + ("" if keep else "; uncomment once it passes")
-        chosen.append(GateChoice(proposal.name, proposal.command, note, keep))
+        chosen.append(GateChoice(proposal.name, proposal.command, note, keep, point=proposal.point))
     await results.aclose()
     return tuple(chosen)
 
@@ -190,9 +192,16 @@ def gates(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
         console.print("No coder profile whose CLI this machine can start.")
     for cli in found.clis:
         console.print(f"  found {inert(cli.kind)} at {inert(cli.path)} ({inert(cli.version)})")
+    if config.hooks.after_create:
+        console.print(f"  after_create hook: {inert(config.hooks.after_create)}")
     for proposal in found.proposals:
-        console.print(f"  suggested {inert(proposal.name)}: {inert(proposal.command)} ({inert(proposal.why)}); "
-                      f"gangline gates add {inert(proposal.name)} {inert(repr(proposal.command))}")  # fmt: skip
+        how = (
+            f"add {proposal.point} = {inert(repr(proposal.command))} to [hooks] in .gangline/project.toml"
+            if proposal.point
+            else f"gangline gates add {inert(proposal.name)} {inert(repr(proposal.command))}"
+        )
+        console.print(f"  suggested {inert(proposal.point or proposal.name)}: {inert(proposal.command)} "
+                      f"({inert(proposal.why)}); {how}")  # fmt: skip
 
 
 def add_gate(
@@ -210,9 +219,9 @@ def add_gate(
     options = {"name": "NAME", "command": "COMMAND", "timeout_s": "--timeout"}
     values = {"name": name, "command": command, "timeout_s": timeout, "anyway": anyway}
     given = from_options(GateIn, values, options)
-    onboarder, _config = _onboarder(initialised())
+    onboarder, config = _onboarder(initialised())
     try:
-        proof = asyncio.run(onboarder.add_gate(given))
+        proof = asyncio.run(onboarder.add_gate(given, config))
     except ConfigError as err:
         raise as_option(err, options) from None
     if as_json:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from gangline.agents.installed import installed_clis
 from gangline.agents.registry import ADAPTERS
+from gangline.core.hooks import HookPoint
 from gangline.core.profiles import CliKind, Role
 from gangline.pipeline.rooms import Rooms
 from gangline.project.config import GateSpec, ProjectConfig
@@ -38,6 +39,7 @@ class ProposalOut(BaseModel):
     name: str
     command: str
     why: str
+    point: str | None = None  # a hook's point (after_create): written in [hooks] of project.toml, not added as a gate
 
 
 class CliOut(BaseModel):
@@ -75,10 +77,18 @@ class ProofOut(BaseModel):
 
 
 async def prove(
-    paths: ProjectPaths, gates: Sequence[GateLike], rooms: Rooms, env: Mapping[str, str]
+    paths: ProjectPaths,
+    gates: Sequence[GateLike],
+    rooms: Rooms,
+    env: Mapping[str, str],
+    prepare: Sequence[GateLike] = (),
 ) -> AsyncGenerator[GateResult]:
-    """Run each of ``gates`` once, as the pipeline would, yielding each result as it comes (every one runs)."""
+    """Run each of ``gates`` once, as the pipeline would, yielding each result as it comes (every one runs).
+    ``prepare``: the project's after_create hooks, run first, as in every new worktree (their failure shows in the
+    gates' own)."""
     async with _proving_tree(paths, env) as tree:
+        if prepare:
+            await rooms.run_gates(prepare, f"proof-{secrets.token_hex(4)}", tree, env, noun="hook")
         for gate in gates:
             report = await rooms.run_gates([gate], f"proof-{secrets.token_hex(4)}", tree, env)
             yield report.results[0]
@@ -106,21 +116,24 @@ class Onboarder:
         found = survey(self.paths.root) if whole or needed else Survey((), ())
         clis = installed_clis(self.env) if whole or needed else []
         have = {gate.name for gate in config.gates} | {gate.command for gate in config.gates}
+        have |= {point.value for point in HookPoint if getattr(config.hooks, point.value)}
         return OnboardingOut(
             needed=needed,
             gates=len(config.gates),
             coders=coders,
             stacks=list(found.stacks),
-            proposals=[ProposalOut(name=p.name, command=p.command, why=p.why)
+            proposals=[ProposalOut(name=p.name, command=p.command, why=p.why, point=p.point)
                        for p in found.proposals if p.name not in have and p.command not in have],
             clis=[CliOut(kind=cli.kind.value, path=cli.path, version=cli.version) for cli in clis],
         )  # fmt: skip
 
-    async def add_gate(self, given: GateIn) -> ProofOut:
-        """Prove ``given`` once, then add it to ``project.toml`` if it passed (or the person said ``anyway``)."""
+    async def add_gate(self, given: GateIn, config: ProjectConfig) -> ProofOut:
+        """Prove ``given`` once (after ``config``'s after_create hooks, as in any new worktree), then add it to
+        ``project.toml`` if it passed (or the person said ``anyway``)."""
+        prepare = config.hook_steps(HookPoint.AFTER_CREATE)
         gate = GateSpec(name=given.name, command=given.command, timeout_s=given.timeout_s)
         free_gate_name(self.paths, gate.name, self.env)  # before a proof that may take minutes
-        async with contextlib.aclosing(prove(self.paths, [gate], self.rooms, self.env)) as proofs:
+        async with contextlib.aclosing(prove(self.paths, [gate], self.rooms, self.env, prepare)) as proofs:
             result = await anext(proofs)
         added = result.passed or given.anyway
         if added:

@@ -1,6 +1,7 @@
 """What a repository is built with, read from its files, and the gates that check it.
 
-``gangline init`` and the board's onboarding propose these gates; each is then run once
+``gangline init`` and the board's onboarding propose these gates (and an ``after_create`` hook where a
+worktree needs its dependencies installed before anything runs in it); each is then run once
 (``pipeline.onboarding``) before it is written. A Makefile's own ``test``, ``lint`` or ``check``
 target is the project's word on how it is checked, so it wins over a stack's usual command of the
 same name.
@@ -22,11 +23,13 @@ _MAKE_GATES = (("tests", "test"), ("lint", "lint"), ("types", "typecheck"), ("ch
 
 @dataclass(frozen=True)
 class Proposal:
-    """A gate gangline would add: its name and command, and what in the repository suggested it."""
+    """A gate gangline would add (or a hook: ``point``): its name and command, and what in the repository suggested
+    it."""
 
     name: str
     command: str
     why: str
+    point: str | None = None  # "after_create": a hook that readies each worktree, run before the gates
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,9 @@ def _node(root: Path) -> list[Proposal] | None:
     proposals = []
     dependencies = any(package.get(key) for key in ("dependencies", "devDependencies"))
     if dependencies and runner == "npm" and (root / "package-lock.json").is_file():
-        # A worktree starts without node_modules; the tests need them installed first.
-        proposals.append(Proposal("deps", "npm ci --no-audit --no-fund", "package-lock.json pins dependencies"))
+        # A worktree starts without node_modules; the tests need them installed first, once per worktree.
+        why = "package-lock.json pins dependencies, and a worktree starts without node_modules"
+        proposals.append(Proposal("after_create", "npm ci --no-audit --no-fund", why, point="after_create"))
     test = scripts.get("test")
     if isinstance(test, str) and test.strip() and test.strip() != _NPM_NO_TEST:
         proposals.append(Proposal("tests", f"{runner} test", "package.json has a test script"))

@@ -96,6 +96,11 @@ unattended = false  # true: deny at once whatever no rule allows (nobody is watc
 # Gates: checks the server runs (with /bin/sh -c, in the worktree) after every coder run and again
 # on the merge; exit status 0 passes.
 @GATES@
+# Hooks: commands run in a worktree at fixed points, in the gates' sandbox, each bounded by
+# timeout_s; one that fails counts as failed gates do. after_create readies a new worktree (and
+# the merge workspace before each merge's gates); before_run and after_run surround every coder
+# and QA run; before_remove runs before a done item's worktree is pruned.
+@HOOKS@
 # Agent profiles: how each agent is launched. Keys an [[agent]] table may have:
 #   name, role ("coder", "qa", "mergemaster"), cli ("claude", "codex", "gemini", "fake"),
 #   command          the CLI binary (default: "claude", "codex" or "gemini" on PATH)
@@ -126,13 +131,14 @@ CLAUDE_CODER_TOOLS = (
 
 @dataclass(frozen=True)
 class GateChoice:
-    """A proposed gate, what its proof said (``note``), and whether it is written as a gate or only shown."""
+    """A proposed gate (or hook: ``point``), what its proof said (``note``), and whether it is written or only shown."""
 
     name: str
     command: str
     note: str  # "package.json has a test script; passed when init ran it (1.2 s)"
     keep: bool
     timeout_s: float = 600.0
+    point: str | None = None  # "after_create": written in [hooks]
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,8 @@ def project_toml(choices: Choices) -> str:
     return (
         _PROJECT_TOML.replace("@BASE_BRANCH@", json.dumps(choices.base_branch))
         .replace("@QA_MODE@", json.dumps(choices.qa_mode))
-        .replace("@GATES@", _gates(choices.gates))
+        .replace("@GATES@", _gates(tuple(g for g in choices.gates if g.point is None)))
+        .replace("@HOOKS@", _hooks(tuple(g for g in choices.gates if g.point is not None)))
         .replace("@CODER@", _coder(choices))
         .replace("@QA@", _role_block(choices, "qa", QA_EXAMPLE, choices.qa_mode == "agent"))
         .replace("@MERGEMASTER@", _role_block(choices, "mergemaster", MERGEMASTER_EXAMPLE, False))
@@ -189,9 +196,37 @@ def _gates(gates: tuple[GateChoice, ...]) -> str:
     return "\n".join(gate_block(gate) for gate in gates)
 
 
+HOOKS_EXAMPLE = """\
+[hooks]
+after_create = "npm ci"
+before_run = "docker compose up -d db"
+after_run = "git status --short"
+before_remove = "docker compose down"
+timeout_s = 600.0
+
+# A directory of the repository with its own set-up (run with after_create) and tear-down
+# (with before_remove), run inside it:
+[[component]]
+dir = "web"
+setup = "npm ci"
+teardown = "rm -rf node_modules"
+"""
+
+
+def _hooks(hooks: tuple[GateChoice, ...]) -> str:
+    if not hooks:
+        return "# None yet. An example:\n" + commented(HOOKS_EXAMPLE)
+    lines = ["[hooks]"]
+    for hook in hooks:
+        line = f"{hook.point} = {json.dumps(hook.command)}\n"
+        lines.append(f"# {hook.note}\n" + (line if hook.keep else commented(line)))
+    return "\n".join(lines) + "timeout_s = 600.0\n"
+
+
 def _coder(choices: Choices) -> str:
     if choices.coder_cli is CliKind.CLAUDE:
-        tools = [*CLAUDE_CODER_TOOLS, *(f"Bash({allowed_prefix(g.command)}:*)" for g in choices.gates if g.keep)]
+        gates = (g for g in choices.gates if g.keep and g.point is None)
+        tools = [*CLAUDE_CODER_TOOLS, *(f"Bash({allowed_prefix(g.command)}:*)" for g in gates)]
         return (
             '[[agent]]\nname = "coder"\nrole = "coder"\ncli = "claude"\nmodel = "sonnet"\nmax_turns = 50\n'
             'max_budget_usd = 5.0\npermission_mode = "acceptEdits"\n'

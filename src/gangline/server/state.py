@@ -64,7 +64,7 @@ class ServerState:
 
     async def add_gate(self, given: GateIn) -> ProofOut:
         """A gate proven and added to project.toml (``pipeline.onboarding``), then in force at once."""
-        proof = await self.running().onboarder.add_gate(given)
+        proof = await self.running().onboarder.add_gate(given, self.config)
         if proof.added and self.watch is not None:
             self.watch.check()
         return proof

@@ -67,6 +67,7 @@ function gatesPart(found, refresh) {
 }
 
 function proposalRow(proposal, refresh) {
+  if (proposal.point) return hookRow(proposal);
   const result = h("div", { class: "proof", "aria-live": "polite" });
   const tryButton = h("button", { type: "button", class: "primary", "data-gate": proposal.name }, "Try and add");
   const row = h(
@@ -99,6 +100,21 @@ function proposalRow(proposal, refresh) {
   }
   tryButton.addEventListener("click", () => add(false));
   return row;
+}
+
+// A hook readies every worktree before the gates run: it belongs in [hooks], which a person edits (the edit is
+// in force at once); the gates proposed with it are proven after it.
+function hookRow(proposal) {
+  return h(
+    "li",
+    { "data-hook": proposal.point },
+    h("strong", {}, `${proposal.point} hook`),
+    " ",
+    h("code", {}, proposal.command),
+    h("span", { class: "why" }, ` (${proposal.why}): add `),
+    h("code", {}, `${proposal.point} = ${JSON.stringify(proposal.command)}`),
+    " under [hooks] in .gangline/project.toml; gates are proven after it.",
+  );
 }
 
 function proofView(proof, addAnyway) {
