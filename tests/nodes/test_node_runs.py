@@ -156,7 +156,8 @@ async def test_gates_run_on_the_node_where_the_project_says_so_and_its_leftovers
     project = Project(tmp_path)
     left = [*commit_file("work/{item_slug}.txt", "{item_id}\n"), {"write": "scratch.txt", "text": "not committed\n"}]
     project.agent("coder", [left, commit_file("work/{item_slug}.txt", "{item_id} again\n")])
-    project.configure(gates=[("where", "pwd")], nodes={"server_agents": False, "gates": "node"})
+    project.configure(gates=[("where", "pwd")], nodes={"server_agents": False, "gates": "node"},
+                      tables='[hooks]\nafter_create = "echo readied in $PWD"\n')  # fmt: skip
     project.add("Gated there")
     server, url = await serve(project)
     worker = None
@@ -167,8 +168,11 @@ async def test_gates_run_on_the_node_where_the_project_says_so_and_its_leftovers
         # The first attempt left a file uncommitted on the node: retried with that, as a local run is.
         assert "You left uncommitted changes in the worktree: scratch.txt" in project.prompts(1)[1]
         ran = [g for g in project.store.gate_results(1) if g.context == "coding"]
-        assert [g.run_id for g in ran] == [second.id]  # the first attempt's gates never counted
-        assert str(tmp_path / "n" / "worktrees") in ran[0].output  # they ran in the node's worktree
+        assert [g.run_id for g in ran] == [second.id] * 2  # the first attempt's gates never counted
+        # The node's checkout is readied by the project's after_create before its gates, in its worktree.
+        assert [g.name for g in ran] == ["after_create", "where"]
+        assert f"readied in {tmp_path / 'n' / 'worktrees'}" in ran[0].output
+        assert str(tmp_path / "n" / "worktrees") in ran[1].output  # they ran in the node's worktree
         passed = [e for e in project.store.events_after(0, limit=1000, item_id=1) if e.kind == "gates_passed"]
         assert passed[0].data == {"context": "coding", "where": "node"}
         assert first.node_id == second.node_id is not None

@@ -133,7 +133,7 @@ def retune(
     agents.rooms = Rooms.of(paths, new, env)
     agents.prices = new.price_table()
     agents.remote.lease_s = new.nodes.lease_s
-    agents.node_gates = new.gates if new.nodes.gates == "node" else ()
+    agents.node_gates = new.node_gates()
     if new.inactivity_timeout_s != old.inactivity_timeout_s:
         agents.runner.settings = agents.runner.settings.model_copy(
             update={"inactivity_timeout_s": new.inactivity_timeout_s}

@@ -78,7 +78,7 @@ class Orchestrator:
         )
         self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env), config.price_table())
         self._agents.remote.lease_s = config.nodes.lease_s
-        self._agents.node_gates = config.gates if config.nodes.gates == "node" else ()
+        self._agents.node_gates = config.node_gates()
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self._changes = Changes()
         store.on_event = self._changes.bump

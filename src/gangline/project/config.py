@@ -29,7 +29,7 @@ from gangline.project.toml_errors import KeyedError, describe
 class GateSpec(_Strict):
     """A check the server runs in a worktree (``/bin/sh -c command``); exit status 0 is a pass."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ /-]*$")  # "/": a component's hook
     command: str = Field(min_length=1)
     timeout_s: float = Field(default=600.0, gt=0)
 
@@ -180,6 +180,14 @@ class ProjectConfig(_Strict):
     def hook_steps(self, point: HookPoint) -> list[HookStep]:
         """The commands run at ``point`` ([hooks] and each [[component]]'s), in order."""
         return steps(self.hooks, self.components, point)
+
+    def node_gates(self) -> tuple[GateSpec, ...]:
+        """What a coder's build node runs right after it with ``[nodes] gates = "node"``: the after_create hooks
+        (its checkout is its own, never readied here), then the gates; none when the server runs the gates."""
+        if self.nodes.gates != "node":
+            return ()
+        steps = self.hook_steps(HookPoint.AFTER_CREATE)
+        return (*(GateSpec(name=s.name, command=s.command, timeout_s=s.timeout_s) for s in steps), *self.gates)
 
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
