@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +34,24 @@ def _read(pid: int) -> ProcessUsage | None:
     return ProcessUsage(pid, int(fields[1]), name, cpu, int(fields[21]) * PAGE_BYTES)
 
 
-def tree_usage(root_pid: int) -> list[ProcessUsage]:
-    """``root_pid`` and every process descended from it (a sandbox's too), each with its usage; empty when gone."""
+def trees_usage(root_pids: Iterable[int]) -> dict[int, list[ProcessUsage]]:
+    """Each of ``root_pids`` and every process descended from it (a sandbox's too), from one pass over /proc; a
+    root that is gone has an empty tree."""
     found = {u.pid: u for entry in os.scandir("/proc") if entry.name.isdigit() and (u := _read(int(entry.name)))}
     children: dict[int, list[int]] = {}
     for usage in found.values():
         children.setdefault(usage.ppid, []).append(usage.pid)
-    tree, todo = [], [root_pid] if root_pid in found else []
-    while todo:
-        pid = todo.pop()
-        tree.append(found[pid])
-        todo.extend(children.get(pid, ()))
-    return sorted(tree, key=lambda u: u.pid)
+    trees = {}
+    for root_pid in root_pids:
+        tree, todo = [], [root_pid] if root_pid in found else []
+        while todo:
+            pid = todo.pop()
+            tree.append(found[pid])
+            todo.extend(children.get(pid, ()))
+        trees[root_pid] = sorted(tree, key=lambda u: u.pid)
+    return trees
+
+
+def tree_usage(root_pid: int) -> list[ProcessUsage]:
+    """``root_pid`` and every process descended from it, each with its usage; empty when gone."""
+    return trees_usage([root_pid])[root_pid]

@@ -12,10 +12,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from gangline.agents.usage import ProcessUsage, tree_usage
 from gangline.chat.transport import MessageRefused, Outgoing, Transport, TransportDown
 from gangline.core.text import plain
-from gangline.core.wire import RunOut
+from gangline.core.top import TopOut
 from gangline.pipeline.orders import Orders
 
 log = logging.getLogger(__name__)
@@ -25,21 +24,20 @@ LASTS_S = 300.0
 TOP_PROCESSES = 5
 
 
-def render(runs: list[RunOut], trees: dict[str, list[ProcessUsage]], before: dict[int, float], every_s: float) -> str:
+def render(reading: TopOut) -> str:
     """The view's text: per live run, its processes' total and the busiest few."""
-    if not runs:
+    if not reading.runs:
         return "htop: no agent is running."
     lines = []
-    for run in runs:
-        tree = trees.get(run.id, [])
-        cpu = {u.pid: max(0.0, u.cpu_s - before.get(u.pid, u.cpu_s)) / every_s * 100 for u in tree}
-        memory = sum(u.rss_bytes for u in tree)
-        lines.append(f"{run.about} {run.role.value} {run.profile}: {len(tree)} process(es), "
-                     f"CPU {sum(cpu.values()):.0f}%, memory {memory / 2**20:.0f} MiB")  # fmt: skip
-        for usage in sorted(tree, key=lambda u: (-cpu[u.pid], -u.rss_bytes))[:TOP_PROCESSES]:
-            lines.append(
-                f"  {usage.pid} {plain(usage.name)} CPU {cpu[usage.pid]:.0f}% {usage.rss_bytes / 2**20:.0f} MiB"
-            )
+    for row in reading.runs:
+        run = row.run
+        lines.append(f"{run.about} {run.role.value} {run.profile}: {len(row.processes)} process(es), "
+                     f"CPU {row.cpu_percent:.0f}%, memory {row.rss_bytes / 2**20:.0f} MiB")  # fmt: skip
+        if row.note:
+            lines.append(f"  ({row.note})")
+        for process in sorted(row.processes, key=lambda p: (-p.cpu_percent, -p.rss_bytes))[:TOP_PROCESSES]:
+            lines.append(f"  {process.pid} {plain(process.name)} CPU {process.cpu_percent:.0f}% "
+                         f"{process.rss_bytes / 2**20:.0f} MiB")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -81,15 +79,11 @@ class Htop:
     async def _view(self, room: str) -> None:
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.lasts_s
-        before: dict[int, float] = {}
         message_id: str | None = None
         # A live view is not worth keeping through an outage, nor worth more than a log line if refused.
         with contextlib.suppress(TransportDown, MessageRefused):
             while True:
-                runs = self.orders().views.runs(live=True)
-                trees = {run.id: tree_usage(run.pid) for run in runs if run.pid is not None}
-                text = render(runs, trees, before, self.every_s)
-                before = {u.pid: u.cpu_s for tree in trees.values() for u in tree}
+                text = render(await self.orders().views.top.sample(self.every_s))
                 if loop.time() >= ends:
                     text += f"\n(ended after {self.lasts_s / 60:g} minutes: say htop to watch again)"
                 if message_id is None:

@@ -24,6 +24,7 @@ from gangline.core.messages import MessageIn, MessageOut
 from gangline.core.nodewire import NodeOut, TokenOut
 from gangline.core.orders import ItemAction
 from gangline.core.records import LedgerKey
+from gangline.core.top import TopOut
 from gangline.core.wire import (
     CostsOut,
     ItemDetail,
@@ -66,6 +67,7 @@ class Door(Protocol):
     def nodes(self) -> list[NodeOut]: ...
     def node_token(self) -> TokenOut: ...
     def drain_node(self, name: str, draining: bool) -> NodeOut: ...
+    def top(self, over_s: float) -> TopOut: ...
 
 
 class Remote:
@@ -134,6 +136,9 @@ class Remote:
 
     def drain_node(self, name: str, draining: bool) -> NodeOut:
         return self.client.fetch(NodeOut, "POST", f"/api/nodes/{name}/drain", body={"draining": draining})
+
+    def top(self, over_s: float) -> TopOut:
+        return self.client.fetch(TopOut, "GET", "/api/top", params={"over_s": over_s})
 
 
 class Local:
@@ -219,6 +224,10 @@ class Local:
 
     def drain_node(self, name: str, draining: bool) -> NodeOut:
         return self.fleet.drain(name, draining, self.actor)
+
+    def top(self, over_s: float) -> TopOut:
+        """Read here: the runs a ``gangline run`` of this machine has live are its processes."""
+        return asyncio.run(self.views.top.sample(over_s))
 
 
 @contextmanager

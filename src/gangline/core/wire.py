@@ -40,6 +40,7 @@ class RunOut(BaseModel):
     resumed_session: str | None
     pid: int | None
     pgid: int | None
+    node_id: int | None = None  # the build node it runs on; None: the server (or a gangline run) on this machine
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int

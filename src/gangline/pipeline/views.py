@@ -43,6 +43,7 @@ from gangline.core.wire import (
     Timer,
     TimerKind,
 )
+from gangline.pipeline.top import Top
 from gangline.project.config import ProjectConfig
 from gangline.repo.worktrees import branch_name
 from gangline.store import Store
@@ -153,6 +154,7 @@ class Views:
         self.store = store
         self.live = live
         self.clock = clock
+        self.top = Top(lambda: self.runs(live=True))  # the live runs' process trees, sampled (``pipeline.top``)
 
     def board(self) -> Board:
         live_runs = {run.item_id: run for run in self.store.runs(live_only=True) if run.item_id is not None}

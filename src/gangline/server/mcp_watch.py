@@ -22,6 +22,7 @@ from gangline.core.logs import LogQuery
 from gangline.core.validation import validated
 from gangline.core.wire import ActionBody, EventOut
 from gangline.pipeline.fleet import Fleet
+from gangline.pipeline.top import SAMPLE_S
 from gangline.pipeline.views import profiles_out
 from gangline.repo.diff import item_diff
 from gangline.server.mcp_access import Hub, view
@@ -43,6 +44,7 @@ PARITY: dict[tuple[str, str], str] = {
     ("POST", "/api/items/{item_id}/{action}"): "act_on_item",
     ("GET", "/api/items/{item_id}/diff"): "item_diff",
     ("GET", "/api/runs"): "list_runs",
+    ("GET", "/api/top"): "top",
     ("GET", "/api/runs/{run_id}"): "show_run",
     ("GET", "/api/runs/{run_id}/log"): "run_output",
     ("GET", "/api/runs/{run_id}/events"): "run_output",  # the live tail: wait_s
@@ -75,6 +77,12 @@ def _run_tools(hub: Hub) -> list[Any]:
         """Agent runs, oldest first: one item's (item_id), only live ones (live=true) or only finished ones."""
         hub.person_of(ctx)
         return {"runs": [view(run) for run in hub.state.views.runs(item_id, live)]}
+
+    async def top(ctx: Context, over_s: float = SAMPLE_S) -> dict[str, Any]:
+        """Each live run's process tree with each process's CPU (a share of one core) and resident memory, as
+        ``gangline top`` shows it; ``over_s`` (0.1-10) is the interval when there is no recent reading."""
+        hub.person_of(ctx)
+        return view(await hub.state.views.top.sample(min(max(over_s, 0.1), 10.0)))
 
     async def show_run(ctx: Context, run_id: str) -> dict[str, Any]:
         """One run: its item, role, profile, outcome and reason, session, tokens and cost."""
@@ -118,7 +126,7 @@ def _run_tools(hub: Hub) -> list[Any]:
             await _changed(hub, seen, deadline)
         return {"ended": not run.live, "run": view(run)}
 
-    return [list_runs, show_run, run_output, wait_for_run]
+    return [list_runs, top, show_run, run_output, wait_for_run]
 
 
 def _item_tools(hub: Hub) -> list[Any]:

@@ -13,8 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gangline.core.stages import Hold, Stage
-from gangline.core.wire import HealthOut
+from gangline.core.wire import HealthOut, RunOut
 from gangline.pipeline.fleet import Fleet
+from gangline.pipeline.top import trees
 from gangline.server.state import ServerState, state_of
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class _PipelineCollector:
             "gangline_orchestrator_up", "1 while the pipeline is driven", value=state.serving.running
         )
         yield self._nodes()
+        yield from _processes([RunOut.of(run) for run in runs if run.live])
 
     def _nodes(self) -> Metric:
         """Build nodes by state (live, draining, gone), as ``gangline nodes`` shows them."""
@@ -81,6 +83,22 @@ class _PipelineCollector:
         for name in ("live", "draining", "gone"):
             nodes.add_metric([name], states.get(name, 0))
         return nodes
+
+
+def _processes(live: list[RunOut]) -> Iterable[Metric]:
+    """Each live run's process tree on this machine (``pipeline.top``): how many, their CPU seconds so far (a rate
+    of it is the CPU in use) and their resident memory."""
+    labels = ["run", "item", "role", "profile"]
+    count = GaugeMetricFamily("gangline_run_processes", "Processes in a live run's tree", labels=labels)
+    cpu = GaugeMetricFamily("gangline_run_cpu_seconds", "CPU seconds used by a live run's processes", labels=labels)
+    memory = GaugeMetricFamily("gangline_run_memory_bytes", "Resident memory of a live run's processes", labels=labels)
+    for run_id, tree in trees(live).items():
+        run = next(run for run in live if run.id == run_id)
+        values = [run.id, run.about, run.role.value, run.profile]
+        count.add_metric(values, len(tree))
+        cpu.add_metric(values, sum(process.cpu_s for process in tree))
+        memory.add_metric(values, sum(process.rss_bytes for process in tree))
+    return count, cpu, memory
 
 
 def _labelled(family: GaugeMetricFamily, counts: Counter[Any], values: Iterable[Stage | Hold]) -> GaugeMetricFamily:
