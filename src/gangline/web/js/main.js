@@ -1,4 +1,4 @@
-// The page: routes (#/, #/items/<id>, #/costs, #/nodes), the shared event stream, the server's health,
+// The page: routes (#/, #/items/<id>, #/costs, #/nodes, #/top), the shared event stream, the server's health,
 // the rate-limit and configuration banners and the permission panel that follow the person across views.
 
 import { api, health, setToken, token } from "./api.js";
@@ -10,6 +10,7 @@ import { openItemForm } from "./forms.js";
 import { mountItem } from "./item.js";
 import { mountNodes } from "./nodes.js";
 import { mountPermissions } from "./permissions.js";
+import { mountTop } from "./top.js";
 
 const main = document.getElementById("main");
 let view = null;
@@ -21,6 +22,7 @@ function route() {
   if (item) return { name: "item", mount: () => mountItem(main, Number(item[1])) };
   if (hash === "/costs") return { name: "costs", mount: () => mountCosts(main) };
   if (hash === "/nodes") return { name: "nodes", mount: () => mountNodes(main) };
+  if (hash === "/top") return { name: "top", mount: () => mountTop(main) };
   return { name: "board", mount: () => mountBoard(main) };
 }
 
