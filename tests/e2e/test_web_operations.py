@@ -1,5 +1,5 @@
 """The board's operations views in headless Chromium on a live server: Top (each live run's processes, read again
-while open) and an item's hooks on its page.
+while open), and on a merged item's page its hooks and how it got here.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ async def test_an_items_page_shows_its_hooks_with_the_output_of_one_that_failed(
         await expect(page.locator(".item-head")).to_contain_text("Done", timeout=60_000)
         await expect(hooks.locator('li[data-gate="before_run"]')).to_contain_text("passed")
         await expect(hooks.locator('li[data-gate="after_run"]')).to_contain_text("after_run")
-        timeline = page.locator(".item-timeline")
-        await expect(timeline).to_be_visible()
-        await shoot(page, "hooks-1280x800")
+        overview = page.locator(".item-overview")  # a merged item: how it got here
+        await expect(overview).to_contain_text("2 coder")
+        await expect(overview).to_contain_text("1 failed attempt(s) before the one merged")
+        await expect(overview).to_contain_text("Passed by")
+        await shoot(page, "hooks-and-overview-1280x800")
     retry = [e.reason for e in project.store.events_after() if e.item_id == item.id and e.kind == "retry"]
     assert retry and retry[0].startswith("Hook 'after_run' failed with exit code 1.")

@@ -14,7 +14,22 @@ import typer
 from typer.exceptions import TyperException
 
 from gangline import __version__
-from gangline.cli import actions, agent, bench, doctor, items, logs, logsetup, nodes, run, setup, talk, top, watch
+from gangline.cli import (
+    actions,
+    agent,
+    bench,
+    doctor,
+    items,
+    logs,
+    logsetup,
+    nodes,
+    overview,
+    run,
+    setup,
+    talk,
+    top,
+    watch,
+)
 from gangline.cli.common import ACTING, app, console, err_console
 from gangline.cli.text import inert
 from gangline.core.errors import GanglineError
@@ -43,6 +58,7 @@ actions.register(app)
 talk.register(app)
 watch.register(app)
 top.register(app)
+overview.register(app)
 logs.register(app)
 doctor.register(app)
 run.register(app)

@@ -23,6 +23,7 @@ from gangline.core.logs import LogEntry, LogQuery
 from gangline.core.messages import MessageIn, MessageOut
 from gangline.core.nodewire import NodeOut, TokenOut
 from gangline.core.orders import ItemAction
+from gangline.core.overview import Overview
 from gangline.core.records import LedgerKey
 from gangline.core.top import TopOut
 from gangline.core.wire import (
@@ -68,6 +69,7 @@ class Door(Protocol):
     def node_token(self) -> TokenOut: ...
     def drain_node(self, name: str, draining: bool) -> NodeOut: ...
     def top(self, over_s: float) -> TopOut: ...
+    def overview(self, item_id: int) -> Overview: ...
 
 
 class Remote:
@@ -139,6 +141,9 @@ class Remote:
 
     def top(self, over_s: float) -> TopOut:
         return self.client.fetch(TopOut, "GET", "/api/top", params={"over_s": over_s})
+
+    def overview(self, item_id: int) -> Overview:
+        return self.client.fetch(Overview, "GET", f"/api/items/{item_id}/overview")
 
 
 class Local:
@@ -228,6 +233,13 @@ class Local:
     def top(self, over_s: float) -> TopOut:
         """Read here: the runs a ``gangline run`` of this machine has live are its processes."""
         return asyncio.run(self.views.top.sample(over_s))
+
+    def overview(self, item_id: int) -> Overview:
+        from gangline.pipeline.overview import overview
+        from gangline.project.config import load_project
+
+        base = load_project(self.paths, dict(os.environ)).base_branch
+        return asyncio.run(overview(self.views, self.paths.root, base, item_id))
 
 
 @contextmanager

@@ -149,6 +149,17 @@ class NotListening(GanglineError):
         self.item_id = item_id
 
 
+class NotMerged(GanglineError):
+    """An overview asked of an item that was never merged: there is no squash commit to tell of."""
+
+    exit_code = 5
+    code = "conflict"
+
+    def __init__(self, item_id: int, where: str) -> None:
+        super().__init__(f"item {item_id} is not merged ({where}): an overview tells what a merged item changed")
+        self.item_id = item_id
+
+
 class VerdictError(GanglineError):
     """A QA or mergemaster agent did not end with the one JSON object its prompt asked for."""
 

@@ -22,6 +22,7 @@ from gangline.core.logs import LogQuery
 from gangline.core.validation import validated
 from gangline.core.wire import ActionBody, EventOut
 from gangline.pipeline.fleet import Fleet
+from gangline.pipeline.overview import overview
 from gangline.pipeline.top import SAMPLE_S
 from gangline.pipeline.views import profiles_out
 from gangline.repo.diff import item_diff
@@ -43,6 +44,7 @@ PARITY: dict[tuple[str, str], str] = {
     ("GET", "/api/items/{item_id}/messages"): "list_messages",
     ("POST", "/api/items/{item_id}/{action}"): "act_on_item",
     ("GET", "/api/items/{item_id}/diff"): "item_diff",
+    ("GET", "/api/items/{item_id}/overview"): "item_overview",
     ("GET", "/api/runs"): "list_runs",
     ("GET", "/api/top"): "top",
     ("GET", "/api/runs/{run_id}"): "show_run",
@@ -143,8 +145,15 @@ def _item_tools(hub: Hub) -> list[Any]:
         state = hub.state
         return view(await item_diff(state.paths.root, state.config.base_branch, state.store.get_item(item_id)))
 
+    async def item_overview(ctx: Context, item_id: int) -> dict[str, Any]:
+        """What a merged item changed and how: its squash commit and files, how long it took, its runs, retries and
+        rejections, who passed it, its cost and the gates it merged with (refused for an item never merged)."""
+        hub.person_of(ctx)
+        state = hub.state
+        return view(await overview(state.views, state.paths.root, state.config.base_branch, item_id))
+
     item_diff_tool.__name__ = "item_diff"
-    return [stop_run, item_diff_tool]
+    return [stop_run, item_diff_tool, item_overview]
 
 
 def _feed_tools(hub: Hub) -> list[Any]:

@@ -30,6 +30,7 @@ export function mountItem(main, id) {
   let controller = null;
   let disposed = false;
   let diffKey = null;
+  let overviewKey = null;
   let talk = null; // the messages to the coder, and comments on diff lines
 
   async function load() {
@@ -98,6 +99,7 @@ export function mountItem(main, id) {
     update("hooks", [item.hooks], () => gates(item.hooks));
     update("timeline", [item.transitions], () => timeline(item.transitions));
     update("facts", factsKey(item), () => facts(item));
+    loadOverview();
     loadDiff();
   }
 
@@ -168,6 +170,23 @@ export function mountItem(main, id) {
 
   // --- the diff ------------------------------------------------------------------------------
 
+  // A merged item's overview (GET /api/items/<id>/overview): read once per merged commit.
+  async function loadOverview() {
+    const merged = Boolean(item.merged_commit) && (item.stage === "done" || item.stage === "archived");
+    parts.overview.el.parentElement.hidden = !merged;
+    if (!merged || overviewKey === item.merged_commit) return;
+    overviewKey = item.merged_commit;
+    try {
+      const found = await api(`/api/items/${id}/overview`);
+      if (disposed || !parts) return;
+      update("overview", [found], () => overviewView(found));
+    } catch (err) {
+      if (disposed || !parts) return;
+      overviewKey = null; // try again on the next change
+      update("overview", ["error", err.message], () => h("p", { class: "item-error" }, `Could not load the overview: ${err.message}`));
+    }
+  }
+
   async function loadDiff() {
     // The branch moves while an agent works, and the merge replaces it: re-read after either.
     const key = JSON.stringify([item.updated_at, item.merged_commit, item.runs.map((r) => [r.id, r.live, r.ended_at])]);
@@ -231,6 +250,7 @@ function skeleton() {
   parts.order = [
     h("header", { class: "item-head" }, head, actions),
     el("notes", "div", { class: "item-notes" }),
+    section("item-overview", "How it got here", "item-overview", el("overview", "div")),
     section("item-body", "Description", "item-body", el("body", "div")),
     section("item-criteria", "Acceptance criteria", "item-criteria", el("criteria", "div")),
     section("item-report", "Report", "item-report", el("report", "div")),
@@ -456,6 +476,20 @@ function factsKey(item) {
   const { created_at, updated_at, start_after, parked_until, archive_at, merged_commit, session_id } = item;
   return [id, name, branch, priority, depends_on, pinned_agent, qa_mode, retries, merge_attempts, cost_usd,
     created_at, updated_at, start_after, parked_until, archive_at, merged_commit, session_id];
+}
+
+function overviewView(o) {
+  const runs = Object.entries(o.runs).map(([role, n]) => `${n} ${role}`).join(", ") || "none";
+  const rows = [
+    ["Merged", `${o.commit.sha.slice(0, 12)} onto ${o.base}: ${o.files.length} file(s), +${o.additions} −${o.deletions}`],
+    ["Took", `${duration(o.lead_time_s)} from creation${o.work_time_s === null ? "" : `, ${duration(o.work_time_s)} of it after it started`}`],
+    ["Agent runs", `${runs}, ${duration(o.agent_time_s)} in all; ${o.retries} failed attempt(s) before the one merged`],
+    ["Passed by", plain(o.passed_by)],
+    ["Cost", `${money(o.cost_usd)} (${tokens(o.input_tokens)} in, ${tokens(o.output_tokens)} out)`],
+    ["Gates at merge", o.gates.map((g) => `${plain(g.name)} ${g.passed ? "✓" : "✗"}`).join(", ") || "none"],
+    ...o.rejections.map((reason) => ["Sent back", plain(reason.split("\n")[0])]),
+  ];
+  return h("dl", { class: "item-facts-list overview" }, rows.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value))));
 }
 
 function facts(item) {
