@@ -4,13 +4,18 @@ Durability (see SPEC.md "Run log"): every batch of records is written with one w
 before it is published, so a crash of the server loses nothing the kernel accepted;
 ``sync()`` (fsync) runs when the process is recorded, when a session starts or ends, and when
 the log is closed, so a power loss can cost at most the deltas since the last of those.
+
+An ended run's log may later be gzip-compressed beside itself (``<run>.jsonl.gz``, by
+``pipeline.retention``), and at last removed; the readers here read either form.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO, cast
 
 import msgspec
 
@@ -94,12 +99,33 @@ class RunLog:
         self.close()
 
 
-def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
-    """Records with an id greater than ``after_id``, in order; a torn last line is skipped."""
+GONE = "it is gone: an ended run's log is removed after [retention] delete_after_s, or when the disk bound needs it"
+
+
+def stored(path: Path) -> Path | None:
+    """The file holding the log at ``path``: itself, or its compressed form; None when neither is there."""
+    for found in (path, path.with_name(path.name + ".gz")):
+        if found.exists():
+            return found
+    return None
+
+
+def _open(path: Path) -> IO[bytes]:
+    """The log at ``path`` for reading, compressed or not; RunLogError saying why it cannot be."""
+    found = stored(path)
+    if found is None:
+        raise RunLogError(path, f"cannot read: {GONE}")
     try:
-        f = open(path, "rb")  # noqa: SIM115 - opened outside "with" to translate OSError
+        if found.suffix == ".gz":
+            return cast(IO[bytes], gzip.open(found, "rb"))
+        return open(found, "rb")
     except OSError as err:
         raise RunLogError(path, f"cannot read: {err.strerror}") from None
+
+
+def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
+    """Records with an id greater than ``after_id``, in order; a torn last line is skipped."""
+    f = _open(path)
     with f:
         for n, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
@@ -114,16 +140,13 @@ def replay(path: Path, after_id: int = 0) -> Iterator[Record]:
 
 def replay_if_any(path: Path, after_id: int = 0) -> Iterator[Record]:
     """``replay``, or nothing yet when the runner has not created the log (a live run's viewer asks early)."""
-    if path.exists():
+    if stored(path) is not None:
         yield from replay(path, after_id)
 
 
 def replay_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[Record]:
     """The records in the last ``max_bytes`` of the log, in order: a long run's end without reading it all."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - opened outside "with" to translate OSError
-    except OSError as err:
-        raise RunLogError(path, f"cannot read: {err.strerror}") from None
+    f = _open(path)
     with f:
         size = f.seek(0, 2)
         f.seek(max(0, size - max_bytes))

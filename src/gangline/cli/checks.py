@@ -3,6 +3,7 @@ chat, the port, the disk."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from gangline.agents import homes
 from gangline.agents.adapter import resolve_binary
 from gangline.agents.registry import ADAPTERS
 from gangline.agents.sandbox import INSTALL, bwrap_path
+from gangline.core.disk import disk_line
 from gangline.core.errors import GanglineError
 from gangline.core.outcome import fix_for
 from gangline.core.profiles import AgentProfile, CliKind, PermissionMode, SandboxMode
@@ -46,7 +48,9 @@ def run_checks(start: Path, env: Mapping[str, str], port: int) -> list[Check]:
     checks.append(sandbox)
     checks += [check_agent(profile, env, sandboxed=sandbox.ok and config.sandbox is not SandboxMode.OFF)
                for profile in config.agents]  # fmt: skip
-    return [*checks, check_database(paths, env), *check_chats(config, paths, env), check_port(port), check_disk(paths)]
+    database = check_database(paths, env)
+    kept = [check_retention(paths, config, env)] if database.ok else []
+    return [*checks, database, *check_chats(config, paths, env), check_port(port), check_disk(paths), *kept]
 
 
 def check_database(paths: ProjectPaths, env: Mapping[str, str]) -> Check:
@@ -150,6 +154,24 @@ def check_disk(paths: ProjectPaths) -> Check:
         fix = "free some space: every item gets a worktree, and run logs grow with every agent"
         return Check("disk", False, f"{free_gib:.2f} GiB free at {paths.root}", fix)
     return Check("disk", True, f"{free_gib:.1f} GiB free")
+
+
+def check_retention(paths: ProjectPaths, config: ProjectConfig, env: Mapping[str, str]) -> Check:
+    """What the runs' logs, worktrees and gates' output take, against ``[retention] max_bytes``."""
+    from gangline.pipeline.retention import measure
+    from gangline.project.database import database_url
+    from gangline.store import open_store
+
+    store = open_store(database_url(paths, env))
+    try:
+        disk = asyncio.run(measure(paths, store, int(config.retention.max_bytes)))
+    finally:
+        store.close()
+    if disk.over:
+        fix = ("a running server removes the oldest logs and done items' worktrees at its next sweep; "
+               "raise [retention] max_bytes to keep more")  # fmt: skip
+        return Check("retention", False, disk_line(disk), fix)
+    return Check("retention", True, disk_line(disk))
 
 
 def _output(argv: list[str], env: Mapping[str, str]) -> str | None:

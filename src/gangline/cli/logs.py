@@ -13,6 +13,7 @@ import msgspec
 import typer
 
 from gangline.agents.processes import start_ticks
+from gangline.agents.runlog import replay
 from gangline.cli.common import WATCHING, actor, console, err_console, initialised, opened
 from gangline.cli.render import Renderer
 from gangline.cli.text import inert
@@ -188,6 +189,10 @@ def _read_file(store: Store, run: RunRow, follow: bool, emit: Emit) -> None:
     the file is polled. A run whose process is gone (its runner was killed) never closes: it
     is left once its process has been gone and its log quiet for ``GONE_S``.
     """
+    if not run.live:  # a finished run's log, maybe compressed since (or removed: RunLogError says so)
+        for record in replay(Path(run.log_path)):
+            emit(record)
+        return
     tail = _Tail(Path(run.log_path))
     heard = time.monotonic()
     while True:

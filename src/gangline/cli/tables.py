@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gangline.cli.text import clock_time, first_line, inert, money
+from gangline.core.disk import disk_line
 from gangline.core.wire import CostsOut, EventOut, GateOut, ItemDetail, ItemOut, RunOut, StatusOut
 
 LEDGER_COLUMNS = {
@@ -136,6 +137,9 @@ def print_status(console: Console, status: StatusOut) -> None:
                       f"stays in force: {inert(config.error)}")  # fmt: skip
     if config is not None and config.restart_needed:
         console.print(f"Edited, taking effect at the next start: {', '.join(config.restart_needed)}.")
+    if status.disk is not None:
+        style = "bold red" if status.disk.over else "dim"
+        console.print(f"[{style}]Disk: {disk_line(status.disk)}[/]")
     orch = status.orchestrator
     if orch.running:
         console.print(f"The server drives the pipeline: {orch.jobs} job(s), {orch.runs} agent(s) running.")

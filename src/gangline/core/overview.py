@@ -8,9 +8,10 @@ from collections import Counter
 
 from pydantic import BaseModel
 
+from gangline.core.changes import CommitOut, DiffOut, FileOut
 from gangline.core.items import Criterion
 from gangline.core.stages import Trigger
-from gangline.core.wire import CommitOut, DiffOut, EventOut, FileOut, GateOut, ItemDetail
+from gangline.core.wire import EventOut, GateOut, ItemDetail
 
 
 class Overview(BaseModel):

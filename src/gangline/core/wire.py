@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from gangline.core.disk import DiskOut
 from gangline.core.events import RunOutcome
 from gangline.core.items import Criterion, Item, ItemDraft, Kind
 from gangline.core.orders import ItemAction, actions_for
@@ -283,6 +284,7 @@ class StatusOut(BaseModel):
     timers: list[Timer] = Field(description="The next 20, soonest first.")
     orchestrator: OrchestratorOut
     config: ConfigOut | None = Field(default=None, description="A running server's; none without one.")
+    disk: DiskOut | None = Field(default=None, description="At a running server's last retention sweep.")
     last_event_id: int
 
 
@@ -300,33 +302,6 @@ class CostsOut(BaseModel):
     by: LedgerKey
     rows: list[CostRow]
     total_usd: float
-
-
-# --- what an item changed ----------------------------------------------------------------------
-
-
-class CommitOut(BaseModel):
-    sha: str
-    subject: str
-
-
-class FileOut(BaseModel):
-    path: str  # a renamed file's new path
-    additions: int
-    deletions: int
-    binary: bool
-
-
-class DiffOut(BaseModel):
-    """What an item changed: the merged commit once merged, else its branch since it left the base."""
-
-    base: str
-    branch: str
-    merged: bool
-    commits: list[CommitOut]
-    files: list[FileOut]
-    diff: str = Field(description="Unified diff text, cut to 512 KiB at a line boundary when `truncated`.")
-    truncated: bool
 
 
 # --- permission requests -----------------------------------------------------------------------

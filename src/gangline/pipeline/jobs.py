@@ -313,10 +313,11 @@ class Pipeline(JobBase):
         self.store.transition(item.id, Trigger.ARCHIVE, actor, expected=item.state, updates={"archive_at": None})
         await self.retire(item, keep_branch=False)
 
-    async def retire(self, item: Item, keep_branch: bool = True) -> None:
+    async def retire(self, item: Item, keep_branch: bool = True) -> str | None:
         """Remove an item that is over's worktree when nothing uncommitted would be lost, its before_remove hooks
-        run first; the event says which. ``keep_branch``: its commits stay on its branch (closed, abandoned or
-        superseded, never merged). A before_remove that fails keeps the worktree."""
+        run first; the event says which, and so does the answer (None: removed; else why it was kept).
+        ``keep_branch``: its commits stay on its branch (closed, abandoned or superseded, never merged). A
+        before_remove that fails keeps the worktree."""
         path = worktree_path(self.worktrees.root, item.id, item.slug)
         kept = await self.worktrees.would_keep(item.id, item.slug, item.merged_tip, keep_branch=keep_branch)
         if kept is None and path.is_dir():
@@ -326,11 +327,12 @@ class Pipeline(JobBase):
             )
         if kept is not None:
             self.store.record_event("worktree_kept", SERVER, item_id=item.id, reason=kept)
-            return
+            return kept
         pruned = await self.worktrees.prune(item.id, item.slug, item.merged_tip, keep_branch=keep_branch)
         self.store.record_event(
             "worktree_pruned" if pruned.pruned else "worktree_kept", SERVER, item_id=item.id, reason=pruned.reason
         )
+        return None if pruned.pruned else pruned.reason
 
 
 def _joined(*parts: str | None) -> str:

@@ -33,6 +33,7 @@ from gangline.pipeline.jobs import MAX_REPORT, Pipeline
 from gangline.pipeline.onboarding import Onboarder
 from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.restart import ProjectLock, fenced, recover, take_locks
+from gangline.pipeline.retention import Retention
 from gangline.pipeline.rooms import Rooms
 from gangline.pipeline.runs import AgentResult, AgentRuns
 from gangline.pipeline.views import Live
@@ -80,6 +81,7 @@ class Orchestrator:
         self._agents.remote.lease_s = config.nodes.lease_s
         self._agents.node_gates = config.node_gates()
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
+        self.retention = Retention(paths, store, self._retire, config.retention, clock)
         self._changes = Changes()
         store.on_event = self._changes.bump
         self._wake = asyncio.Event()
@@ -120,10 +122,12 @@ class Orchestrator:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             fence = tg.create_task(fenced(still_held), name="driver lock")
+            sweeper = tg.create_task(self.retention.run(), name="retention")
             try:
                 await self._loop(until_idle)
             finally:
                 fence.cancel()
+                sweeper.cancel()
                 await self._agents.runner.shutdown()
 
     async def _guard_base(self) -> None:
@@ -175,6 +179,7 @@ class Orchestrator:
         """An edited project.toml that loaded (``pipeline.configwatch``): the next plan, run, gate and merge use it."""
         old, self.config = self.config, config
         self._pipeline.reconfigure(config)
+        self.retention.policy = config.retention
         retune(self._agents, self.paths, old, config, self._env)
         self._notify()  # more slots, another QA mode: what can start may have changed
 
@@ -244,7 +249,8 @@ class Orchestrator:
     def live(self) -> Live:
         """What it is doing now: whether it serves, its jobs, the agents running and those held back."""
         agents = self._agents
-        return Live(self._tg is not None, len(self._jobs), len(agents.running()), dict(self._working), agents.throttled)
+        return Live(self._tg is not None, len(self._jobs), len(agents.running()), dict(self._working), agents.throttled,
+                    disk=self.retention.disk)  # fmt: skip
 
     # --- people's orders (through pipeline.orders) ------------------------------------------
 
@@ -290,6 +296,12 @@ class Orchestrator:
             await self._pipeline.retire(item)
         self._notify()
         return item
+
+    async def _retire(self, item: Item) -> str | None:
+        """Retention's pruning of an over item's worktree, as archiving does it; never under a job on the item."""
+        if item.id in self._jobs:
+            return "a job is working on the item"
+        return await self._pipeline.retire(item, keep_branch=item.merged_commit is None)
 
     def back_to_coding(self, item_id: int, actor: str, reason: str) -> Item:
         """QA → coding for a person's message: no retry spent, the coder's session resumed with the message."""

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from gangline.agents.runlog import replay
+from gangline.agents.runlog import replay, stored
+from gangline.core.disk import DiskOut
 from gangline.core.events import Record
 from gangline.core.items import Item
 from gangline.core.messages import MessageOut
@@ -68,6 +69,7 @@ class Live:
     working: Mapping[int, Step] = field(default_factory=dict)  # item id -> its job on it
     throttled: Mapping[str, Throttle] = field(default_factory=dict)  # run id -> how its API holds it back
     config: ConfigOut | None = None  # a server's configuration watch: what is in force, an edit refused
+    disk: DiskOut | None = None  # what the runs take on disk, at the last retention sweep
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ class Views:
         """The run's records after ``after``, ``limit`` at most (none yet: its log is made a moment after its row)."""
         row = self.store.get_run(run_id)
         path = Path(row.log_path)
-        records = list(islice(replay(path, after), limit + 1)) if path.exists() else []
+        records = list(islice(replay(path, after), limit + 1)) if stored(path) is not None else []
         page = records[:limit]
         return RunPage(RunOut.of(row), page, len(records) > limit, page[-1].id if page else after)
 
@@ -218,6 +220,7 @@ class Views:
             timers=sorted(timers, key=lambda t: t.at)[:20],
             orchestrator=OrchestratorOut(running=live.running, jobs=live.jobs, runs=live.runs),
             config=live.config,
+            disk=live.disk,
             last_event_id=self.store.last_event_id(),
         )
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gangline.core.budget import Price
 from gangline.core.databases import check_url, has_password
@@ -54,6 +54,25 @@ class NodesPolicy(_Strict):
     # branch is pushed) or "node" (there, right after the agent, with the node's toolchain). The merge's
     # gates are always the server's.
     gates: Literal["server", "node"] = "server"
+
+
+class RetentionPolicy(_Strict):
+    """``[retention]``: how long, and up to how much disk, the runs' logs, the worktrees of done items and the
+    gates' output are kept (``pipeline.retention``)."""
+
+    compress_after_s: float = Field(default=2 * 86400.0, ge=0)  # an ended run's log is gzip-compressed after this
+    delete_after_s: float = Field(default=30 * 86400.0, gt=0)  # ... and removed after this, with old gate output
+    max_bytes: ByteSize = Field(default=ByteSize(5 * 2**30), ge=2**20)  # "5GiB", "500MB" or a number of bytes
+    sweep_every_s: float = Field(default=600.0, ge=10, le=86400)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> RetentionPolicy:
+        if self.delete_after_s <= self.compress_after_s:
+            raise KeyedError(
+                "retention.delete_after_s",
+                f"expected more than compress_after_s ({self.compress_after_s:g}), got {self.delete_after_s:g}",
+            )
+        return self
 
 
 class RateLimitPolicy(_Strict):
@@ -148,6 +167,7 @@ class ProjectConfig(_Strict):
     inactivity_timeout_s: float = Field(default=300.0, gt=0)
     archive_after_s: float = Field(default=86400.0, ge=0)
     rate_limit: RateLimitPolicy = Field(default_factory=RateLimitPolicy)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     permissions: PermissionSettings = Field(default_factory=PermissionSettings)
     sandbox: SandboxMode = SandboxMode.AUTO
     # More directories the sandbox shows writable (a toolchain's cache), absolute or under ~/.

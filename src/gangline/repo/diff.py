@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from gangline.core.changes import CommitOut, DiffOut, FileOut
 from gangline.core.items import Item
-from gangline.core.wire import CommitOut, DiffOut, FileOut
 from gangline.repo.git import git
 from gangline.repo.worktrees import branch_name
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gangline.core.changes import DiffOut
 from gangline.core.overview import Overview
-from gangline.core.wire import DiffOut
 from gangline.pipeline.overview import overview
 from gangline.repo.diff import item_diff
 from gangline.server.errors import ERRORS

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from gangline.agents.bus import Bus
-from gangline.agents.runlog import replay
+from gangline.agents.runlog import replay, stored
 from gangline.core.events import Gap, Record, RunFinished
 from gangline.core.records import EventRow
 from gangline.pipeline.orchestrator import Orchestrator
@@ -216,8 +216,8 @@ class RunCursor:
 
     def replay_chunks(self) -> Iterator[bytes]:
         """What the log holds past the cursor, ``CHUNK`` records per message batch."""
-        if not self.log_path.exists():
-            return  # the run row is written before the runner opens its log
+        if stored(self.log_path) is None:
+            return  # the run row is written before the runner opens its log (or retention removed it)
         batch: list[Record] = []
         for record in replay(self.log_path, self.last):
             batch.append(record)

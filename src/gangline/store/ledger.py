@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from gangline.core.records import CHAT_LEDGER_KEY, GateRow, LedgerKey, LedgerRow, PermissionRuleRow
 from gangline.core.types import SERVER
@@ -31,6 +31,24 @@ class Ledger(StoreBase):
                 conn.execute(insert(t.gate_results).values(values))
             kind = f"{noun}s_{'passed' if passed else 'failed'}"
             insert_event(conn, now, kind, SERVER, item_id=item_id, run_id=run_id, data=data)
+
+    def gate_output_bytes(self) -> int:
+        """What the gates' and hooks' kept output takes (characters; bytes for ASCII)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.coalesce(func.sum(func.length(t.gate_results.c.output)), 0))).scalar_one()
+            )
+
+    def clear_gate_output(self, before: float) -> int:
+        """Drop the output of gate and hook results recorded before ``before`` (their outcome stays); how many."""
+        done = "[output removed by the [retention] settings]"
+        query = (
+            update(t.gate_results)
+            .where(t.gate_results.c.at < before, t.gate_results.c.output != "", t.gate_results.c.output != done)
+            .values(output=done, truncated=True)
+        )
+        with self._tx() as conn:
+            return conn.execute(query).rowcount
 
     def gate_results(self, item_id: int) -> list[GateRow]:
         query = select(t.gate_results).where(t.gate_results.c.item_id == item_id).order_by(t.gate_results.c.id)
