@@ -84,6 +84,15 @@ default_wait_s = 300.0  # wait this long when the CLI reports no reset time
 max_wait_s = 21600.0  # a reset further away than this blocks the item instead of parking it
 margin_s = 5.0  # added to the reported reset time
 
+# What the runs keep on disk: an ended run's log is compressed after compress_after_s and removed,
+# with old gate output, after delete_after_s; done items' worktrees are pruned when old and safe;
+# over max_bytes the oldest done items' logs, then their worktrees, go first.
+[retention]
+compress_after_s = 172800.0  # 2 days
+delete_after_s = 2592000.0  # 30 days
+max_bytes = "5GiB"
+sweep_every_s = 600.0
+
 # Permissions for agents run under `gangline serve` (which answers Claude Code's permission prompts).
 # Rules: a tool name ("Write"), a prefix of a Bash command ("Bash(git status:*)"), or a pattern
 # ("mcp__gangline__*"). Deny wins over allow; anything else asks a person, who may "always allow".
