@@ -157,7 +157,7 @@ async def test_people_tools_need_the_server_token_and_agents_tools_refuse_it(pro
                 "start_item", "stop_item", "list_permissions", "answer_permission", "pipeline_status", "costs",
                 "set_timer", "cancel_timer", "onboarding", "add_gate", "say_to_agent", "list_messages", "list_runs",
                 "show_run", "run_output", "wait_for_run", "stop_run", "item_diff", "pipeline_events", "agent_profiles",
-                "list_nodes", "node_token", "drain_node", "server_log", "top",
+                "list_nodes", "node_token", "drain_node", "server_log", "top", "item_overview",
             }  # fmt: skip
             assert (await person.call_tool("status", {})).is_error  # the server token is no run token
             added = json.loads(
