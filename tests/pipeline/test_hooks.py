@@ -202,3 +202,19 @@ def test_a_component_outside_the_repository_or_named_twice_is_refused_with_its_k
         project.configure(tables='[[component]]\ndir = "web"\n[[component]]\ndir = "web/"\n')
     with pytest.raises(ConfigError, match=r"hooks\.after_start: "):
         project.configure(tables='[hooks]\nafter_start = "true"\n')
+    with pytest.raises(ConfigError, match=r"component\[1\]\.dir: .* got \"web app\""):
+        project.configure(tables='[[component]]\ndir = "web app"\n')
+
+
+def test_a_nested_components_setup_goes_to_a_build_node_under_a_gates_name(project: Project) -> None:
+    project.agent("coder", [])
+    config = project.configure(
+        gates=[("tests", "true")],
+        nodes={"gates": "node"},
+        tables='[hooks]\nafter_create = "make deps"\n[[component]]\ndir = "apps/web"\nsetup = "npm ci"\n',
+    )
+    assert [(g.name, g.command) for g in config.node_gates()] == [
+        ("after_create", "make deps"),
+        ("setup apps-web", "cd -- apps/web && npm ci"),
+        ("tests", "true"),
+    ]

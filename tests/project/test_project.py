@@ -89,7 +89,11 @@ def test_code_can_build_a_config_with_python_names_and_the_same_checks() -> None
         (CODER + '[rate_limit]\nmargin_s = "soon"\n', "rate_limit.margin_s", 'expected a number, got "soon"'),
         ("max_retries = 2.5\n" + CODER, "max_retries", "expected an integer, got 2.5"),
         (CODER + 'modle = "opus"\n', "agent[1].modle", "unknown key; expected one of: name, role, cli, command, model"),
-        ("agents = []\n" + CODER, "agents", "unknown key; expected one of: base_branch, gate, hooks, component, max_retries"),
+        (
+            "agents = []\n" + CODER,
+            "agents",
+            "unknown key; expected one of: base_branch, gate, hooks, component, max_retries",
+        ),
         ('[agent]\nname = "coder"\n', "agent", "expected [[agent]] tables, got a table"),
         (CODER + 'role = "boss"\n', "agent[1].role", "one of 'coder', 'qa', 'mergemaster' or 'chat', got \"boss\""),
         ('qa_mode = "robot"\n' + CODER, "qa_mode", "expected one of 'server', 'agent' or 'human', got \"robot\""),

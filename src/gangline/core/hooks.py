@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -20,6 +21,7 @@ from pydantic import Field, field_validator
 from gangline.core.profiles import StrictModel
 
 DEFAULT_TIMEOUT_S = 600.0
+_PART = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]+")  # one part of a component's directory
 
 
 class HookPoint(enum.StrEnum):
@@ -54,9 +56,10 @@ class Component(StrictModel):
     @classmethod
     def _inside(cls, value: str) -> str:
         path = PurePosixPath(value)
-        if path.is_absolute() or ".." in path.parts or "\0" in value or str(path) == ".":
+        if path.is_absolute() or str(path) == "." or not all(_PART.fullmatch(part) for part in path.parts):
             raise ValueError(
-                f"expected a directory inside the repository, relative to its top, got {json.dumps(value)}"
+                "expected a directory inside the repository, relative to its top, each part letters, digits, "
+                f"'.', '_' or '-' (not '..'), got {json.dumps(value)}"
             )
         return str(path)
 

@@ -29,7 +29,7 @@ from gangline.project.toml_errors import KeyedError, describe
 class GateSpec(_Strict):
     """A check the server runs in a worktree (``/bin/sh -c command``); exit status 0 is a pass."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ /-]*$")  # "/": a component's hook
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
     command: str = Field(min_length=1)
     timeout_s: float = Field(default=600.0, gt=0)
 
@@ -207,7 +207,9 @@ class ProjectConfig(_Strict):
         if self.nodes.gates != "node":
             return ()
         steps = self.hook_steps(HookPoint.AFTER_CREATE)
-        return (*(GateSpec(name=s.name, command=s.command, timeout_s=s.timeout_s) for s in steps), *self.gates)
+        # A gate's name has no "/": a component's ("setup apps/web") is sent as "setup apps-web".
+        hooks = (GateSpec(name=s.name.replace("/", "-"), command=s.command, timeout_s=s.timeout_s) for s in steps)
+        return (*hooks, *self.gates)
 
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
