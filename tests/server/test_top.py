@@ -53,7 +53,8 @@ async def test_a_live_runs_process_tree_cpu_and_memory_from_every_door(tmp_path:
             assert all(b <= a + 1 for a, b in itertools.pairwise(depths))
             assert run["cpu_percent"] >= max(p["cpu_percent"] for p in processes) > 20
             assert run["rss_bytes"] == sum(p["rss_bytes"] for p in processes) > 0
-            assert (await client.get("/api/top", params={"over_s": 0})).status_code == 422
+            refused = await client.get("/api/top", params={"over_s": 0})
+            assert refused.status_code == 422
             metrics = (await client.get("/metrics")).text
         labels = f'item="#{item.id}",profile="coder",role="coder",run="{item.id}-coder-1"'
         assert re.search(rf"gangline_run_processes\{{{labels}\}} [1-9]", metrics), metrics
@@ -62,6 +63,15 @@ async def test_a_live_runs_process_tree_cpu_and_memory_from_every_door(tmp_path:
 
         async with mcp_client(f"{url}/mcp", TOKEN) as person:
             said = json.loads(text_of(await person.call_tool("top", {"over_s": 0.5})))
+            bad = await person.call_tool("top", {"over_s": 0})
+        mcp_error, rest_error = json.loads(text_of(bad))["error"], refused.json()["error"]
+        assert bad.is_error and (mcp_error["code"], mcp_error["field"]) == (rest_error["code"], rest_error["field"])
+        said_why = mcp_error["message"].split("; found")[0]
+        assert (
+            said_why
+            == rest_error["message"].split("; found")[0]
+            == "over_s: Input should be greater than or equal to 0.1"
+        )
         assert [r["run"]["id"] for r in said["runs"]] == [run["run"]["id"]]
         assert {p["pid"] for p in said["runs"][0]["processes"]} >= {processes[0]["pid"]}
 

@@ -46,7 +46,7 @@ def top(
             try:
                 while True:
                     time.sleep(every)
-                    live.update(render(door.top(every)), refresh=True)
+                    live.update(render(door.top(1.0)), refresh=True)  # measured since the last reading
             except KeyboardInterrupt:
                 pass
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gangline.core.wire import RunOut
 
@@ -46,6 +46,13 @@ class RunTop(BaseModel):
     cpu_percent: float
     rss_bytes: int
     note: str | None = None  # why no tree is shown (on a build node, not started yet, gone)
+
+
+class TopQuery(BaseModel):
+    """How a reading is asked for: ``over_s`` is the interval CPU is measured over when there is no recent reading
+    to measure from."""
+
+    over_s: float = Field(default=1.0, ge=0.1, le=10.0)
 
 
 class TopOut(BaseModel):

@@ -19,11 +19,11 @@ from mcp.server.mcpserver import Context
 
 from gangline.agents.bus import Subscription
 from gangline.core.logs import LogQuery
+from gangline.core.top import TopQuery
 from gangline.core.validation import validated
 from gangline.core.wire import ActionBody, EventOut
 from gangline.pipeline.fleet import Fleet
 from gangline.pipeline.overview import overview
-from gangline.pipeline.top import SAMPLE_S
 from gangline.pipeline.views import profiles_out
 from gangline.repo.diff import item_diff
 from gangline.server.mcp_access import Hub, view
@@ -80,11 +80,12 @@ def _run_tools(hub: Hub) -> list[Any]:
         hub.person_of(ctx)
         return {"runs": [view(run) for run in hub.state.views.runs(item_id, live)]}
 
-    async def top(ctx: Context, over_s: float = SAMPLE_S) -> dict[str, Any]:
+    async def top(ctx: Context, over_s: float = 1.0) -> dict[str, Any]:
         """Each live run's process tree with each process's CPU (a share of one core) and resident memory, as
         ``gangline top`` shows it; ``over_s`` (0.1-10) is the interval when there is no recent reading."""
         hub.person_of(ctx)
-        return view(await hub.state.views.top.sample(min(max(over_s, 0.1), 10.0)))
+        query = validated(TopQuery, {"over_s": over_s})
+        return view(await hub.state.views.top.sample(query.over_s))
 
     async def show_run(ctx: Context, run_id: str) -> dict[str, Any]:
         """One run: its item, role, profile, outcome and reason, session, tokens and cost."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from gangline.core.records import LedgerKey
-from gangline.core.top import TopOut
+from gangline.core.top import TopOut, TopQuery
 from gangline.core.wire import ActionBody, CostsOut, LogPage, RunOut, StatusOut
-from gangline.pipeline.top import SAMPLE_S
 from gangline.pipeline.views import ProfileOut, profiles_out
 from gangline.server.errors import ERRORS
 from gangline.server.state import ActorDep, OrdersDep, StateDep, ViewsDep
@@ -31,16 +30,10 @@ async def list_runs(
 
 
 @router.get("/top", response_model=TopOut, tags=["runs"], summary="Each live run's processes, CPU and memory")
-async def top(
-    views: ViewsDep,
-    over_s: Annotated[
-        float,
-        Query(ge=0.1, le=10, description="Seconds CPU is measured over, without a recent reading to measure from."),
-    ] = SAMPLE_S,
-) -> TopOut:
+async def top(query: Annotated[TopQuery, Depends()], views: ViewsDep) -> TopOut:
     """Every live run with its process tree (here; a build node's run is listed without one), each process's CPU
     as a share of one core since the last reading, and its resident memory."""
-    return await views.top.sample(over_s)
+    return await views.top.sample(query.over_s)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"], summary="Show one run")
