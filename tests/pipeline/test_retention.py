@@ -6,12 +6,15 @@ Time is moved by giving a second orchestrator a clock days ahead; its retention 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from gangline.core.stages import Stage
@@ -19,6 +22,7 @@ from gangline.pipeline.orchestrator import Orchestrator
 from gangline.pipeline.views import Views
 from kits.helpers import cli_env
 from kits.pipeline_kit import Project, commit_file, git
+from kits.servers import TOKEN, kill, serve
 
 DAY = 86400.0
 
@@ -117,7 +121,7 @@ async def test_over_the_size_bound_the_oldest_done_items_logs_then_worktrees_go_
     assert Views(project.store, orch.live).status().disk == after  # GET /api/status and gangline status say it
 
 
-async def test_doctor_says_what_the_runs_take_against_the_bound(project: Project) -> None:
+async def test_status_and_doctor_say_what_the_runs_take_against_the_bound(project: Project) -> None:
     project.agent("coder", [commit_file("a.txt", "a\n")])
     project.configure(retention={"max_bytes": "1GiB"})
     project.add("Add a")
@@ -127,3 +131,24 @@ async def test_doctor_says_what_the_runs_take_against_the_bound(project: Project
     assert check["ok"] is True
     assert check["detail"].startswith("run logs ") and "(1, 0 compressed), worktrees " in check["detail"]
     assert check["detail"].endswith(" of the 1.0 GiB [retention] allows")
+
+    server, url = await serve(project)  # its first sweep comes a few seconds after it starts
+    try:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            disk = await _swept(client)
+        assert disk["run_logs"] == 1 and disk["limit_bytes"] == 2**30 and disk["last_sweep"]["deleted_logs"] == 0
+        shown = subprocess.run([sys.executable, "-m", "gangline", "status"], cwd=project.root, text=True,
+                               capture_output=True, env=cli_env(GANGLINE_TOKEN=TOKEN), timeout=60)  # fmt: skip
+        said = " ".join(shown.stdout.split())
+        assert "Disk: run logs " in said and "of the 1.0 GiB [retention] allows" in said, shown
+    finally:
+        await kill(server)
+
+
+async def _swept(client: httpx.AsyncClient, bound_s: float = 60) -> dict[str, Any]:
+    """The server's status once its first retention sweep has measured the disk, bounded."""
+    deadline = time.monotonic() + bound_s
+    while (disk := (await client.get("/api/status")).json()["disk"]) is None:
+        assert time.monotonic() < deadline, "no retention sweep within the bound"
+        await asyncio.sleep(0.2)  # the sweep is the server's, in another process: asked again, bounded
+    return dict(disk)

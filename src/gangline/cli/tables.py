@@ -139,7 +139,7 @@ def print_status(console: Console, status: StatusOut) -> None:
         console.print(f"Edited, taking effect at the next start: {', '.join(config.restart_needed)}.")
     if status.disk is not None:
         style = "bold red" if status.disk.over else "dim"
-        console.print(f"[{style}]Disk: {disk_line(status.disk)}[/]")
+        console.print(f"[{style}]Disk: {inert(disk_line(status.disk))}[/]")
     orch = status.orchestrator
     if orch.running:
         console.print(f"The server drives the pipeline: {orch.jobs} job(s), {orch.runs} agent(s) running.")
