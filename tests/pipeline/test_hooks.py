@@ -177,22 +177,23 @@ async def test_a_failing_before_remove_keeps_the_worktree_and_says_why(project: 
     assert "containers still up" in result.output
 
 
-async def test_after_create_added_later_reaches_the_worktree_already_there_once(project: Project) -> None:
-    project.agent("coder", [[{"say": "I could not"}], commit_file("a.txt", "a\n")])
+async def test_after_create_added_or_changed_later_reaches_the_worktree_already_there_once(project: Project) -> None:
+    project.agent("coder", [[{"say": "I could not"}], [{"say": "Still not"}], commit_file("a.txt", "a\n")])
     project.configure(max_retries=0)
     item = project.add("Add a")
+    n = item.id
     await project.run_until_idle()
-    assert project.item(item.id).state.hold is Hold.BLOCKED  # nothing committed, and no retry left
+    assert project.item(n).state.hold is Hold.BLOCKED  # nothing committed, and no retry left
     assert hook_log(project) == []
 
-    project.configure(max_retries=0, tables=hooks(project, after_create=""))
-    await Orders(project.orchestrator(), Views(project.store)).act(item.id, ItemAction.UNBLOCK, None, "ann")
-    await project.run_until_idle()
+    for then in ("", "true"):  # added, then changed: each time it is in force for the worktree already there
+        project.configure(max_retries=0, tables=hooks(project, after_create=then))
+        await Orders(project.orchestrator(), Views(project.store)).act(n, ItemAction.UNBLOCK, None, "ann")
+        await project.run_until_idle()
 
-    assert project.stage(item.id) is Stage.DONE
-    n = item.id
-    assert hook_log(project) == [f"after_create after_create #{n} worktrees/{n}-add-a",
-                                 f"after_create after_create #{n} .gangline/merge"]  # fmt: skip
+    assert project.stage(n) is Stage.DONE
+    ran = [f"after_create after_create #{n} worktrees/{n}-add-a"] * 2  # the added command, then the changed one
+    assert hook_log(project) == [*ran, f"after_create after_create #{n} .gangline/merge"]
 
 
 def test_a_component_outside_the_repository_or_named_twice_is_refused_with_its_key(project: Project) -> None:

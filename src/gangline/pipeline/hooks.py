@@ -3,10 +3,10 @@
 Each point's commands (``core.hooks.steps``) run the way gates run (``Rooms.run_gates``), and their
 results are kept with the item's gate results, their point as context, with a ``hooks_passed`` or
 ``hooks_failed`` event. A failed hook is a failed check: the callers treat its report as they treat
-failed gates. ``after_create`` runs once per item worktree, marked done in the worktree's own git
-directory (so a worktree deleted by hand and made again prepares again, and a hook added to
-project.toml later reaches the worktrees already there); in the merge workspace, which every squash
-cleans, it runs before each merge's gates.
+failed gates. ``after_create`` runs once per item worktree, its commands kept once they pass in the
+worktree's own git directory (so a worktree deleted by hand and made again prepares again, and an
+after_create added to project.toml or changed there later reaches the worktrees already there); in the
+merge workspace, which every squash cleans, it runs before each merge's gates.
 """
 
 from __future__ import annotations
@@ -53,13 +53,15 @@ class Hooks:
         return report
 
     async def prepare(self, item: Item, worktree: Path) -> GatesReport | None:
-        """``after_create`` in the item's worktree unless it passed there already."""
+        """``after_create`` in the item's worktree unless these same commands passed there already."""
         own = private_dir(worktree)
-        if own is not None and (own / CREATED).exists():
+        commands = "\n".join(step.command for step in self.config.hook_steps(HookPoint.AFTER_CREATE))
+        marker = own / CREATED if own is not None else None
+        if marker is not None and marker.exists() and marker.read_text(encoding="utf-8") == commands:
             return None
         report = await self.run(item, HookPoint.AFTER_CREATE, worktree)
-        if own is not None and report is not None and report.passed:
-            (own / CREATED).touch()
+        if marker is not None and report is not None and report.passed:
+            marker.write_text(commands, encoding="utf-8")
         return report
 
     async def before_run(self, item: Item, worktree: Path) -> GatesReport | None:

@@ -82,13 +82,13 @@ class Retention:
             if entry.path.suffix != ".gz":
                 await asyncio.to_thread(_compress, entry, done)
         done.cleared_outputs = self.store.clear_gate_output(now - policy.delete_after_s)
-        over = self._over_items()
+        over = self.store.list_items(OVER)
         for item in over:
             if item.updated_at < now - policy.compress_after_s:
                 await self._prune(item, done)
         disk = await self.measure(done)
         if disk.over:
-            disk = await self._fit(disk, done, [e for e in logs if e.path.exists()], over)
+            disk = await self._fit(disk, done, over)
         self.disk = disk
         log.info("retention sweep", extra={"action": "retention_swept", **done.model_dump(exclude={"kept", "at"})})
         return disk
@@ -98,9 +98,10 @@ class Retention:
 
     # --- the parts ------------------------------------------------------------------------
 
-    async def _fit(self, disk: DiskOut, done: SweepOut, logs: list[_Log], over: list[Item]) -> DiskOut:
+    async def _fit(self, disk: DiskOut, done: SweepOut, over: list[Item]) -> DiskOut:
         """Free space until the total is within ``max_bytes``: the over items' logs, their worktrees, any log."""
-        ended = sorted((e for e in logs if e.run.ended_at is not None), key=lambda e: e.run.ended_at or 0)
+        logs = await asyncio.to_thread(_logs, self.store)  # as they are now: some were compressed by this sweep
+        ended = sorted(logs, key=lambda e: e.run.ended_at or 0)
         finished = {item.id for item in over}
         first = [e for e in ended if e.run.item_id is None or e.run.item_id in finished]
         excess = disk.total_bytes - disk.limit_bytes
@@ -112,7 +113,7 @@ class Retention:
             if excess <= 0:
                 break
             before = done.freed_bytes
-            await self._prune(item, done, pressed=True)
+            await self._prune(item, done)
             excess -= done.freed_bytes - before
         for entry in (e for e in ended if e not in first and e.path.exists()):
             if excess <= 0:
@@ -120,9 +121,10 @@ class Retention:
             excess -= await asyncio.to_thread(self._delete, entry, done)
         return await self.measure(done)
 
-    async def _prune(self, item: Item, done: SweepOut, pressed: bool = False) -> None:
+    async def _prune(self, item: Item, done: SweepOut) -> None:
+        """The item's worktree removed if it is safe to; one kept is not tried again until the item changes."""
         path = worktree_path(self.paths.worktrees_dir, item.id, item.slug)
-        if not path.is_dir() or (not pressed and self._kept.get(item.id) == item.updated_at):
+        if not path.is_dir() or self._kept.get(item.id) == item.updated_at:
             return
         size = await asyncio.to_thread(_du, path)
         kept = await self.retire(item)
@@ -133,9 +135,6 @@ class Retention:
         else:
             self._kept[item.id] = item.updated_at
             done.kept.append(f"#{item.id}: {kept}")
-
-    def _over_items(self) -> list[Item]:
-        return self.store.list_items(OVER)
 
     def _delete(self, entry: _Log, done: SweepOut) -> int:
         try:

@@ -171,7 +171,7 @@ class Views:
         return self.board().out(self.store.get_item(item_id))
 
     def detail(self, item_id: int) -> ItemDetail:
-        """An item with its branch, transitions, runs and last gate results."""
+        """An item with its branch, transitions, runs, last gate results and each hook's last result."""
         item = self.store.get_item(item_id)
         events = self.store.events_after(0, limit=100_000, item_id=item_id)
         gate_rows = self.store.gate_results(item_id)
