@@ -42,7 +42,8 @@ def test_a_healthy_project_passes_every_check_and_reports_the_real_cli_version(t
     assert "2.1.330 (Claude Code)" in checks["agent claude"].detail
     assert checks["sandbox"].detail.startswith("on (") and ".gangline/ is hidden" in checks["sandbox"].detail
     assert set(checks) == {"git", "repository", "configuration", "sandbox", "agent claude", "agent fake", "database",
-                           "port", "disk"}  # fmt: skip
+                           "port", "disk", "retention"}  # fmt: skip
+    assert checks["retention"].detail.endswith("of the 5.0 GiB [retention] allows")
     assert checks["database"].detail == f"SQLite {project.paths.db_file}"
 
 
