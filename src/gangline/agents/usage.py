@@ -50,8 +50,3 @@ def trees_usage(root_pids: Iterable[int]) -> dict[int, list[ProcessUsage]]:
             todo.extend(children.get(pid, ()))
         trees[root_pid] = sorted(tree, key=lambda u: u.pid)
     return trees
-
-
-def tree_usage(root_pid: int) -> list[ProcessUsage]:
-    """``root_pid`` and every process descended from it, each with its usage; empty when gone."""
-    return trees_usage([root_pid])[root_pid]

@@ -73,7 +73,7 @@ def build(detail: ItemDetail, diff: DiffOut, messages: int) -> Overview:
         input_tokens=sum(run.input_tokens for run in runs),
         output_tokens=sum(run.output_tokens for run in runs),
         cost_usd=sum(run.cost_usd for run in runs),
-        gates=[gate for gate in detail.gates if gate.context == "merge"] or detail.gates,
+        gates=[gate for gate in detail.gates if gate.context == "merge"],
     )
 
 
