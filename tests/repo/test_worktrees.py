@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import pickle
 import subprocess
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -241,6 +245,36 @@ async def test_cancelling_a_git_command_kills_it_with_its_children(repo: Path, t
     while alive(pid):
         assert loop.time() < deadline + 5, "the cancelled command's child lived on"
         await asyncio.sleep(0.01)
+
+
+def test_a_git_command_cancelled_again_while_it_is_reaped_is_reaped_before_its_loop_closes(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A task group aborting, then the event loop closing, each cancel the same call: git's exit must still be
+    seen while the loop runs, or its process object warns that it is "still running" at some later test."""
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    slow = f"alias.slow=!echo go > {started}; exec sleep 1000"
+
+    async def cancelled_over_and_over() -> None:
+        task = asyncio.create_task(gitrun.git(repo, "-c", slow, "slow"))
+        async with asyncio.timeout(30):
+            await asyncio.to_thread(started.read_text)  # git's shell has started
+        for _ in range(50):  # through wait_for's own cancelling, into the reap, and on
+            task.cancel()
+            await asyncio.sleep(0)
+        async with asyncio.timeout(30):
+            await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with asyncio.Runner() as runner:
+            runner.run(cancelled_over_and_over())
+        for watcher in [t for t in threading.enumerate() if t.name.startswith("waitpid-")]:
+            watcher.join(30)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_git_never_waits_on_an_editor_or_a_terminal(repo: Path) -> None:

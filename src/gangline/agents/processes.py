@@ -148,6 +148,30 @@ def kill_group_now(pgid: int) -> None:
     _killpg(pgid, signal.SIGKILL)
 
 
+async def kill_and_reap(proc: asyncio.subprocess.Process, bound_s: float = 5.0) -> None:
+    """SIGKILL ``proc``'s group (it leads one) and wait, within ``bound_s``, until its exit is seen.
+
+    For a caller being cancelled: the wait goes on through further cancellations (a task group
+    aborting, then the event loop closing), which are raised once it is over. Otherwise a process
+    whose exit the loop never saw keeps its transport open, and warns at some later garbage collection.
+    """
+    if proc.returncode is None:  # once its exit is seen, its pid may be another's
+        kill_group_now(proc.pid)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound_s
+    cancelled = False
+    while proc.returncode is None and loop.time() < deadline:
+        try:
+            async with asyncio.timeout_at(deadline):  # no task of its own: the loop's cancelling cannot orphan it
+                await proc.wait()
+        except TimeoutError:
+            break
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class ProcessRegistry:
     """Every live agent process group, by run id, so stop and shutdown can reach them."""
 

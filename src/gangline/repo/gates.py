@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from gangline.agents.processes import kill_group_now, terminate_group
+from gangline.agents.processes import kill_and_reap, terminate_group
 
 HEAD_BYTES = 8 * 1024  # the start of a gate's output: usually says what it is running
 SUMMARY_BYTES = 8 * 1024  # the end of a failed gate's output shown in a retry prompt
@@ -159,10 +158,7 @@ async def run_gate(
     finally:
         pipe.close()
         if not finished:  # cancelled: nothing of the gate may outlive the caller
-            kill_group_now(proc.pid)
-            # Reap it (bounded; SIGKILL is prompt) so its transport closes now, not at garbage collection.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), _REAP_S)
+            await kill_and_reap(proc, _REAP_S)
     exit_code = None if timed_out else proc.returncode
     return GateResult(
         gate.name, gate.command, exit_code, timed_out, loop.time() - started, output.text(), output.dropped > 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gangline.agents.processes import kill_group_now
+from gangline.agents.processes import kill_and_reap
 from gangline.core.errors import GitError
 
 # The identity of commits gangline makes itself, so a repository without user.name still
@@ -91,15 +90,11 @@ async def git(
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
-        kill_group_now(proc.pid)
-        await proc.wait()
+        await kill_and_reap(proc, _REAP_S)
         raise GitError(args, cwd, None, f"no answer after {timeout_s:g} s; killed") from None
     finally:
         if proc.returncode is None:  # cancelled: nothing of git's may outlive the caller
-            kill_group_now(proc.pid)
-            # Reap it (bounded; SIGKILL is prompt) so its transport closes now, not at garbage collection.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), _REAP_S)
+            await kill_and_reap(proc, _REAP_S)
     result = GitResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
     if check and result.returncode != 0:
         raise GitError(args, cwd, result.returncode, result.stderr)

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gangline.agents.processes import kill_group_now
+from gangline.agents.processes import kill_and_reap, kill_group_now
 from gangline.repo.git import git_env
 
 log = logging.getLogger(__name__)
@@ -226,11 +226,11 @@ class Backend:
         try:
             await asyncio.wait_for(self.proc.wait(), _REAP_S)
         except TimeoutError:
-            self.kill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), _REAP_S)  # bounded; SIGKILL is prompt
+            self.killed = True
+            await kill_and_reap(self.proc, _REAP_S)
         except BaseException:  # cancelled: the event loop is closing; git must not run on without us
-            self.kill()
+            self.killed = self.killed or self.proc.returncode is None
+            await kill_and_reap(self.proc, _REAP_S)
             raise
         self.feeder.cancel()  # a client still sending to a git that is gone
         with contextlib.suppress(TimeoutError):
