@@ -104,6 +104,30 @@ async def test_a_commit_in_the_room_lands_on_the_item_branch_and_nothing_else_mo
     assert not list(project.runs_dir.glob("1-coder-1.sandbox"))  # the run's own directory is gone
 
 
+async def test_commits_an_agent_packed_in_its_room_land_on_the_item_branch(project: ProjectPaths) -> None:
+    mine = await worktree(project, 1, "mine")
+    rooms = Rooms(project, SandboxMode.REQUIRED, os.environ)
+    opened = await rooms.open("1-coder-1", CODER, mine, "1-mine")
+    assert opened is not None
+    said = inside(
+        opened,
+        "for n in 1 2 3; do echo $n > f$n.txt && git add f$n.txt && "
+        "git -c user.name=A -c user.email=a@b commit -q -m work$n; done && "
+        "git repack -q -d -l && echo packed",
+    )
+    assert "packed" in said.stdout, said.stderr
+    harvest = await rooms.close(opened)
+    assert harvest is not None and harvest.refused is None and harvest.new_tip is not None
+    assert git(project.root, "log", "--format=%s", "gangline/1-mine").splitlines() == [
+        "work3",
+        "work2",
+        "work1",
+        "initial",
+    ]
+    assert git(project.root, "show", "gangline/1-mine:f2.txt") == "2"
+    assert git(project.root, "fsck", "--no-progress") == ""
+
+
 async def test_an_object_planted_under_another_name_never_enters_the_store(project: ProjectPaths) -> None:
     mine = await worktree(project, 1, "mine")
     rooms = Rooms(project, SandboxMode.REQUIRED, os.environ)

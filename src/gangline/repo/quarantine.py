@@ -26,7 +26,9 @@ import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gangline.agents.processes import kill_and_reap
 from gangline.core.errors import GitError
 from gangline.repo.git import git, git_env
 
@@ -239,31 +241,37 @@ async def _index_all(room: GitRoom) -> int:
     """Pack every quarantined object and index it into the repository; how many there were."""
     # git() drops GIT_OBJECT_DIRECTORY from its environment on purpose; here it is the point.
     env = git_env(None) | {"GIT_OBJECT_DIRECTORY": str(room.objects)}
-    listing = await asyncio.create_subprocess_exec(
-        "git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", cwd=room.common, env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    listed, listing_err = await listing.communicate()
-    if listing.returncode != 0:
-        raise GitError(("cat-file",), room.common, listing.returncode, listing_err.decode(errors="replace"))
-    ids = listed.split()
-    if not ids:
-        return 0
-    reading, writing = os.pipe()
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str, **how: Any) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec("git", *args, cwd=room.common, start_new_session=True, **how)
+        started.append(proc)
+        return proc
+
     try:
-        pack = await asyncio.create_subprocess_exec(
-            "git", "pack-objects", "--quiet", "--stdout", cwd=room.common, env=env,
-            stdin=subprocess.PIPE, stdout=writing, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        index = await asyncio.create_subprocess_exec(
-            "git", "index-pack", "--stdin", cwd=room.common, env=git_env(None),
-            stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-    finally:
-        os.close(reading)
-        os.close(writing)
-    _, pack_err = await pack.communicate(b"\n".join(ids) + b"\n")
-    _, index_err = await index.communicate()
+        listing = await start("cat-file", "--batch-all-objects", "--batch-check=%(objectname)", env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        listed, listing_err = await listing.communicate()
+        if listing.returncode != 0:
+            raise GitError(("cat-file",), room.common, listing.returncode, listing_err.decode(errors="replace"))
+        ids = listed.split()
+        if not ids:
+            return 0
+        reading, writing = os.pipe()
+        try:
+            pack = await start("pack-objects", "--quiet", "--stdout", env=env,
+                               stdin=subprocess.PIPE, stdout=writing, stderr=subprocess.PIPE)  # fmt: skip
+            index = await start("index-pack", "--stdin", env=git_env(None),
+                                stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        finally:
+            os.close(reading)
+            os.close(writing)
+        _, pack_err = await pack.communicate(b"\n".join(ids) + b"\n")
+        _, index_err = await index.communicate()
+    finally:  # cancelled, or one failed to start: none of them may outlive the call
+        for proc in started:
+            if proc.returncode is None:
+                await kill_and_reap(proc)
     if pack.returncode != 0 or index.returncode != 0:
         said = (pack_err or index_err).decode(errors="replace").strip()
         raise GitError(("index-pack",), room.common, index.returncode or pack.returncode, said)
