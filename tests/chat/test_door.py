@@ -268,6 +268,26 @@ async def test_logs_cost_and_git_answer_from_a_finished_item(project: Project) -
     assert base.splitlines()[0].startswith(f"main at {tip[:10]} ") and "your checkout: on main, clean" in base
 
 
+async def test_overview_tells_what_a_merged_item_changed_and_refuses_one_that_was_not(project: Project) -> None:
+    project.add("Add a file")
+    chat = MemoryTransport(memory_settings())
+    async with chatting(project, chat) as served:
+        await until(served, lambda: project.stage(1) is Stage.DONE)
+        later = waiting(project, "Not yet")
+        told = await chat.ask("overview #1")
+        refused = await chat.ask(f"overview {later.id}")
+        async with httpx.AsyncClient(base_url=served.url) as rest:
+            not_merged = (await rest.get(f"/api/items/{later.id}/overview")).json()["error"]["message"]
+    tip = git(project.root, "rev-parse", "main")
+    lines = told.splitlines()
+    assert lines[0].startswith(f"#1 Add a file (story): merged onto main as {tip[:12]} at ") and lines[0].endswith(
+        " JST"
+    )  # in the project's time zone
+    assert lines[1:3] == ["  1 file(s), +1 -0", "    a.txt (+1 -0)"]
+    assert "  Agent runs: 1 coder (" in told and "0 failed attempt(s) before the one merged; passed by" in told
+    assert refused == f"refused: {not_merged}" and "is not merged" in not_merged
+
+
 async def test_htop_shows_each_live_runs_processes_in_one_message_it_keeps_up_to_date(tmp_path: Path) -> None:
     project = Project(tmp_path)
     project.agent("coder", [[{"sleep": 120}]])

@@ -1,4 +1,4 @@
-"""The chat commands that are no order or view of the pipeline: git, logs, htop, reset."""
+"""The chat commands that are no order or view of the pipeline: git, logs, overview, htop, reset."""
 
 from __future__ import annotations
 
@@ -10,18 +10,21 @@ from pathlib import Path
 from gangline.agents.runlog import replay_tail
 from gangline.chat.commands import Asked, Extra
 from gangline.chat.htop import Htop
+from gangline.chat.replies import when
 from gangline.core.chat import Command
 from gangline.core.errors import NotFoundError
+from gangline.core.overview import summary
 from gangline.core.text import plain
 from gangline.core.transcript import line_of, text_of
 from gangline.pipeline.orders import Orders
+from gangline.pipeline.overview import overview as item_overview
 from gangline.repo.checkout import base_status
 
 LOG_LINES = 15  # what ``logs N`` shows of a run: its last lines
 
 
 def extras(orders: Callable[[], Orders], htop: Htop, reset: Extra | None = None) -> dict[str, Extra]:
-    """The handlers ``Commands`` takes for git, logs, htop and reset."""
+    """The handlers ``Commands`` takes for git, logs, overview, htop and reset."""
 
     async def git(command: Command, asked: Asked) -> str:
         found = orders()
@@ -44,6 +47,14 @@ def extras(orders: Callable[[], Orders], htop: Htop, reset: Extra | None = None)
         shown = "\n".join(lines) or "(nothing yet)"
         return f"run {run.id} ({run.profile}, {state}), its last lines:\n{shown}"
 
+    async def overview(command: Command, asked: Asked) -> str:
+        assert command.item_id is not None
+        found = orders()
+        merged = await item_overview(found.views, found.orchestrator.paths.root, found.config.base_branch,
+                                     command.item_id)  # fmt: skip
+        zone = found.config.zone()
+        return "\n".join(summary(merged, lambda at: when(at, zone)))
+
     async def top(command: Command, asked: Asked) -> str:
         if command.word == "stop":
             return "htop stopped." if htop.stop(asked.said.room) else "No htop is running in this room."
@@ -52,7 +63,7 @@ def extras(orders: Callable[[], Orders], htop: Htop, reset: Extra | None = None)
     async def no_agent(command: Command, asked: Asked) -> str:
         return "There is no conversation to start over: no chat agent is set up."
 
-    return {"git": git, "logs": logs, "htop": top, "reset": reset or no_agent}
+    return {"git": git, "logs": logs, "overview": overview, "htop": top, "reset": reset or no_agent}
 
 
 def _last_lines(log: Path, zone: tzinfo) -> list[str]:

@@ -10,7 +10,7 @@ from datetime import datetime, tzinfo
 
 from gangline.core.records import about
 from gangline.core.stages import Stage
-from gangline.core.text import plain
+from gangline.core.text import money, plain
 from gangline.core.wire import Activity, CostsOut, ItemDetail, ItemOut, RunOut, StatusOut
 
 _SHOWN_STAGES = (Stage.BACKLOG, Stage.CODING, Stage.QA, Stage.MERGE, Stage.DONE)
@@ -20,10 +20,6 @@ def when(at: float, zone: tzinfo) -> str:
     """A time as a person reads it in the project's zone: HH:MM today, else the date too."""
     moment = datetime.fromtimestamp(at, zone)
     return moment.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def money(cost: float) -> str:
-    return f"${cost:.2f}" if cost >= 0.01 or cost == 0 else f"${cost:.4f}"
 
 
 def activity(act: Activity, zone: tzinfo) -> str:

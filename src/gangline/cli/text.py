@@ -10,6 +10,7 @@ import time
 
 from rich.markup import escape
 
+from gangline.core.text import first_line as text_first_line
 from gangline.core.text import plain
 
 
@@ -20,8 +21,7 @@ def inert(text: str | None, *, multiline: bool = False, limit: int | None = None
 
 def first_line(text: str | None, limit: int = 160) -> str:
     """The first non-blank line of ``text``, inert."""
-    line = next((part for part in (text or "").splitlines() if part.strip()), "")
-    return inert(line, limit=limit)
+    return escape(text_first_line(text, limit))
 
 
 def clock_time(ts: float) -> str:

@@ -65,6 +65,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("cost", (Arg("period", "choice", optional=True, choices=("today", "week")),),
                 "What the agents cost, today or this week (default: today)."),
     CommandSpec("logs", (_ID,), "The last lines of an item's live run."),
+    CommandSpec("overview", (_ID,), "What a merged item changed and how it got there: files, time, runs, cost."),
     CommandSpec("git", (), "The base branch: its tip, ahead and behind, a dirty checkout."),
     CommandSpec("htop", (Arg("stop", "choice", optional=True, choices=("stop",)),),
                 "Each live run's processes, CPU and memory, kept up to date for 5 minutes; htop stop ends it."),

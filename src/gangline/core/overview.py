@@ -5,12 +5,14 @@ cost, who passed it and the gates it merged with. Built from what the store and 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
 from gangline.core.changes import CommitOut, DiffOut, FileOut
 from gangline.core.items import Criterion
 from gangline.core.stages import Trigger
+from gangline.core.text import first_line, money, plain, span
 from gangline.core.wire import EventOut, GateOut, ItemDetail
 
 
@@ -79,3 +81,32 @@ def build(detail: ItemDetail, diff: DiffOut, messages: int) -> Overview:
 
 def _last(moves: list[EventOut], trigger: Trigger) -> EventOut | None:
     return next((e for e in reversed(moves) if e.trigger == trigger.value), None)
+
+
+SHOWN_FILES = 20  # the files a summary names; the rest are counted
+
+
+def summary(found: Overview, when: Callable[[float], str]) -> list[str]:
+    """The overview as lines a person reads (``gangline overview``, chat's ``overview N``), all its text plain;
+    ``when`` words a time."""
+    lines = [f"#{found.id} {plain(found.title, limit=120)} ({found.kind}): merged onto {plain(found.base)} as "
+             f"{found.commit.sha[:12]} at {when(found.merged_at)}",
+             f"  {len(found.files)} file(s), +{found.additions} -{found.deletions}"]  # fmt: skip
+    for changed in found.files[:SHOWN_FILES]:
+        counts = "binary" if changed.binary else f"+{changed.additions} -{changed.deletions}"
+        lines.append(f"    {plain(changed.path)} ({counts})")
+    if len(found.files) > SHOWN_FILES:
+        lines.append(f"    … and {len(found.files) - SHOWN_FILES} more")
+    work = f", {span(found.work_time_s)} of it after it started" if found.work_time_s is not None else ""
+    lines.append(f"  Took {span(found.lead_time_s)} from creation to merge{work}.")
+    runs = ", ".join(f"{count} {role}" for role, count in found.runs.items()) or "none"
+    lines.append(f"  Agent runs: {runs} ({span(found.agent_time_s)} in all); {found.retries} failed attempt(s) "
+                 f"before the one merged; passed by {plain(found.passed_by)}.")  # fmt: skip
+    lines += [f"    sent back: {first_line(reason, 120)}" for reason in found.rejections]
+    if found.messages:
+        lines.append(f"  People wrote to its coder {found.messages} time(s).")
+    lines.append(f"  Cost {money(found.cost_usd)} ({found.input_tokens} tokens in, {found.output_tokens} out).")
+    gates = ", ".join(f"{plain(g.name)} {'✓' if g.passed else '✗'} ({g.duration_s:.1f} s)" for g in found.gates)
+    lines.append(f"  Gates at merge: {gates or 'none'}.")
+    lines += [f"  [{'x' if c.checked else ' '}] {plain(c.text, limit=200)}" for c in found.criteria]
+    return lines

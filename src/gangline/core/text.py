@@ -46,3 +46,27 @@ def plain(text: str | None, *, multiline: bool = False, limit: int | None = None
     if limit is not None and len(clean) > limit:
         clean = clean[: limit - 1] + "…"
     return clean
+
+
+def first_line(text: str | None, limit: int = 160) -> str:
+    """The first non-blank line of ``text``, plain."""
+    return plain(next((part for part in (text or "").splitlines() if part.strip()), ""), limit=limit)
+
+
+def money(cost: float) -> str:
+    """Dollars in a sentence: cents, or four places for less than a cent."""
+    return f"${cost:.2f}" if cost >= 0.01 or cost == 0 else f"${cost:.4f}"
+
+
+def span(seconds: float) -> str:
+    """A duration for a person: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
