@@ -16,7 +16,7 @@ import pytest
 
 from gangline.core.events import Result, RunOutcome, SessionStarted, ToolResult, ToolUse
 from gangline.core.profiles import AgentProfile, CliKind, PermissionMode
-from gangline.pipeline.runs import AgentResult
+from gangline.pipeline.results import AgentResult
 from kits.claude_cli import offline_env, require_claude
 from kits.fakeapi import FakeAnthropic, Turn, text_turn, tool_turn
 from kits.helpers import events_of

@@ -168,14 +168,49 @@ async def test_gates_run_on_the_node_where_the_project_says_so_and_its_leftovers
         # The first attempt left a file uncommitted on the node: retried with that, as a local run is.
         assert "You left uncommitted changes in the worktree: scratch.txt" in project.prompts(1)[1]
         ran = [g for g in project.store.gate_results(1) if g.context == "coding"]
-        assert [g.run_id for g in ran] == [second.id] * 2  # the first attempt's gates never counted
-        # The node's checkout is readied by the project's after_create before its gates, in its worktree.
-        assert [g.name for g in ran] == ["after_create", "where"]
-        assert f"readied in {tmp_path / 'n' / 'worktrees'}" in ran[0].output
-        assert str(tmp_path / "n" / "worktrees") in ran[1].output  # they ran in the node's worktree
+        assert [(g.name, g.run_id) for g in ran] == [("where", second.id)]  # the first attempt's gates never counted
+        assert str(tmp_path / "n" / "worktrees") in ran[0].output  # they ran in the node's worktree
+        # The node's checkout was readied by the project's after_create before its first agent, in its worktree.
+        readied = [g for g in project.store.gate_results(1) if g.context == "after_create" and g.run_id == first.id]
+        assert len(readied) == 1 and f"readied in {tmp_path / 'n' / 'worktrees'}" in readied[0].output
         passed = [e for e in project.store.events_after(0, limit=1000, item_id=1) if e.kind == "gates_passed"]
         assert passed[0].data == {"context": "coding", "where": "node"}
         assert first.node_id == second.node_id is not None
+        assert "Traceback" not in await stop(server)
+    finally:
+        await kill(server, *([worker] if worker else []))
+
+
+async def test_a_node_runs_the_hooks_around_its_agent_and_a_failing_before_run_is_a_failed_attempt(
+    tmp_path: Path,
+) -> None:
+    project = Project(tmp_path)
+    project.agent("coder", [commit_file("work/{item_slug}.txt", "{item_id}\n")])
+    said = 'echo "$GANGLINE_HOOK in $PWD"'
+    first_fails = f'{said}; test "$GANGLINE_RUN_ID" != 1-coder-1 || {{ echo db down; exit 3; }}'
+    hooks = {"after_create": said, "before_run": first_fails, "after_run": said}
+    tables = "[hooks]\n" + "".join(f"{point} = {json.dumps(command)}\n" for point, command in hooks.items())
+    project.configure(gates=[("where", "pwd")], nodes={"server_agents": False}, tables=tables)
+    project.add("Hooked there")
+    server, url = await serve(project)
+    worker = None
+    try:
+        worker = await node(tmp_path / "n", servers=(url,), token=await join_token(url))
+        await until(lambda: project.stage(1) is Stage.DONE, "the item done")
+        first, second = project.store.runs(1)
+        there = str(tmp_path / "n" / "worktrees")
+        on_node = [(g.context, g.run_id, g.exit_code) for g in project.store.gate_results(1) if there in g.output]
+        # after_create readied the node's checkout once; before_run failed, so the agent did not start there, and
+        # the next attempt ran it again before its agent, and after_run after it.
+        assert on_node == [("after_create", first.id, 0), ("before_run", first.id, 3),
+                           ("before_run", second.id, 0), ("after_run", second.id, 0)]  # fmt: skip
+        assert first.outcome is RunOutcome.FAILED and "the agent did not start" in (first.reason or "")
+        assert [p for p in project.prompts(1) if "db down" in p]  # the hook's output was the next prompt
+        assert "Hook 'before_run' failed with exit code 3." in project.prompts(1)[0]
+        here = [g.context for g in project.store.gate_results(1) if str(project.root) in g.output]
+        assert "before_run" not in here and "after_run" not in here  # the server's copy ran none of them
+        failed = [e for e in project.store.events_after(0, limit=1000, item_id=1) if e.kind == "hooks_failed"]
+        assert [e.data for e in failed] == [{"context": "before_run", "where": "node"}]
         assert "Traceback" not in await stop(server)
     finally:
         await kill(server, *([worker] if worker else []))

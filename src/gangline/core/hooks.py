@@ -32,6 +32,8 @@ class HookPoint(enum.StrEnum):
 
 
 HOOK_POINTS = frozenset(point.value for point in HookPoint)  # a hook's result is recorded with its point as context
+# Run by a build node around an agent's run there, in its own checkout (the rest run where the server works).
+NODE_HOOK_POINTS = (HookPoint.AFTER_CREATE, HookPoint.BEFORE_RUN, HookPoint.AFTER_RUN)
 
 
 class HookSettings(StrictModel):

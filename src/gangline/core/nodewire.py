@@ -77,6 +77,8 @@ class NodeRun(_Strict):
     push: bool = False
     mcp_token: str | None = None  # the run's own token for the server's /mcp (its tools, the permission prompt)
     gates: list[dict[str, Any]] = Field(default_factory=list)  # to run there after a coder ([nodes] gates = "node")
+    # The hooks to run there, by point (after_create, before_run, after_run), each a list of GateSpec's fields.
+    hooks: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)  # GANGLINE_* variables every process of the run carries
 
 
@@ -119,6 +121,7 @@ class FinishIn(_Strict):
     pushed: str | None = None
     dirty: list[str] = Field(default_factory=list, max_length=10_000)  # what the agent left uncommitted there
     gates: list[dict[str, Any]] | None = None  # the gates' results there ([nodes] gates = "node"), GateResult's fields
+    hooks: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)  # the hooks' results there, by point
 
 
 class NodeOut(BaseModel):

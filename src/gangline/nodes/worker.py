@@ -1,10 +1,12 @@
 """A build node at work: lease runs from the server, run each agent in a worktree of its own, stream it back.
 
 One loop asks for work while a slot is free (a long poll: the server answers the moment a run
-is offered). Each leased run: the item's worktree is reset to the branch as the server has it,
-the agent runs in a PTY under this node's own runner (its log written here first), its log
-lines stream to the server as they come, its lease is renewed six times per lease length, and
-at its end the branch is pushed and the end reported. When the server refuses the lease (it
+is offered). Each leased run: the item's worktree is reset to the branch as the server has it and
+readied by the project's hooks (after_create once per checkout, then before_run), the agent runs
+in a PTY under this node's own runner (its log written here first), its log lines stream to the
+server as they come, after_run and the gates (where the project says so) follow, and at its end
+the branch is pushed and the end reported, with what the hooks and gates said. Its lease is renewed
+six times per lease length from the lease to the report, hooks and gates included. When the server refuses the lease (it
 lapsed while this node was frozen or cut off, or the server restarted), the agent is stopped and
 nothing of the run is pushed or reported: the server has already moved on without it.
 """
@@ -27,12 +29,14 @@ from gangline.agents.runlog import replay_if_any
 from gangline.agents.runner import Runner, RunRequest, RunSummary
 from gangline.core.errors import GanglineError, RunnerError, Unavailable
 from gangline.core.events import Record, RunOutcome
+from gangline.core.hooks import HookPoint
 from gangline.core.nodes import LeaseLost
 from gangline.core.nodewire import FinishIn, NodeHello, NodeRun
 from gangline.core.profiles import AgentProfile, Role
 from gangline.nodes.checkout import Checkout
 from gangline.nodes.client import NodeClient
 from gangline.pipeline.grants import launched_with_mcp, remove_mcp_config
+from gangline.pipeline.hooks import mark_prepared, prepared
 from gangline.pipeline.rooms import Opened, Rooms
 from gangline.project.config import GateSpec
 from gangline.repo.worktrees import dirty_paths
@@ -52,6 +56,7 @@ class _Lease:
     epoch: int
     renew_s: float
     lost: str | None = None
+    stop: str | None = None  # the server wants it stopped, and why (a person, its budget)
 
 
 @dataclass
@@ -119,35 +124,73 @@ class Node:
             self._freed.set()
 
     async def _work(self, checkout: Checkout, lease: _Lease) -> FinishIn:
+        """The run from its checkout to its report, its lease renewed all along (hooks and gates take time too)."""
+        renew = asyncio.create_task(self._renew(lease))
+        try:
+            return await self._leased(checkout, lease)
+        finally:
+            renew.cancel()
+
+    async def _leased(self, checkout: Checkout, lease: _Lease) -> FinishIn:
         run, epoch = lease.run, lease.epoch
         try:
             path = await checkout.prepare(run)
         except GanglineError as err:
             return FinishIn(epoch=epoch, outcome=RunOutcome.CRASHED, reason=f"could not start: {err}")
+        hooks: dict[str, list[dict[str, Any]]] = {}  # what the hooks said here, by point
+        if not await self._ready(run, path, hooks):
+            why = f"the agent did not start: a hook that readies its checkout on {self.name} failed"
+            return FinishIn(epoch=epoch, outcome=RunOutcome.FAILED, reason=why, hooks=hooks)
+        if lease.stop is not None:  # while the hooks ran
+            return FinishIn(epoch=epoch, outcome=RunOutcome.STOPPED, reason=lease.stop, hooks=hooks)
         try:
             summary = await self._drive(lease, path)
         except GanglineError as err:  # nothing was spawned: a missing CLI, a bad profile
-            return FinishIn(epoch=epoch, outcome=RunOutcome.REFUSED, reason=f"could not start on {self.name}: {err}")
+            why = f"could not start on {self.name}: {err}"
+            return FinishIn(epoch=epoch, outcome=RunOutcome.REFUSED, reason=why, hooks=hooks)
         finally:
             remove_mcp_config(path)
         if lease.lost is not None:
             return _finish(epoch, summary, None, "")
+        checked = await self._hook(run, path, HookPoint.AFTER_RUN, hooks)  # else its work is not checked
         dirty = await dirty_paths(path) if run.role == Role.CODER.value else []
-        gates = await self._gates(run, path) if run.gates else None
+        gates = await self._gates(run, path) if run.gates and checked else None
         pushed, note = None, ""
         if run.push:
             try:
                 pushed = await checkout.push(run, path, epoch)
             except GanglineError as err:
                 note = f"; its push was refused: {err}"
-        return _finish(epoch, summary, pushed, note).model_copy(update={"dirty": dirty, "gates": gates})
+        return _finish(epoch, summary, pushed, note).model_copy(update={"dirty": dirty, "gates": gates, "hooks": hooks})
+
+    async def _ready(self, run: NodeRun, path: Path, ran: dict[str, list[dict[str, Any]]]) -> bool:
+        """after_create, unless these same commands passed in this checkout already, then before_run."""
+        commands = [str(step["command"]) for step in run.hooks.get(HookPoint.AFTER_CREATE.value, [])]
+        if not prepared(path, commands):
+            if not await self._hook(run, path, HookPoint.AFTER_CREATE, ran):
+                return False
+            mark_prepared(path, commands)
+        return await self._hook(run, path, HookPoint.BEFORE_RUN, ran)
+
+    async def _hook(self, run: NodeRun, path: Path, point: HookPoint, ran: dict[str, list[dict[str, Any]]]) -> bool:
+        """``point``'s hooks here, as the server runs them; whether they passed (or there are none)."""
+        steps = run.hooks.get(point.value)
+        if not steps:
+            return True
+        specs = [GateSpec.model_validate(step) for step in steps]
+        env = {**self._gate_env(run), "GANGLINE_HOOK": point.value}
+        report = await self.rooms.run_gates(specs, f"{run.run_id}-{point.value}", path, env, noun="hook")
+        ran[point.value] = [asdict(result) for result in report.results]
+        return report.passed
 
     async def _gates(self, run: NodeRun, path: Path) -> list[dict[str, Any]]:
         """The project's gates here, after the coder, in the gates' sandbox: their results for the server."""
         specs = [GateSpec.model_validate(gate) for gate in run.gates]
-        env = {**self.env, **run.env, PROJECT_VAR: str(self.home)}
-        report = await self.rooms.run_gates(specs, f"{run.run_id}-gates", path, env)
+        report = await self.rooms.run_gates(specs, f"{run.run_id}-gates", path, self._gate_env(run))
         return [asdict(result) for result in report.results]
+
+    def _gate_env(self, run: NodeRun) -> dict[str, str]:
+        return {**self.env, **run.env, PROJECT_VAR: str(self.home)}
 
     async def _drive(self, lease: _Lease, path: Path) -> RunSummary:
         """The agent's run in ``path`` while its log streams to the server and its lease is renewed."""
@@ -166,13 +209,11 @@ class Node:
                              room=opened.room if opened else None, bwrap=opened.bwrap if opened else None)  # fmt: skip
         bus = Bus(self.runner.settings.subscriber_queue)
         forward = asyncio.create_task(self._forward(lease, bus))
-        renew = asyncio.create_task(self._renew(lease))
         try:
             return await self.runner.run(request, bus)
         finally:
             if opened is not None:
                 await self._close_room(run.run_id, opened)
-            renew.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_S):
                     await forward
@@ -223,7 +264,7 @@ class Node:
             self._lose(lease, str(err))
             return True
         if answer.stop:
-            self._stop(lease.run.run_id, answer.stop)
+            self._stop(lease, answer.stop)
         return True
 
     async def _renew(self, lease: _Lease) -> None:
@@ -237,15 +278,16 @@ class Node:
                 self._lose(lease, str(err))
                 return
             if answer.stop:
-                self._stop(lease.run.run_id, answer.stop)
+                self._stop(lease, answer.stop)
 
     def _lose(self, lease: _Lease, why: str) -> None:
         lease.lost = why
-        self._stop(lease.run.run_id, f"its lease is over: {why}")
+        self._stop(lease, f"its lease is over: {why}")
 
-    def _stop(self, run_id: str, reason: str) -> None:
-        with contextlib.suppress(RunnerError):  # it ended meanwhile
-            self.runner.stop_nowait(run_id, reason)
+    def _stop(self, lease: _Lease, reason: str) -> None:
+        lease.stop = lease.stop or reason  # asked before the agent starts: it does not start
+        with contextlib.suppress(RunnerError):  # it ended meanwhile, or has not started yet
+            self.runner.stop_nowait(lease.run.run_id, reason)
 
 
 def _finish(epoch: int, summary: RunSummary, pushed: str | None, note: str) -> FinishIn:

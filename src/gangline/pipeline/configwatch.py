@@ -125,15 +125,22 @@ class ConfigWatch:
                 await task
 
 
+def configure(agents: AgentRuns, config: ProjectConfig) -> None:
+    """What the agents' side takes from the configuration, at start and after each edit: prices, leases, and what
+    build nodes run around and after their agents (hooks, gates)."""
+    agents.prices = config.price_table()
+    agents.remote.lease_s = config.nodes.lease_s
+    agents.node_gates = config.node_gates()
+    agents.node_hooks = config.node_hooks()
+
+
 def retune(
     agents: AgentRuns, paths: ProjectPaths, old: ProjectConfig, new: ProjectConfig, env: Mapping[str, str]
 ) -> None:
-    """What the agents' side takes from a new configuration: the sandbox, prices, leases, gates on nodes, and the
+    """What the agents' side takes from a new configuration: the sandbox, ``configure``'s part, and the
     inactivity timeout (only when the edit changed it: a server started with its own runner settings keeps them)."""
     agents.rooms = Rooms.of(paths, new, env)
-    agents.prices = new.price_table()
-    agents.remote.lease_s = new.nodes.lease_s
-    agents.node_gates = new.node_gates()
+    configure(agents, new)
     if new.inactivity_timeout_s != old.inactivity_timeout_s:
         agents.runner.settings = agents.runner.settings.model_copy(
             update={"inactivity_timeout_s": new.inactivity_timeout_s}

@@ -18,6 +18,7 @@ from pathlib import Path
 from gangline.core.hooks import HookPoint
 from gangline.core.items import Item
 from gangline.core.profiles import Role
+from gangline.pipeline.results import AgentResult, Ready
 from gangline.pipeline.runs import AgentRuns
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport
@@ -48,28 +49,65 @@ class Hooks:
         key = f"{item.id}-{point.value}"
         env = {**self.env_for(item, run_id or key), "GANGLINE_HOOK": point.value}
         report = await self.agents.rooms.run_gates(steps, key, cwd, env, noun="hook")
+        return self._record(item, point, report, run_id)
+
+    def _record(self, item: Item, point: HookPoint, report: GatesReport, run_id: str | None,
+                where: str | None = None) -> GatesReport:  # fmt: skip
         results = [asdict(result) for result in report.results]
-        self.store.record_gates(item.id, run_id, point.value, results, report.passed, noun="hook")
+        self.store.record_gates(item.id, run_id, point.value, results, report.passed, where, noun="hook")
         return report
 
     async def prepare(self, item: Item, worktree: Path) -> GatesReport | None:
         """``after_create`` in the item's worktree unless these same commands passed there already."""
-        own = private_dir(worktree)
-        commands = "\n".join(step.command for step in self.config.hook_steps(HookPoint.AFTER_CREATE))
-        marker = own / CREATED if own is not None else None
-        if marker is not None and marker.exists() and marker.read_text(encoding="utf-8") == commands:
+        commands = [step.command for step in self.config.hook_steps(HookPoint.AFTER_CREATE)]
+        if prepared(worktree, commands):
             return None
         report = await self.run(item, HookPoint.AFTER_CREATE, worktree)
-        if marker is not None and report is not None and report.passed:
-            marker.write_text(commands, encoding="utf-8")
+        if report is not None and report.passed:
+            mark_prepared(worktree, commands)
         return report
 
-    async def before_run(self, item: Item, worktree: Path) -> GatesReport | None:
-        """What must pass before an agent starts in the item's worktree: its preparation, then ``before_run``."""
-        prepared = await self.prepare(item, worktree)
-        if prepared is not None and not prepared.passed:
-            return prepared
-        return await self.run(item, HookPoint.BEFORE_RUN, worktree)
+    def ready(self, item: Item, worktree: Path) -> Ready:
+        """What must pass before an agent starts in the item's worktree here (it is prepared already): before_run.
+        ``AgentRuns.run`` asks it only of a run it keeps; a build node runs its own."""
+
+        async def before_run() -> str | None:
+            return failure(await self.run(item, HookPoint.BEFORE_RUN, worktree))
+
+        return before_run
+
+    async def after(self, item: Item, result: AgentResult, worktree: Path) -> str | None:
+        """How ``after_run`` failed (None: it passed, or there is none): run here, or as the run's build node
+        ran it."""
+        if result.node_hooks is None:
+            return failure(await self.run(item, HookPoint.AFTER_RUN, worktree, result.run_id))
+        return failure(result.node_hooks.get(HookPoint.AFTER_RUN))
+
+    def took(self, item: Item, result: AgentResult) -> None:
+        """The hooks a build node ran around ``result``'s run, recorded on the item as this server's are."""
+        for point, report in (result.node_hooks or {}).items():
+            self._record(item, point, report, result.run_id, where="node")
+
+
+def unready_there(result: AgentResult) -> str | None:
+    """How the hooks a build node runs before its agent failed: its checkout could not be readied, so the agent
+    did not start there. None when they passed, or the run was this server's (``Unready`` says so here)."""
+    before = (result.node_hooks or {}).get
+    return failure(before(HookPoint.AFTER_CREATE)) or failure(before(HookPoint.BEFORE_RUN))
+
+
+def prepared(worktree: Path, commands: list[str]) -> bool:
+    """Whether after_create's ``commands`` (these, as they are now) passed in ``worktree`` already."""
+    own = private_dir(worktree)
+    marker = own / CREATED if own is not None else None
+    return marker is not None and marker.exists() and marker.read_text(encoding="utf-8") == "\n".join(commands)
+
+
+def mark_prepared(worktree: Path, commands: list[str]) -> None:
+    """Keep, in the worktree's own git directory, that after_create's ``commands`` passed there."""
+    own = private_dir(worktree)
+    if own is not None:
+        (own / CREATED).write_text("\n".join(commands), encoding="utf-8")
 
 
 def failure(report: GatesReport | None) -> str | None:

@@ -15,7 +15,8 @@ from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.stages import Stage
 from gangline.core.types import SERVER, Clock
 from gangline.pipeline.hooks import Hooks
-from gangline.pipeline.runs import AgentResult, AgentRuns
+from gangline.pipeline.results import AgentResult
+from gangline.pipeline.runs import AgentRuns
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import Worktrees, branch_name

@@ -25,10 +25,10 @@ from gangline.core.scheduler import Step
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.core.types import SERVER
 from gangline.pipeline.decisions import PAUSED, SWITCHED, apply_decision
-from gangline.pipeline.hooks import failure
+from gangline.pipeline.hooks import failure, unready_there
 from gangline.pipeline.jobbase import JobBase
 from gangline.pipeline.merge import Merger
-from gangline.pipeline.runs import AgentResult
+from gangline.pipeline.results import AgentResult, Unready
 from gangline.project.config import ProjectConfig
 from gangline.repo.gates import GatesReport
 from gangline.repo.worktrees import worktree_path
@@ -80,18 +80,24 @@ class Pipeline(JobBase):
     async def code(self, item: Item) -> None:
         profile = self._profile(item, Role.CODER)
         path = await self.worktrees.ensure(item.id, item.slug)
-        if (unready := failure(await self.hooks.before_run(item, path))) is not None:
+        if (unready := failure(await self.hooks.prepare(item, path))) is not None:
             self._check_failed(item, unready)  # the agent does not start in a worktree its hooks could not ready
             return
-        result = await self._code_once(item, profile, path, item.feedback)
-        tried = {profile.name}
-        while (fallback := self._fallback(item, Stage.CODING, result, profile, tried)) is not None:
-            profile = fallback
-            tried.add(profile.name)
-            item = self.store.get_item(item.id)
-            result = await self._code_once(item, profile, path, SWITCHED)
-        after = failure(await self.hooks.run(item, HookPoint.AFTER_RUN, path, result.run_id))
-        await self._after_coder(result, profile, after)
+        try:
+            result = await self._code_once(item, profile, path, item.feedback)
+            tried = {profile.name}
+            while (fallback := self._fallback(item, Stage.CODING, result, profile, tried)) is not None:
+                profile = fallback
+                tried.add(profile.name)
+                item = self.store.get_item(item.id)
+                result = await self._code_once(item, profile, path, SWITCHED)
+        except Unready as err:  # before_run failed here: no agent started
+            self._check_failed(self.store.get_item(item.id), err.why)
+            return
+        if (unready := unready_there(result)) is not None:
+            self._check_failed(self.store.get_item(item.id), unready, result.run_id)
+            return
+        await self._after_coder(result, profile, await self.hooks.after(item, result, path))
 
     async def _code_once(self, item: Item, profile: AgentProfile, path: Path, feedback: str | None) -> AgentResult:
         attempt = item.retries + 1
@@ -107,8 +113,12 @@ class Pipeline(JobBase):
         else:
             resume, prompt = None, fresh
         # ``fresh`` too: where the session does not live (another build node), the run starts afresh.
-        result = await self.agents.run(item, profile, prompt, path, resume, attempt, fresh)
-        self.store.deliver_messages([message.id for message in waiting], result.run_id)
+        result = await self.agents.run(
+            item, profile, prompt, path, resume, attempt, fresh, self.hooks.ready(item, path)
+        )
+        self.hooks.took(item, result)
+        if unready_there(result) is None:  # else its agent never started: they wait for the next run
+            self.store.deliver_messages([message.id for message in waiting], result.run_id)
         return result
 
     async def _after_coder(self, result: AgentResult, profile: AgentProfile, after: str | None) -> None:
@@ -223,7 +233,7 @@ class Pipeline(JobBase):
             return
         profile = self._profile(item, Role.QA)
         path = await self.worktrees.ensure(item.id, item.slug)
-        if (unready := failure(await self.hooks.before_run(item, path))) is not None:
+        if (unready := failure(await self.hooks.prepare(item, path))) is not None:
             self._check_failed(item, unready)
             return
         # Three read-only git questions, asked at once: they lie on the coder → QA handoff.
@@ -232,16 +242,15 @@ class Pipeline(JobBase):
             self.worktrees.branch_tip(item.id, item.slug),
             self.worktrees.diff_against_base(item.id, item.slug),
         )
-        tried: set[str] = set()
-        while True:
-            tried.add(profile.name)
-            prompt = self._render(profile, item, Role.QA, item.retries + 1, path, item.feedback, diff)
-            result = await self.agents.run(item, profile, prompt, path, None, item.retries + 1)
-            fallback = self._fallback(item, Stage.QA, result, profile, tried)
-            if fallback is None:
-                break
-            profile = fallback
-        after = failure(await self.hooks.run(item, HookPoint.AFTER_RUN, path, result.run_id))
+        try:
+            result, profile = await self._review_once(item, profile, path, diff)
+        except Unready as err:
+            self._check_failed(self.store.get_item(item.id), err.why)
+            return
+        if (unready := unready_there(result)) is not None:
+            self._check_failed(self.store.get_item(item.id), unready, result.run_id)
+            return
+        after = await self.hooks.after(item, result, path)
         item = self.store.get_item(item.id)
         decision = self._decide(item, Stage.QA, result, profile)
         if decision.next is not Next.CHECK:
@@ -294,6 +303,22 @@ class Pipeline(JobBase):
         if decision.next is Next.BLOCK:
             item = self.store.hold(item.id, Trigger.BLOCK, SERVER, decision.reason, expected=item.state)
         return item
+
+    async def _review_once(
+        self, item: Item, profile: AgentProfile, path: Path, diff: str
+    ) -> tuple[AgentResult, AgentProfile]:
+        """One QA run, or a fallback's for a rate-limited profile; the run's result and whose it was."""
+        tried: set[str] = set()
+        while True:
+            tried.add(profile.name)
+            prompt = self._render(profile, item, Role.QA, item.retries + 1, path, item.feedback, diff)
+            ready = self.hooks.ready(item, path)
+            result = await self.agents.run(item, profile, prompt, path, None, item.retries + 1, ready=ready)
+            self.hooks.took(item, result)
+            fallback = self._fallback(item, Stage.QA, result, profile, tried)
+            if fallback is None:
+                return result, profile
+            profile = fallback
 
     async def _qa_tampered(self, item: Item, path: Path, tip: str | None) -> str | None:
         if await self.worktrees.branch_tip(item.id, item.slug) != tip:

@@ -27,15 +27,16 @@ from gangline.core.scheduler import Job, Plan, Step, plan
 from gangline.core.stages import Facts, Stage, Trigger
 from gangline.core.types import SERVER, Clock
 from gangline.pipeline.changes import Changes
-from gangline.pipeline.configwatch import retune
+from gangline.pipeline.configwatch import configure, retune
 from gangline.pipeline.grants import Grants
 from gangline.pipeline.jobs import MAX_REPORT, Pipeline
 from gangline.pipeline.onboarding import Onboarder
 from gangline.pipeline.remote import RemoteRuns
 from gangline.pipeline.restart import ProjectLock, fenced, recover, take_locks
+from gangline.pipeline.results import AgentResult
 from gangline.pipeline.retention import Retention
 from gangline.pipeline.rooms import Rooms
-from gangline.pipeline.runs import AgentResult, AgentRuns
+from gangline.pipeline.runs import AgentRuns
 from gangline.pipeline.views import Live
 from gangline.project.config import ProjectConfig
 from gangline.project.paths import ProjectPaths
@@ -77,9 +78,8 @@ class Orchestrator:
         runner = Runner(
             settings or RunnerSettings(inactivity_timeout_s=config.inactivity_timeout_s), paths.runs_dir, env
         )
-        self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env), config.price_table())
-        self._agents.remote.lease_s = config.nodes.lease_s
-        self._agents.node_gates = config.node_gates()
+        self._agents = AgentRuns(store, runner, Rooms.of(paths, config, env))
+        configure(self._agents, config)
         self._pipeline = Pipeline(config, store, self.worktrees, self._agents, env, guide, clock)
         self.retention = Retention(paths, store, self._retire, config.retention, clock)
         self._changes = Changes()

@@ -28,27 +28,16 @@ from gangline.core.throttle import Throttle, answering, throttle_of
 from gangline.core.types import SERVER
 from gangline.pipeline.grants import Grants, launched_with_mcp, remove_mcp_config
 from gangline.pipeline.remote import RemoteRuns
+from gangline.pipeline.results import AgentResult, Ready, Unready, from_node
 from gangline.pipeline.rooms import Opened, Rooms
 from gangline.project.config import GateSpec
 from gangline.repo import nodepush
-from gangline.repo.gates import GateResult, GatesReport
 from gangline.repo.git import git
 from gangline.repo.quarantine import Harvest
 from gangline.repo.worktrees import branch_name, item_dir_name
 from gangline.store import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentResult:
-    run_id: str
-    summary: RunSummary
-    ending: RunEnding
-    qa_verdict: QaVerdict | None = None  # reported through MCP (report_qa_result); preferred to the final message
-    merge_failure: str | None = None  # a mergemaster's report_merge_failure
-    gates: GatesReport | None = None  # run on the build node that ran the agent ([nodes] gates = "node")
-    left_dirty: tuple[str, ...] = ()  # what the agent left uncommitted on its build node
 
 
 class AgentRuns:
@@ -77,6 +66,7 @@ class AgentRuns:
         self.remote = RemoteRuns(store, runner.log_path, store.clock)
         self.local_limits: dict[Role, int] = {}
         self.node_gates: tuple[GateSpec, ...] = ()  # the gates a coder's node runs itself ([nodes] gates = "node")
+        self.node_hooks: dict[str, list[GateSpec]] = {}  # what a node runs around a coder's or QA run (config's)
         self._local: dict[str, Role] = {}  # the runs on this server's runner, by role
 
     def env_for(self, item: Item | None, role: Role, run_id: str) -> dict[str, str]:
@@ -93,16 +83,21 @@ class AgentRuns:
         resume: str | None,
         attempt: int,
         fresh: str | None = None,
+        ready: Ready | None = None,
     ) -> AgentResult:
         """Run the agent to its end, here or on a build node. Raises StateConflict if the item moved first.
 
-        ``fresh`` is the prompt for a new session, used where ``resume``'s session does not live.
+        ``fresh`` is the prompt for a new session, used where ``resume``'s session does not live. ``ready``
+        runs first when the run is this server's (a build node runs the project's hooks itself); when it
+        says why it failed, Unready is raised and nothing is started.
         """
         run_id = f"{item.id}-{profile.role.value}-{self.store.count_runs(item.id) + 1}"
         log_path = self.runner.log_path(run_id)
         node = self._placed(profile, item.id, resume, fresh) if profile.role in NODE_ROLES else None
         if node is None and resume and self.store.session_node(item.id, resume) is not None:
             resume, prompt = None, fresh or prompt  # its session lives on a build node: start afresh here
+        if node is None and ready is not None and (why := await ready()) is not None:
+            raise Unready(why)
         new = NewRun(run_id, item.id, profile.role, profile.name, attempt, str(cwd), str(log_path), resume)
         self.store.start_run(new, item.state, self.actor)
         branch = item_dir_name(item.id, item.slug) if profile.role is not Role.MERGEMASTER else None
@@ -112,10 +107,8 @@ class AgentRuns:
         finally:  # what the run reported through MCP is taken, whether or not it could start
             qa_verdict, merge_failure = self.qa_verdicts.pop(run_id, None), self.merge_failures.pop(run_id, None)
             on_node = self.remote.ends.pop(run_id, None)
-        if on_node is None:
-            return AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
-        gates = GatesReport(tuple(GateResult(**g) for g in on_node.gates)) if on_node.gates is not None else None
-        return AgentResult(run_id, summary, ending, qa_verdict, merge_failure, gates, tuple(on_node.dirty))
+        result = AgentResult(run_id, summary, ending, qa_verdict, merge_failure)
+        return result if node is None else from_node(result, on_node)
 
     def _placed(self, profile: AgentProfile, item_id: int, resume: str | None, fresh: str | None) -> _OnNode | None:
         """Where the run goes (``core.nodes.on_node``): None for this server, else what its offer needs.
@@ -268,6 +261,9 @@ class AgentRuns:
             mcp_token=token,
             env=env,
             gates=[gate.model_dump() for gate in self.node_gates] if profile.role is Role.CODER else [],
+            hooks={point: [step.model_dump() for step in steps] for point, steps in self.node_hooks.items() if steps}
+            if profile.role in (Role.CODER, Role.QA)
+            else {},
         )
 
     def _session_usage(self, item_id: int | None, resume: str | None) -> Usage | None:

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, ByteSize, ConfigDict, Field, ValidationErro
 from gangline.core.budget import Price
 from gangline.core.databases import check_url, has_password
 from gangline.core.errors import ConfigError
-from gangline.core.hooks import Component, HookPoint, HookSettings, HookStep, steps
+from gangline.core.hooks import NODE_HOOK_POINTS, Component, HookPoint, HookSettings, HookStep, steps
 from gangline.core.nodes import LEASE_S
 from gangline.core.profiles import AgentProfile, CliKind, QaMode, Role, SandboxMode
 from gangline.core.profiles import StrictModel as _Strict
@@ -202,14 +202,19 @@ class ProjectConfig(_Strict):
         return steps(self.hooks, self.components, point)
 
     def node_gates(self) -> tuple[GateSpec, ...]:
-        """What a coder's build node runs right after it with ``[nodes] gates = "node"``: the after_create hooks
-        (its checkout is its own, never readied here), then the gates; none when the server runs the gates."""
-        if self.nodes.gates != "node":
-            return ()
-        steps = self.hook_steps(HookPoint.AFTER_CREATE)
+        """What a coder's build node runs right after it with ``[nodes] gates = "node"``: the gates; none when the
+        server runs them."""
+        return tuple(self.gates) if self.nodes.gates == "node" else ()
+
+    def node_hooks(self) -> dict[str, list[GateSpec]]:
+        """The hooks a build node runs around a coder's or QA agent's run there, in its own checkout, which is
+        never readied here: ``after_create`` (once per checkout), ``before_run``, ``after_run``, each as gates."""
         # A gate's name has no "/": a component's ("setup apps/web") is sent as "setup apps-web".
-        hooks = (GateSpec(name=s.name.replace("/", "-"), command=s.command, timeout_s=s.timeout_s) for s in steps)
-        return (*hooks, *self.gates)
+        return {
+            point.value: [GateSpec(name=s.name.replace("/", "-"), command=s.command, timeout_s=s.timeout_s)
+                          for s in self.hook_steps(point)]
+            for point in NODE_HOOK_POINTS
+        }  # fmt: skip
 
     def price_table(self) -> dict[str, Price]:
         return {model: entry.price() for model, entry in self.prices.items()}
