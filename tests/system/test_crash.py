@@ -33,14 +33,15 @@ from kits.postgres import Cluster
 ITEMS = 3
 
 
-def serve(project: Project, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """``gangline run --until-idle`` as its own process: the server a person would run."""
+def serve(project: Project, env: dict[str, str] | None = None, told: bool = False) -> subprocess.Popen[bytes]:
+    """``gangline run --until-idle`` as its own process: the server a person would run (``told``: what it prints
+    is kept, to read with ``communicate``)."""
     return subprocess.Popen(
         [sys.executable, "-m", "gangline", "run", "--until-idle", "--quiet"],
         cwd=project.root,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if told else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
 
@@ -106,9 +107,9 @@ def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_pa
         server.communicate()
         kills += 1
         check_invariants(project, finished=False)
-    server = serve(project)
-    _, err = server.communicate(timeout=120)
-    assert server.returncode == 0, err.decode()
+    server = serve(project, told=True)
+    out, err = server.communicate(timeout=120)
+    assert server.returncode == 0, (out + err).decode()  # what it said of the items left, and its errors
     assert kills >= 1
     check_invariants(project, finished=True)
     assert all(i.stage is Stage.DONE for i in project.store.list_items())
