@@ -5,10 +5,11 @@ is offered). Each leased run: the item's worktree is reset to the branch as the 
 readied by the project's hooks (after_create once per checkout, then before_run), the agent runs
 in a PTY under this node's own runner (its log written here first), its log lines stream to the
 server as they come, after_run and the gates (where the project says so) follow, and at its end
-the branch is pushed and the end reported, with what the hooks and gates said. Its lease is renewed
-six times per lease length from the lease to the report, hooks and gates included. When the server refuses the lease (it
-lapsed while this node was frozen or cut off, or the server restarted), the agent is stopped and
-nothing of the run is pushed or reported: the server has already moved on without it.
+the branch is pushed and the end reported, with what the hooks and gates said. Its lease is
+renewed six times per lease length from the lease to the report, hooks and gates included. When
+the server refuses the lease (it lapsed while this node was frozen or cut off, or the server
+restarted), the agent is stopped and nothing of the run is pushed or reported: the server has
+already moved on without it.
 """
 
 from __future__ import annotations

@@ -226,10 +226,10 @@ class Backend:
         try:
             await asyncio.wait_for(self.proc.wait(), _REAP_S)
         except TimeoutError:
-            self.killed = True
+            self.kill()
             await kill_and_reap(self.proc, _REAP_S)
         except BaseException:  # cancelled: the event loop is closing; git must not run on without us
-            self.killed = self.killed or self.proc.returncode is None
+            self.kill()
             await kill_and_reap(self.proc, _REAP_S)
             raise
         self.feeder.cancel()  # a client still sending to a git that is gone
