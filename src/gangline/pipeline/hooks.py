@@ -53,9 +53,7 @@ class Hooks:
 
     def _record(self, item: Item, point: HookPoint, report: GatesReport, run_id: str | None,
                 where: str | None = None) -> GatesReport:  # fmt: skip
-        results = [asdict(result) for result in report.results]
-        self.store.record_gates(item.id, run_id, point.value, results, report.passed, where, noun="hook")
-        return report
+        return record(self.store, item, run_id, point.value, report, where)
 
     async def prepare(self, item: Item, worktree: Path) -> GatesReport | None:
         """``after_create`` in the item's worktree unless these same commands passed there already."""
@@ -94,6 +92,15 @@ def unready_there(result: AgentResult) -> str | None:
     did not start there. None when they passed, or the run was this server's (``Unready`` says so here)."""
     before = (result.node_hooks or {}).get
     return failure(before(HookPoint.AFTER_CREATE)) or failure(before(HookPoint.BEFORE_RUN))
+
+
+def record(store: Store, item: Item, run_id: str | None, context: str, report: GatesReport,
+           where: str | None = None) -> GatesReport:  # fmt: skip
+    """Gates' or hooks' results (``report.noun``) on the item, and whether they passed, in its history (``where``:
+    a build node ran them); a hook's context is its point."""
+    results = [asdict(result) for result in report.results]
+    store.record_gates(item.id, run_id, context, results, report.passed, where, noun=report.noun)
+    return report
 
 
 def prepared(worktree: Path, commands: list[str]) -> bool:

@@ -4,7 +4,7 @@ prompt, the policy on how a run ended, a rate-limited profile's fallback, and th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gangline.core.errors import ConfigError
@@ -14,7 +14,7 @@ from gangline.core.profiles import AgentProfile, Role
 from gangline.core.prompts import PromptContext, render_prompt
 from gangline.core.stages import Stage
 from gangline.core.types import SERVER, Clock
-from gangline.pipeline.hooks import Hooks
+from gangline.pipeline.hooks import Hooks, record
 from gangline.pipeline.results import AgentResult
 from gangline.pipeline.runs import AgentRuns
 from gangline.project.config import ProjectConfig
@@ -51,8 +51,7 @@ class JobBase:
     def record_gates(self, item: Item, run_id: str | None, context: str, report: GatesReport,
                      where: str | None = None) -> GatesReport:  # fmt: skip
         """The gates' results on the item, and whether they passed in its history (``where``: a node ran them)."""
-        self.store.record_gates(item.id, run_id, context, [asdict(r) for r in report.results], report.passed, where)
-        return report
+        return record(self.store, item, run_id, context, report, where)
 
     def _profile(self, item: Item, role: Role) -> AgentProfile:
         if role is Role.CODER and item.pinned_agent:

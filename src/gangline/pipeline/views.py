@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from gangline.agents.runlog import replay, stored
+from gangline.agents.runlog import replay_if_any
 from gangline.core.disk import DiskOut
 from gangline.core.events import Record
 from gangline.core.items import Item
@@ -196,7 +196,7 @@ class Views:
         """The run's records after ``after``, ``limit`` at most (none yet: its log is made a moment after its row)."""
         row = self.store.get_run(run_id)
         path = Path(row.log_path)
-        records = list(islice(replay(path, after), limit + 1)) if stored(path) is not None else []
+        records = list(islice(replay_if_any(path, after), limit + 1))
         page = records[:limit]
         return RunPage(RunOut.of(row), page, len(records) > limit, page[-1].id if page else after)
 
