@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 import zlib
@@ -232,6 +233,21 @@ async def test_commits_a_killed_server_never_took_in_are_taken_in_when_it_restar
     [(run_id, harvest)] = await Rooms(project, SandboxMode.REQUIRED, os.environ).recover()
     assert run_id == "1-coder-1" and harvest.new_tip is not None
     assert git(project.root, "log", "-1", "--format=%s", "gangline/1-mine") == "kept"
+    assert not list(project.runs_dir.glob("*.sandbox"))
+
+
+async def test_a_room_whose_removal_a_kill_cut_short_does_not_stop_the_next_server(project: ProjectPaths) -> None:
+    rooms = Rooms(project, SandboxMode.REQUIRED, os.environ)
+    first = await rooms.open("1-coder-1", CODER, await worktree(project, 1, "one"), "1-one")
+    second = await rooms.open("2-coder-1", CODER, await worktree(project, 2, "two"), "2-two")
+    assert first is not None and first.git is not None and second is not None
+    inside(second, "echo w > w.txt && git add w.txt && git -c user.name=A -c user.email=a@b commit -q -m kept")
+    # The server dies while a finished room's quarantine is being removed: its objects are gone, not all of it.
+    shutil.rmtree(first.git.objects)
+    recovered = dict(await Rooms(project, SandboxMode.REQUIRED, os.environ).recover())
+    assert recovered["1-coder-1"].new_tip is None and recovered["1-coder-1"].refused is None  # nothing to take
+    assert recovered["2-coder-1"].new_tip is not None  # the other room's commit is still taken in
+    assert git(project.root, "log", "-1", "--format=%s", "gangline/2-two") == "kept"
     assert not list(project.runs_dir.glob("*.sandbox"))
 
 

@@ -167,7 +167,11 @@ class Rooms:
         for base in sorted(self.paths.runs_dir.glob("*.sandbox")) if self.paths.runs_dir.is_dir() else []:
             git = quarantine.left_behind(base / "git")
             if git is not None:
-                found.append((base.name.removesuffix(".sandbox"), await quarantine.harvest(git)))
+                try:
+                    harvest = await quarantine.harvest(git)
+                except OSError as err:  # what a kill left cannot stop the server that starts after it
+                    harvest = Harvest(0, refused=f"what the run left could not be read: {err}")
+                found.append((base.name.removesuffix(".sandbox"), harvest))
             shutil.rmtree(base, ignore_errors=True)
         return found
 

@@ -156,6 +156,8 @@ async def harvest(room: GitRoom) -> Harvest:
             return Harvest(count, refused=f"the branch moved while the run worked: {moved.stderr.strip()}")
         return Harvest(count, new_tip)
     finally:
+        # Its plan first: a server killed while the rest goes finds nothing half-removed to take in again.
+        (room.quarantine / ROOM_FILE).unlink(missing_ok=True)
         shutil.rmtree(room.quarantine, ignore_errors=True)
 
 
@@ -208,8 +210,10 @@ async def _import_objects(room: GitRoom) -> int:
     be the hash of its inflated content, or the whole harvest is refused. A quarantine holding
     packs (the agent repacked) goes through ``git index-pack``, which names every object itself.
     """
+    if not room.objects.is_dir():  # removed by hand, or by a kill in an older server's clean-up: nothing to take
+        return 0
     loose = [f for d in room.objects.iterdir() if d.name != "pack" and d.is_dir() for f in d.iterdir()]
-    if any((room.objects / "pack").iterdir()):
+    if (room.objects / "pack").is_dir() and any((room.objects / "pack").iterdir()):
         return await _index_all(room)
     for path in loose:
         _take_loose(path, room.common / "objects")
