@@ -133,21 +133,23 @@ async def write_mcp_config(worktree: Path, url: str, token: str, *, in_git: bool
     A file, not an inline JSON argument: argv is visible in ``ps`` and recorded in the run log,
     and the token is a secret. ``in_git`` False: a directory of a chat agent's, no git there.
     """
-    if in_git:
-        await exclude_from_git(worktree, CONFIG_NAME)
+    if in_git:  # the file, and the temporary copy it is written through, which a kill can leave behind
+        await exclude_from_git(worktree, f"{CONFIG_NAME}*")
     path = worktree / CONFIG_NAME
     write_private(path, json.dumps(mcp_config(url, token)))
     return path
 
 
 def remove_mcp_config(worktree: Path) -> None:
-    """Delete the run's config file; its token is revoked anyway, this only tidies the worktree."""
+    """Delete the run's config file, and any temporary copy a killed server left; their tokens are revoked
+    anyway, this only tidies the worktree."""
     with contextlib.suppress(OSError):  # a worktree removed meanwhile: nothing left to tidy
-        (worktree / CONFIG_NAME).unlink(missing_ok=True)
+        for path in (worktree / CONFIG_NAME, *worktree.glob(f"{CONFIG_NAME}.*.tmp")):
+            path.unlink(missing_ok=True)
 
 
-async def exclude_from_git(worktree: Path, name: str) -> None:
-    """List ``/name`` once in the repository's shared ``info/exclude``, so no worktree sees or commits it.
+async def exclude_from_git(worktree: Path, pattern: str) -> None:
+    """List ``/pattern`` once in the repository's shared ``info/exclude``, so no worktree sees or commits it.
 
     The shared one (``git rev-parse --git-common-dir``), not the worktree's own: git reads
     ``info/exclude`` from the common directory only, and one line there covers every worktree,
@@ -156,7 +158,7 @@ async def exclude_from_git(worktree: Path, name: str) -> None:
     """
     common = (await git(worktree, "rev-parse", "--git-common-dir")).stdout.strip()
     exclude = (worktree / common).resolve() / "info" / "exclude"
-    line = f"/{name}"
+    line = f"/{pattern}"
     try:
         present = line in exclude.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
