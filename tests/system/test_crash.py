@@ -20,7 +20,8 @@ from sqlalchemy import Engine
 
 from gangline.agents.processes import ProcessRecord, Spawned, boot_id, kill_group_now, spawn_in_pty
 from gangline.agents.recovery import PROJECT_VAR, kill_groups, leftover_groups
-from gangline.core.events import RunOutcome
+from gangline.agents.runlog import replay_if_any
+from gangline.core.events import RunOutcome, ToolResult
 from gangline.core.items import Item
 from gangline.core.profiles import Role
 from gangline.core.records import NewRun
@@ -84,6 +85,21 @@ def check_invariants(project: Project, finished: bool, count: int = ITEMS) -> No
         assert leftover_groups(project.root) == set(), "an agent or gate outlived the server"
 
 
+def left_why(project: Project) -> str:
+    """For a failure's message: each unfinished item's events and its runs' failed tool calls."""
+    said = []
+    for item in project.store.list_items():
+        if item.stage is Stage.DONE:
+            continue
+        events = project.store.events_after(0, limit=100_000, item_id=item.id)
+        said += [f"#{item.id} {e.kind} {e.run_id or ''} {e.reason or ''} {e.data or ''}" for e in events]
+        for run in project.store.runs(item.id):
+            events_of_run = [record.event for record in replay_if_any(Path(run.log_path))]
+            failed = [e for e in events_of_run if isinstance(e, ToolResult) and e.is_error]
+            said += [f"#{item.id} {run.id}: {tool.content[:300]}" for tool in failed]
+    return "\n".join(said)
+
+
 @pytest.mark.usefixtures("project_database")
 @pytest.mark.parametrize("seed", [1, 2])
 def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_path: Path, seed: int) -> None:
@@ -115,7 +131,7 @@ def test_killing_the_server_anywhere_loses_nothing_and_duplicates_nothing(tmp_pa
         check_invariants(project, finished=False)
     server = serve(project, told=True)
     out, err = server.communicate(timeout=120)
-    assert server.returncode == 0, (out + err).decode()  # what it said of the items left, and its errors
+    assert server.returncode == 0, (out + err).decode() + left_why(project)
     assert kills >= 1
     check_invariants(project, finished=True)
     assert all(i.stage is Stage.DONE for i in project.store.list_items())
